@@ -1,0 +1,76 @@
+"""Fixtures: every test gets its own data home and works in its own folder."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+
+POS_WORDS = ["great", "wonderful", "moving", "brilliant", "superb", "loved"]
+NEG_WORDS = ["awful", "boring", "waste", "terrible", "dull", "hated"]
+FILLER = ["the", "film", "was", "a", "movie", "and", "plot", "actors", "it"]
+
+
+def synthetic_reviews(n_per_label: int = 12, seed: int = 0) -> list[tuple[str, str, int, int, str]]:
+    """(split, label, id, rating, text) rows whose words predict their label."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for split in ("train", "test"):
+        for label, words, ratings in (("pos", POS_WORDS, (7, 10)), ("neg", NEG_WORDS, (1, 4))):
+            for i in range(n_per_label):
+                body = [rng.choice(FILLER if rng.random() < 0.6 else words)
+                        for _ in range(rng.randint(3, 30))]
+                text = " ".join(body).capitalize() + ". <br /><br />Don't miss it!"
+                rows.append((split, label, i, rng.randint(*ratings), text))
+    return rows
+
+
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, **info) -> None:
+    member = tarfile.TarInfo(name)
+    member.size = len(data)
+    for k, v in info.items():
+        setattr(member, k, v)
+    tar.addfile(member, io.BytesIO(data))
+
+
+def write_archive(path: Path, rows=None, extra=None, raw=None) -> Path:
+    """A tiny aclImdb-shaped .tar.gz; `extra(tar)` may add hostile members."""
+    rows = synthetic_reviews() if rows is None else rows
+    with tarfile.open(path, "w:gz") as tar:
+        add_bytes(tar, "aclImdb/README", b"synthetic")
+        for split, label, rid, rating, text in rows:
+            data = raw.get((split, label, rid), text.encode()) if raw else text.encode()
+            add_bytes(tar, f"aclImdb/{split}/{label}/{rid}_{rating}.txt", data)
+        if extra:
+            extra(tar)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("RNNCLI_HOME", str(home))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.chdir(tmp_path)
+    # Single-process preparation keeps tiny tests fast; the pool is covered by its own test.
+    monkeypatch.setenv("RNNCLI_WORKERS", "1")
+    return home
+
+
+@pytest.fixture
+def archive(tmp_path) -> Path:
+    return write_archive(tmp_path / "aclImdb_v1.tar.gz")
+
+
+@pytest.fixture
+def prepared(archive):
+    from rnncli.fetch import fetch
+
+    meta, _ = fetch("aclimdb", str(archive))
+    return meta

@@ -1,0 +1,236 @@
+import json
+import tarfile
+import urllib.error
+
+import numpy as np
+import pytest
+from conftest import add_bytes, synthetic_reviews, write_archive
+from typer.testing import CliRunner
+
+from rnncli import dataset, text
+from rnncli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_fetch_then_reports(archive, _isolated):
+    res = invoke("data", "fetch", "--from", str(archive))
+    assert res.exit_code == 0, res.output
+    assert "train 24 reviews" in res.stdout
+
+    info = json.loads(invoke("data", "info", "--json", "--num-words", "10").stdout)
+    for split in ("train", "test"):
+        assert info["splits"][split]["reviews"] == 24
+        assert info["splits"][split]["pos"] == info["splits"][split]["neg"] == 12
+    assert info["max_id"] == 9
+    assert info["vocab_size"] > 10
+
+    # The rebuild is a no-op unless forced.
+    again = invoke("data", "fetch", "--from", str(archive))
+    assert again.exit_code == 0 and "Already prepared" in again.stderr
+    forced = invoke("data", "fetch", "--from", str(archive), "--force")
+    assert forced.exit_code == 0 and "Prepared aclimdb" in forced.stderr
+    builds = list((_isolated / "aclimdb").glob("build-*"))
+    assert len(builds) == 1, "old builds are removed once the new one is in place"
+
+
+def test_stored_ids_are_the_shared_tokenizer(prepared, _isolated):
+    rows = {(s, 1 if lab == "pos" else 0, rid): t for s, lab, rid, _, t in synthetic_reviews()}
+    vocab = dataset.load_vocabulary(_isolated)
+    for name in ("train", "test"):
+        split = dataset.load_split(_isolated, name)
+        for i in range(len(split)):
+            original = rows[(name, int(split.labels[i]), int(split.ids[i]))]
+            assert split.text(i) == original
+            assert split.review(i).tolist() == vocab.encode(text.tokenize(original))
+    # Vocabulary comes from train only and is ranked by frequency.
+    train = dataset.load_split(_isolated, "train")
+    counts = np.bincount(train.tokens)
+    ranked = counts[text.INDEX_FROM:]
+    assert (np.diff(ranked) <= 0).all()
+    assert counts[text.OOV] == 0
+
+
+def test_both_labels_in_validation_tail(prepared, _isolated):
+    labels = dataset.load_split(_isolated, "train").labels
+    tail = labels[int(len(labels) * 0.8):]
+    assert 0 < tail.mean() < 1
+
+
+def test_load_encoded_applies_num_words_and_start(prepared, _isolated):
+    split = dataset.load_split(_isolated, "train")
+    x, y = dataset.load_encoded(split, num_words=8, maxlen=6, padding="post", truncating="post")
+    assert x.shape == (24, 6) and x.dtype == np.int32
+    assert (x[:, 0] == text.START).all()
+    assert x.max() < 8
+    assert set(np.unique(y)) == {0.0, 1.0}
+
+
+def test_pool_and_single_process_agree(archive, tmp_path):
+    from rnncli.fetch import fetch
+
+    a, _ = fetch("aclimdb", str(archive), tmp_path / "a", workers=1)
+    b, _ = fetch("aclimdb", str(archive), tmp_path / "b", workers=2)
+    for name in ("train", "test"):
+        sa, sb = dataset.load_split(tmp_path / "a", name), dataset.load_split(tmp_path / "b", name)
+        np.testing.assert_array_equal(sa.tokens, sb.tokens)
+        np.testing.assert_array_equal(sa.labels, sb.labels)
+    assert a["vocab_size"] == b["vocab_size"]
+
+
+def test_fetch_from_extracted_folder(archive, tmp_path):
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    res = invoke("data", "fetch", "--from", str(tmp_path / "x" / "aclImdb"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(invoke("data", "info", "--json").stdout)["splits"]["test"]["reviews"] == 24
+
+
+def test_decode_and_lengths(prepared):
+    res = invoke("data", "decode", "0", "--json")
+    assert res.exit_code == 0
+    report = json.loads(res.stdout)
+    assert report["decoded"].startswith("? ")
+    assert report["label"] in ("positive", "negative")
+    assert "Don't miss it!" in report["text"]
+    assert "don't" in report["decoded"]
+
+    text_out = invoke("data", "decode", "3", "--split", "test", "--num-words", "4").stdout
+    assert "original:" in text_out and "test review 3" in text_out
+
+    lengths = json.loads(invoke("data", "lengths", "--maxlen", "10", "--json").stdout)
+    assert 0 < lengths["truncated_share"] < 1
+    assert lengths["tokens_lost"] > 0
+    assert lengths["maxlen_to_keep_whole"]["p50"] <= lengths["maxlen_to_keep_whole"]["p99"]
+    assert sum(lengths["histogram"]["counts"]) == 24
+    shown = invoke("data", "lengths", "--maxlen", "10").stdout
+    assert "◀ maxlen" in shown and "truncated" in shown
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data", "decode", "99"], "No review 99 in the train split: use 0 to 23"),
+        (["data", "decode", "--", "-1"], "No review -1"),
+        (["data", "decode", "abc"], "is not a number"),
+        (["data", "decode", "0", "--split", "dev"], "Unknown split 'dev'"),
+        (["data", "lengths", "--maxlen", "0"], "--maxlen 0 is too small"),
+        (["data", "lengths", "--padding", "middle"], "--padding 'middle' is not known"),
+        (["data", "info", "--num-words", "3"], "use 4 or more"),
+    ],
+)
+def test_report_bad_input(prepared, args, message):
+    res = invoke(*args)
+    assert res.exit_code != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["data", "info"], ["data", "decode", "0"], ["data", "lengths"]])
+def test_reports_before_fetch(args):
+    res = invoke(*args)
+    assert res.exit_code == 1
+    assert "run `rnncli data fetch` first" in res.stderr
+
+
+def _hostile(kind):
+    def extra(tar):
+        if kind == "absolute":
+            add_bytes(tar, "/etc/evil.txt", b"x")
+        elif kind == "dotdot":
+            add_bytes(tar, "aclImdb/../../evil.txt", b"x")
+        elif kind == "symlink":
+            add_bytes(tar, "aclImdb/train/pos/99_9.txt", b"", type=tarfile.SYMTYPE,
+                      linkname="/etc/passwd")
+        elif kind == "hardlink":
+            add_bytes(tar, "aclImdb/link", b"", type=tarfile.LNKTYPE, linkname="aclImdb/README")
+    return extra
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink", "hardlink"])
+def test_hostile_members_are_refused(tmp_path, kind, _isolated):
+    bad = write_archive(tmp_path / "bad.tar.gz", extra=_hostile(kind))
+    res = invoke("data", "fetch", "--from", str(bad))
+    assert res.exit_code == 1
+    assert "refusing the archive" in res.stderr
+    assert not (tmp_path / "evil.txt").exists() and not (_isolated / "aclimdb").exists()
+
+
+def test_truncated_and_corrupt_archives(archive, tmp_path):
+    data = archive.read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.tar.gz").write_bytes(b"not an archive at all" * 50)
+    for name in ("cut.tar.gz", "junk.tar.gz"):
+        res = invoke("data", "fetch", "--from", str(tmp_path / name))
+        assert res.exit_code == 1, name
+        assert "truncated or corrupt" in res.stderr
+
+
+def test_missing_path_and_missing_split(tmp_path):
+    res = invoke("data", "fetch", "--from", str(tmp_path / "nope.tar.gz"))
+    assert res.exit_code == 1 and "No such file or folder" in res.stderr
+    only_train = [r for r in synthetic_reviews() if r[0] == "train"]
+    res = invoke("data", "fetch", "--from", str(write_archive(tmp_path / "t.tar.gz", only_train)))
+    assert res.exit_code == 1 and "has no test reviews" in res.stderr
+
+
+def test_non_utf8_review_is_counted(tmp_path):
+    rows = synthetic_reviews()
+    raw = {("train", "pos", 0): b"caf\xe9 great film \xff"}
+    path = write_archive(tmp_path / "a.tar.gz", rows, raw=raw)
+    res = invoke("data", "fetch", "--from", str(path))
+    assert res.exit_code == 0, res.output
+    info = json.loads(invoke("data", "info", "--json").stdout)
+    assert info["non_utf8"] == 1
+
+
+def test_interrupted_fetch_keeps_previous_dataset(archive, tmp_path, monkeypatch, _isolated):
+    assert invoke("data", "fetch", "--from", str(archive)).exit_code == 0
+    before = json.loads(invoke("data", "info", "--json").stdout)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset, "build_vocabulary", interrupted)
+    other = write_archive(tmp_path / "other.tar.gz", synthetic_reviews(5, seed=1))
+    res = invoke("data", "fetch", "--from", str(other))
+    assert res.exit_code == 130 and "Interrupted" in res.stderr
+    assert json.loads(invoke("data", "info", "--json").stdout) == before
+    assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
+
+    # Interrupted while storing: the half-written build is removed, meta.json untouched.
+    monkeypatch.undo()
+    monkeypatch.setenv("RNNCLI_HOME", str(_isolated))
+    monkeypatch.setattr(dataset, "atomic_write_json", interrupted)
+    res = invoke("data", "fetch", "--from", str(other))
+    assert res.exit_code == 130
+    assert json.loads(invoke("data", "info", "--json").stdout) == before
+    assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
+
+
+def test_no_network_suggests_from(monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    res = invoke("data", "fetch")
+    assert res.exit_code == 1
+    assert "Cannot download https://ai.stanford.edu" in res.stderr
+    assert "--from PATH" in res.stderr
+
+
+def test_download_verifies_checksum(tmp_path, archive):
+    from rnncli import archive as arch
+
+    url = archive.as_uri()
+    got = arch.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
+    assert got.read_bytes() == archive.read_bytes()
+    with pytest.raises(arch.NetworkError, match="Checksum mismatch"):
+        arch.download(url, tmp_path / "bad.tar.gz", sha256="0" * 64)
+    assert not (tmp_path / "bad.tar.gz").exists()
+    assert not list(tmp_path.glob("*.part-*"))

@@ -1,0 +1,44 @@
+"""End to end on the real Stanford archive in ../shared/data, through `data fetch --from`."""
+
+import json
+
+import pytest
+from conftest import REAL_ARCHIVE
+from typer.testing import CliRunner
+
+from rnncli.cli import app
+
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present"),
+]
+
+
+@pytest.fixture(scope="module")
+def real_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("real-home")
+    res = CliRunner().invoke(app, ["data", "fetch", "--from", str(REAL_ARCHIVE),
+                                   "--data-dir", str(home)])
+    assert res.exit_code == 0, res.output
+    return home
+
+
+def test_real_archive_counts_and_reports(real_home, monkeypatch):
+    monkeypatch.setenv("RNNCLI_HOME", str(real_home))
+    runner = CliRunner()
+    info = json.loads(runner.invoke(app, ["data", "info", "--json", "--num-words", "1000"]).stdout)
+    for split in ("train", "test"):
+        assert info["splits"][split]["reviews"] == 25_000
+        assert info["splits"][split]["pos"] == info["splits"][split]["neg"] == 12_500
+    assert info["max_id"] == 999
+    assert info["non_utf8"] == 0
+
+    for args in (["0"], ["0", "--split", "test"]):
+        decoded = json.loads(runner.invoke(app, ["data", "decode", *args, "--json"]).stdout)
+        assert decoded["decoded"].startswith("? ")
+        assert len(decoded["text"]) > 50 and decoded["rating"] in range(1, 11)
+
+    lengths = json.loads(runner.invoke(app, ["data", "lengths", "--maxlen", "80", "--json"]).stdout)
+    assert lengths["reviews"] == 25_000
+    # Most IMDB reviews are longer than 80 tokens: the recipe sees only their ends.
+    assert lengths["truncated_share"] > 0.8
