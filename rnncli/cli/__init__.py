@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from rnncli import __version__
-from rnncli.cli import data
+from rnncli.cli import data, evaluate, train
 
 app = typer.Typer(
     name="rnncli",
@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
 
 
 def _version(value: bool) -> None:
