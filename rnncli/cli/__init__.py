@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from rnncli import __version__
-from rnncli.cli import data, evaluate, train
+from rnncli.cli import data, evaluate, export, predict, train
 
 app = typer.Typer(
     name="rnncli",
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(export.app, name="export")
+app.command("predict")(predict.predict)
 
 
 def _version(value: bool) -> None:

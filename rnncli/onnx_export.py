@@ -1,0 +1,221 @@
+"""Export a trained Keras model to ONNX, validated against Keras, preprocessing inside.
+
+    report = export_onnx(find_model(Path("artifacts")), Path("artifacts/model.onnx"))
+
+Candidates: tf2onnx's conversion (through `from_function`: `from_keras` fails on Keras 3,
+tf2onnx issue 2448) and the native-op graphs of onnx_graph.py. Each is checked the same
+way (output names, shapes, then values on real test reviews within `atol`) and timed; the
+fastest valid one is written, via a temporary name, so a failed export leaves nothing at
+the output path.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnncli import dataset, runs
+from rnncli.config import RunConfig
+from rnncli.errors import ExportError, ModelError
+from rnncli.fsutil import atomic_path, read_json
+from rnncli.onnx_graph import INPUT, OUTPUT, build_native_graph
+from rnncli.preprocessing import Preprocessing
+
+GRAPHS = ("auto", "native-folded", "native", "tf2onnx")
+
+
+@dataclass
+class Candidate:
+    name: str
+    proto: object = None
+    max_diff: float = float("nan")
+    error: str | None = None
+    latency_us: float = float("nan")  # one review, one thread, p50
+    throughput: float = float("nan")  # reviews/s at batch 1024
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    chosen: str
+    candidates: list[Candidate]
+    reviews: int  # how many reviews the values were compared on
+    real_reviews: bool
+    atol: float
+    size_bytes: int = 0
+    quantized: dict = field(default_factory=dict)
+
+
+def validation_inputs(prep: Preprocessing, home: Path,
+                      n: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Up to `n` real test reviews encoded with the model's preprocessing, else random ids."""
+    try:
+        split = dataset.load_split(home, "test")
+        vocab = dataset.load_vocabulary(home).truncated(prep.num_words)
+    except Exception:
+        split = None
+    if split is not None and vocab.words == prep.vocabulary:
+        x, y = dataset.load_encoded(split, prep.num_words, prep.maxlen, prep.padding,
+                                    prep.truncating)
+        return x[:n], y[:n], True
+    if split is not None and (texts := split.texts(min(n, len(split)))) is not None:
+        x, _ = prep.encode(texts)
+        return x, split.labels[: len(texts)].astype(np.float32), True
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, prep.num_words, size=(min(n, 256), prep.maxlen), dtype=np.int32)
+    return x, None, False
+
+
+def _tf2onnx_graph(model, maxlen: int, opset: int):
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = [tf.TensorSpec([None, maxlen], tf.int32, name=INPUT)]
+
+    @tf.function(input_signature=spec)
+    def serve(ids):
+        return {OUTPUT: model(ids, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    return proto
+
+
+def _session(proto, threads: int):
+    import onnxruntime as ort
+
+    from rnncli.inference import session_options
+
+    return ort.InferenceSession(proto.SerializeToString(), session_options(threads),
+                                providers=["CPUExecutionProvider"])
+
+
+def check_outputs(proto, x: np.ndarray, reference: np.ndarray, atol: float) -> float:
+    """Names, then shapes, then values against the Keras outputs; returns the max |diff|."""
+    sess = _session(proto, threads=0)
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
+        raise ExportError(f"graph has inputs {[i.name for i in inputs]} and outputs "
+                          f"{[o.name for o in outputs]}, expected [{INPUT!r}] and [{OUTPUT!r}]")
+    got = sess.run([OUTPUT], {INPUT: x})[0]
+    if got.shape != reference.shape:
+        raise ExportError(f"output shape {got.shape} differs from Keras's {reference.shape}")
+    diff = float(np.max(np.abs(got.astype(np.float64) - reference))) if len(x) else 0.0
+    if not diff <= atol:
+        raise ExportError(f"max |ONNX - Keras| = {diff:.3g} on {len(x)} reviews exceeds "
+                          f"--atol {atol:g}")
+    return diff
+
+
+def time_graph(proto, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
+    """(p50 microseconds for one review on one thread, reviews/s at batch 1024)."""
+    single = _session(proto, threads=1)
+    one = x[:1]
+    for _ in range(20):
+        single.run([OUTPUT], {INPUT: one})
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        single.run([OUTPUT], {INPUT: one})
+        samples.append(time.perf_counter() - t)
+    batch = _session(proto, threads=0)
+    big = np.resize(x, (1024, x.shape[1]))
+    batch.run([OUTPUT], {INPUT: big})
+    t = time.perf_counter()
+    rounds = 3
+    for _ in range(rounds):
+        batch.run([OUTPUT], {INPUT: big})
+    return statistics.median(samples) * 1e6, rounds * 1024 / (time.perf_counter() - t)
+
+
+def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
+                atol: float = 1e-5, n_reviews: int = 1000, graph: str = "auto",
+                quantize: bool = False) -> ExportReport:
+    if ref.kind != "keras":
+        raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
+                         "(a run folder or .keras file).")
+    if graph not in GRAPHS:
+        raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
+    prep = runs.keras_preprocessing(ref.path)
+    cfg_path = ref.path.parent / runs.CONFIG
+    cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
+    # A visible GPU makes Keras LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
+    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    runs.quiet_tensorflow()
+    model = runs.load_keras_model(ref.path)
+
+    x, y, real = validation_inputs(prep, home, n_reviews)
+    reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)
+
+    names = [g for g in GRAPHS[1:] if graph in ("auto", g)]
+    candidates = []
+    for name in names:
+        cand = Candidate(name)
+        try:
+            if name == "tf2onnx":
+                cand.proto = _tf2onnx_graph(model, prep.maxlen, opset)
+            elif cfg is None:
+                raise ExportError(f"no {runs.CONFIG} beside the model to rebuild it from")
+            else:
+                cand.proto = build_native_graph(model, cfg, opset, fold=name == "native-folded")
+            cand.max_diff = check_outputs(cand.proto, x, reference, atol)
+            cand.latency_us, cand.throughput = time_graph(cand.proto, x)
+        except ExportError as exc:
+            cand.error = str(exc)
+        except Exception as exc:  # a converter failure is one candidate out, not the export
+            cand.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        candidates.append(cand)
+    valid = [c for c in candidates if c.error is None]
+    if not valid:
+        reasons = "; ".join(f"{c.name}: {c.error}" for c in candidates)
+        raise ExportError(f"No ONNX graph matched the Keras model ({reasons}); nothing "
+                          f"written to {output}.")
+    # Single-review latency is what `predict` is used for most; throughput breaks ties.
+    best = min(valid, key=lambda c: (round(c.latency_us, 0), -c.throughput))
+    _write(best.proto, output, prep, {"rnncli.graph": best.name,
+                                      "rnncli.max_abs_diff": f"{best.max_diff:.3g}",
+                                      "rnncli.validated_reviews": str(len(x))})
+    report = ExportReport(output, best.name, candidates, len(x), real, atol,
+                          size_bytes=output.stat().st_size)
+    if quantize:
+        report.quantized = quantize_model(output, x, y, reference)
+    return report
+
+
+def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> None:
+    import onnx
+
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**prep.to_metadata(), **extra})
+    with atomic_path(output) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
+                   reference: np.ndarray) -> dict:
+    """Dynamic int8 weights beside the float model; size and accuracy change reported."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q_path = output.with_name(output.stem + ".int8.onnx")
+    with atomic_path(q_path) as tmp:
+        quantize_dynamic(str(output), str(tmp), weight_type=QuantType.QInt8)
+        # quantize_dynamic keeps metadata_props on some versions only: copy them over.
+        src, q = onnx.load(str(output)), onnx.load(str(tmp))
+        onnx.helper.set_model_props(q, {p.key: p.value for p in src.metadata_props})
+        onnx.save(q, str(tmp))
+    from rnncli.inference import OnnxModel
+
+    got = OnnxModel(q_path).predict_ids(x).astype(np.float64)
+    ref = reference.ravel()
+    result = {"path": str(q_path), "size_bytes": q_path.stat().st_size,
+              "float_size_bytes": output.stat().st_size,
+              "max_abs_diff": float(np.max(np.abs(got - ref))) if len(x) else 0.0}
+    if y is not None:
+        result["accuracy_float"] = float(((ref >= 0.5) == (y >= 0.5)).mean())
+        result["accuracy_int8"] = float(((got >= 0.5) == (y >= 0.5)).mean())
+    return result

@@ -1,0 +1,233 @@
+"""`rnncli export onnx`, `rnncli predict` and `rnncli evaluate` of ONNX models, on a tiny model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import write_archive
+from typer.testing import CliRunner
+
+from rnncli import runs
+from rnncli.cli import app
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny recipe-shaped model, trained once for the module; returns (home, run folder)."""
+    root = tmp_path_factory.mktemp("trained")
+    home = root / "home"
+    archive = write_archive(root / "aclImdb_v1.tar.gz")
+    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
+                               str(home)]).exit_code == 0
+    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "4",
+                              "--embedding-dim", "8", "--batch-size", "8", "--epochs", "3",
+                              "--no-jit", "--output", str(root / "run"), "--data-dir", str(home)])
+    assert res.exit_code == 0, res.output
+    return home, root / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    home, run = trained
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    return home, run, json.loads(res.stdout)
+
+
+def test_export_validates_every_candidate_and_keeps_metadata(exported):
+    home, run, report = exported
+    path = run / runs.ONNX
+    assert report["output"] == str(path) and path.exists()
+    assert report["real_reviews"] and report["validated_reviews"] == 24
+    by_name = {c["graph"]: c for c in report["candidates"]}
+    assert set(by_name) == {"native-folded", "native", "tf2onnx"}
+    for c in by_name.values():
+        assert c["error"] is None, c
+        assert c["max_abs_diff"] <= 1e-5
+    assert report["chosen"] in by_name
+
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["rnncli.maxlen"]) == 20
+    assert json.loads(props["rnncli.num_words"]) == 40
+    assert props["rnncli.padding"] == "pre" and props["rnncli.truncating"] == "pre"
+    assert len(json.loads(props["rnncli.vocabulary"])) <= 37
+    assert props["rnncli.graph"] == report["chosen"]
+
+
+def test_onnx_agrees_with_keras_on_evaluate(exported):
+    home, run, _ = exported
+    scores = {}
+    for model in (run / runs.MODEL, run / runs.ONNX):
+        res = runner.invoke(app, ["evaluate", "--model", str(model), "--data-dir", str(home),
+                                  "--json"])
+        assert res.exit_code == 0, res.output
+        scores[model.suffix] = json.loads(res.stdout)
+    assert scores[".onnx"]["kind"] == "onnx"
+    assert scores[".onnx"]["confusion_matrix"] == scores[".keras"]["confusion_matrix"]
+    assert scores[".onnx"]["loss"] == pytest.approx(scores[".keras"]["loss"], abs=1e-5)
+
+
+def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
+    from rnncli import onnx_export
+
+    home, run = trained
+
+    def mismatch(proto, x, reference, atol):
+        raise onnx_export.ExportError("max |ONNX - Keras| = 0.5 on 24 reviews exceeds --atol")
+
+    monkeypatch.setattr(onnx_export, "check_outputs", mismatch)
+    target = tmp_path / "out.onnx"
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home)])
+    assert res.exit_code == 1
+    assert "No ONNX graph matched" in res.stderr and "exceeds --atol" in res.stderr
+    assert not target.exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_check_outputs_rejects_a_wrong_graph(exported):
+    import onnx
+
+    from rnncli.onnx_export import ExportError, check_outputs
+
+    home, run, _ = exported
+    proto = onnx.load(str(run / runs.ONNX))
+    x = np.zeros((3, 20), np.int32)
+    with pytest.raises(ExportError, match="output shape"):
+        check_outputs(proto, x, np.zeros((3, 2)), 1e-5)
+    with pytest.raises(ExportError, match="exceeds --atol"):
+        check_outputs(proto, x, np.full((3, 1), 5.0), 1e-5)
+
+
+def test_quantize_reports_size_and_accuracy(trained, tmp_path):
+    home, run = trained
+    target = tmp_path / "q.onnx"
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home), "--graph", "native", "--quantize",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    q = json.loads(res.stdout)["quantized"]
+    assert (tmp_path / "q.int8.onnx").exists()
+    assert q["size_bytes"] > 0 and "accuracy_int8" in q
+    ok = runner.invoke(app, ["predict", "great film", "--model", str(tmp_path / "q.int8.onnx")])
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
+def test_predict_formats(exported, fmt):
+    _, run, _ = exported
+    res = runner.invoke(app, ["predict", "great wonderful film", "awful boring waste",
+                              "--model", str(run / runs.ONNX), "--format", fmt])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.strip().splitlines()
+    if fmt == "json":
+        rows = json.loads(res.stdout)
+    elif fmt == "jsonl":
+        rows = [json.loads(line) for line in lines]
+    elif fmt == "csv":
+        assert lines[0] == "label,probability,known_words,text"
+        rows = [dict(zip(["label", "probability", "known_words"], line.split(",")[:3]))
+                for line in lines[1:]]
+    else:
+        rows = [{"label": line.split()[0]} for line in lines]
+    assert len(rows) == 2
+    assert all(r["label"] in ("positive", "negative") for r in rows)
+
+
+def test_predict_matches_keras_on_the_same_text(exported):
+    from rnncli.inference import OnnxModel
+    from rnncli.runs import keras_preprocessing, load_keras_model
+
+    _, run, _ = exported
+    texts = ["great wonderful film, loved it", "awful boring waste", "the plot"]
+    onnx_probs = [p.probability for p in OnnxModel(run / runs.ONNX).predict_texts(texts)]
+    x, _ = keras_preprocessing(run / runs.MODEL).encode(texts)
+    keras_probs = load_keras_model(run / runs.MODEL).predict(x, verbose=0).ravel()
+    np.testing.assert_allclose(onnx_probs, keras_probs, atol=1e-5)
+
+
+def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
+    _, run, _ = exported
+    model = str(run / runs.ONNX)
+    (tmp_path / "r.txt").write_text("great film\n\n  \nzzzz qqqq xxxx\n")
+    res = runner.invoke(app, ["predict", "--file", "r.txt", "--model", model, "--format",
+                              "jsonl", "--threshold", "0"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["great film", "zzzz qqqq xxxx"]
+    assert rows[1]["known_words"] == 0
+    assert all(r["label"] == "positive" for r in rows)  # threshold 0: everything positive
+    res = runner.invoke(app, ["predict", "--file", "-", "--model", model, "--format", "jsonl"],
+                        input="great film\nawful film\n")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["   "], "Review 1 is empty"),
+        ([""], "Review 1 is empty"),
+        ([], "Nothing to predict"),
+        (["ok", "--format", "xml"], "--format 'xml' is not known"),
+        (["ok", "--threshold", "2"], "between 0 and 1"),
+        (["ok", "--file", "missing.txt"], "Cannot read missing.txt"),
+    ],
+)
+def test_predict_bad_input(exported, args, message):
+    _, run, _ = exported
+    res = runner.invoke(app, ["predict", *args, "--model", str(run / runs.ONNX)])
+    assert res.exit_code != 0
+    assert message in res.stderr and "Traceback" not in res.output
+
+
+def test_predict_non_utf8_line_is_named(exported, tmp_path):
+    _, run, _ = exported
+    (tmp_path / "bad.txt").write_bytes(b"fine line\ncaf\xe9 au lait\n")
+    res = runner.invoke(app, ["predict", "--file", "bad.txt", "--model", str(run / runs.ONNX)])
+    assert res.exit_code == 2
+    assert "Line 2 of bad.txt is not UTF-8" in res.stderr
+
+
+def test_predict_bad_models(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x00garbage" * 10)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "foreign.onnx"))
+    for name, message in (("missing.onnx", "No model at missing.onnx"),
+                          ("corrupt.onnx", "not a valid ONNX model"),
+                          ("foreign.onnx", "has no rnncli metadata")):
+        res = runner.invoke(app, ["predict", "hello", "--model", name])
+        assert res.exit_code == 1, name
+        assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_predict_subprocess_imports_no_tensorflow(exported, tmp_path):
+    _, run, _ = exported
+    code = (
+        "import sys\nfrom rnncli.cli import app\n"
+        f"sys.argv = ['rnncli', 'predict', 'great film', '--model', {str(run / runs.ONNX)!r},"
+        " '--format', 'json']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "sys.stderr.write('MODULES ' + ' '.join({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["label"] in ("positive", "negative")
+    mods = set(res.stderr.rpartition("MODULES ")[2].split())
+    assert "onnxruntime" in mods
+    assert not mods & {"tensorflow", "keras", "tf2onnx", "onnx"}
