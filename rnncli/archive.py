@@ -14,8 +14,6 @@ import hashlib
 import os
 import re
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,6 +123,9 @@ def iter_reviews(path: Path) -> Iterator[Review]:
 def download(url: str, dest: Path, progress: Progress | None = None,
              size: int | None = None, sha256: str | None = None) -> Path:
     """Download `url` to `dest` (via a temporary name) and verify its size and checksum."""
+    import urllib.error
+    import urllib.request
+
     tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -12,7 +12,6 @@ interrupted fetch leaves the previous dataset as it was.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -140,6 +139,8 @@ def _chunks(reviews: Iterable[Review], fields: dict) -> Iterator[tuple[str, list
 
 
 def _pool(workers: int):
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ctx.Pool(workers)

@@ -25,29 +25,54 @@ class Prediction:
     known_words: int
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int = 1):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+    # One thread per call: these graphs are chains of small ops that gain little from
+    # intra-op threads; large inputs are split across calls instead (run_batches).
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     # Spinning threads burn a core between calls; a CLI process gains nothing from it.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def run_batches(session, x: np.ndarray, batch_size: int, workers: int, input_name: str,
+                output_name: str) -> np.ndarray:
+    """Run `x` in batches; with workers > 1, batches run concurrently (onnxruntime releases
+    the GIL), which is how a batch job uses every core."""
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    if not chunks:
+        return np.zeros(0, np.float32)
+
+    def run(chunk):
+        return session.run([output_name], {input_name: chunk})[0].reshape(-1)
+
+    if workers == 1 or len(chunks) == 1:
+        return np.concatenate([run(c) for c in chunks])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
+        return np.concatenate(list(pool.map(run, chunks)))
+
+
 class OnnxModel:
     """An rnncli ONNX model: its session and the preprocessing stored in its metadata."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, workers: int | None = None):
         import onnxruntime as ort
 
         path = Path(path)
         if not path.exists():
             raise ModelError(f"No model at {path}: run `rnncli export onnx` first.")
         try:
-            self.session = ort.InferenceSession(str(path), session_options(threads),
+            self.session = ort.InferenceSession(str(path), session_options(),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
@@ -58,6 +83,7 @@ class OnnxModel:
             raise ModelError(f"{path} has no rnncli metadata (vocabulary, maxlen): export it "
                              "with `rnncli export onnx`.")
         self.path = path
+        self.workers = workers or default_workers()
         self.metadata = dict(props)
         self.preprocessing = Preprocessing.from_metadata(props)
         self.input_name = self.session.get_inputs()[0].name
@@ -65,10 +91,8 @@ class OnnxModel:
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Probabilities for an already padded int32 id matrix."""
-        run, name, out = self.session.run, self.input_name, [self.output_name]
-        parts = [run(out, {name: x[i : i + batch_size]})[0].reshape(-1)
-                 for i in range(0, len(x), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return run_batches(self.session, x, batch_size, self.workers, self.input_name,
+                           self.output_name)
 
     def predict_texts(self, texts: list[str], threshold: float | None = None) -> list[Prediction]:
         prep = self.preprocessing

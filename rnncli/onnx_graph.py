@@ -1,12 +1,16 @@
-"""A hand-built ONNX graph for rnncli's Keras models, using ONNX's native RNN/LSTM/GRU ops.
+"""Hand-built ONNX graphs for rnncli's Keras models, weights read from the layers.
 
-    proto = build_native_graph(model, cfg, opset=17, fold=True)
+    proto = build_graph(model, cfg, "hybrid", opset=17)
 
-tf2onnx turns Keras recurrent layers into a generic `Loop` or into one MatMul per time
-step; onnxruntime runs a single native RNN/LSTM/GRU node far faster. The weights are read
-from the layers, with Keras's gate order mapped to ONNX's. With `fold`, the embedding
-table is multiplied by the first layer's input kernel (plus its bias) once, at export:
-a lookup then replaces the per-token projection.
+tf2onnx turns Keras recurrent layers into a generic `Loop` or one MatMul per time step.
+Three faster shapes are built here:
+- "native": ONNX's own RNN/LSTM/GRU node, one kernel for the whole sequence; the fastest
+  for a single review (Keras's gate order is mapped to ONNX's).
+- "native-folded": the same, with the embedding table multiplied by the first layer's
+  input kernel (plus bias) once, at export, so a lookup replaces the input projection.
+- "unrolled": one small step per token on the folded table (lookup, one Gemm, the gate
+  activations); onnxruntime's native RNN kernels are slow on large batches, this is not.
+- "hybrid": an `If` on the batch size: "native" for a few reviews, "unrolled" for more.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from rnncli.config import RunConfig
 
 INPUT = "ids"
 OUTPUT = "probability"
+# Batches up to this size take the native-op branch of the hybrid graph.
+HYBRID_SMALL_BATCH = 8
+ONNX_OPS = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def _gate_blocks(matrix: np.ndarray, cell: str) -> np.ndarray:
@@ -27,8 +34,8 @@ def _gate_blocks(matrix: np.ndarray, cell: str) -> np.ndarray:
     return np.concatenate([i, o, f, c], axis=-1)
 
 
-def _cell_weights(rnn_layer, cell: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(kernel [in, gH], recurrent [H, gH], input bias [gH], recurrent bias [gH]), ONNX order."""
+def _cell_weights(rnn_layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(kernel [in, gH], recurrent [H, gH], input bias [gH], recurrent bias [gH]), Keras order."""
     c = rnn_layer.cell
     kernel = np.asarray(c.kernel.numpy(), np.float32)
     recurrent = np.asarray(c.recurrent_kernel.numpy(), np.float32)
@@ -40,8 +47,7 @@ def _cell_weights(rnn_layer, cell: str) -> tuple[np.ndarray, np.ndarray, np.ndar
         b_in, b_rec = bias[0], bias[1]
     else:
         b_in, b_rec = bias, np.zeros(g_h, np.float32)
-    return (_gate_blocks(kernel, cell), _gate_blocks(recurrent, cell),
-            _gate_blocks(b_in, cell), _gate_blocks(b_rec, cell))
+    return kernel, recurrent, b_in, b_rec
 
 
 def _directions(layer):
@@ -50,91 +56,217 @@ def _directions(layer):
     return [layer]
 
 
-def build_native_graph(model, cfg: RunConfig, opset: int = 17, fold: bool = True):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+class _Graph:
+    """Nodes and initializers under construction; names are unique per builder."""
 
-    d, m = cfg.data, cfg.model
-    op = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}[m.cell]
-    inits, nodes = [], []
+    def __init__(self, prefix: str = ""):
+        self.prefix, self.nodes, self.inits = prefix, [], {}
 
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+    def const(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        # Not np.ascontiguousarray: it turns a 0-d index into shape [1].
+        self.inits[name] = numpy_helper.from_array(np.array(value, order="C"), name)
         return name
 
-    def node(op_type: str, inputs: list[str], name: str, n_out: int = 1, **attrs) -> list[str]:
-        outs = [f"{name}_out{i}" for i in range(n_out)]
-        nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
+    def node(self, op: str, inputs: list[str], name: str, n_out: int = 1, **attrs) -> list[str]:
+        from onnx import helper
+
+        name = self.prefix + name
+        outs = [f"{name}:{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
         return outs
 
-    embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
-    rnn_layers = [model.get_layer(f"bi_rnn_{i}" if m.bidirectional else f"rnn_{i}")
-                  for i in range(m.layers)]
+    def one(self, op: str, inputs: list[str], name: str, **attrs) -> str:
+        return self.node(op, inputs, name, **attrs)[0]
 
-    x = None
-    for i, layer in enumerate(rnn_layers):
+
+def _rnn_layers(model, cfg: RunConfig):
+    m = cfg.model
+    return [model.get_layer(f"bi_rnn_{i}" if m.bidirectional else f"rnn_{i}")
+            for i in range(m.layers)]
+
+
+def _head(g: _Graph, model, x: str, out: str) -> None:
+    dense = model.get_layer("dense")
+    dk, db = (np.asarray(w, np.float32) for w in dense.get_weights())
+    logits = g.one("Gemm", [x, g.const("dense_kernel", dk), g.const("dense_bias", db)], "dense")
+    from onnx import helper
+
+    g.nodes.append(helper.make_node("Sigmoid", [logits], [out], name=g.prefix + "sigmoid"))
+
+
+def _native(g: _Graph, model, cfg: RunConfig, opset: int, fold: bool, out: str) -> None:
+    m = cfg.model
+    op = ONNX_OPS[m.cell]
+    embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
+    x = ""
+    layers = _rnn_layers(model, cfg)
+    for i, layer in enumerate(layers):
         dirs = _directions(layer)
-        weights = [_cell_weights(dl, m.cell) for dl in dirs]
+        weights = [_cell_weights(dl) for dl in dirs]
         if i == 0:
             if fold:
-                # One table per direction: embedding @ kernel + input bias, then an identity
-                # input kernel. Directions are stacked along the features.
-                tables = [embedding @ w[0] + w[2] for w in weights]
-                table = np.concatenate(tables, axis=1)
+                # One table per direction, stacked along the features; an identity input
+                # kernel then picks each direction's block.
+                table = np.concatenate([embedding @ _gate_blocks(w[0], m.cell)
+                                        + _gate_blocks(w[2], m.cell) for w in weights], axis=1)
                 g_h = weights[0][0].shape[1]
                 eye = np.eye(g_h, dtype=np.float32)
                 W = np.stack([np.concatenate([eye if k == j else np.zeros_like(eye)
                                               for k in range(len(dirs))], axis=1)
                               for j in range(len(dirs))])
                 b_in = [np.zeros(g_h, np.float32) for _ in dirs]
+                table_name = "folded_table_onnx_order"
             else:
-                table = embedding
-                W = np.stack([w[0].T for w in weights])
+                table, table_name = embedding, "embedding"
+                W = np.stack([_gate_blocks(w[0], m.cell).T for w in weights])
                 b_in = [w[2] for w in weights]
-            gathered = node("Gather", [const("table", table), INPUT], "lookup")[0]
-            x = node("Transpose", [gathered], "time_major", perm=[1, 0, 2])[0]
+            gathered = g.one("Gather", [g.const(table_name, table), INPUT], "lookup")
+            x = g.one("Transpose", [gathered], "time_major", perm=[1, 0, 2])
         else:
-            W = np.stack([w[0].T for w in weights])
+            W = np.stack([_gate_blocks(w[0], m.cell).T for w in weights])
             b_in = [w[2] for w in weights]
-        R = np.stack([w[1].T for w in weights])
-        B = np.stack([np.concatenate([bi, w[3]]) for bi, w in zip(b_in, weights)])
+        R = np.stack([_gate_blocks(w[1], m.cell).T for w in weights])
+        B = np.stack([np.concatenate([_gate_blocks(bi, m.cell), _gate_blocks(w[3], m.cell)])
+                      for bi, w in zip(b_in, weights)])
         attrs = {"hidden_size": m.units,
                  "direction": "bidirectional" if len(dirs) == 2 else "forward"}
         if op == "GRU":
-            attrs["linear_before_reset"] = 1
-        y, y_h = node(op, [x, const(f"W{i}", W), const(f"R{i}", R), const(f"B{i}", B)],
-                      f"{op.lower()}_{i}", n_out=2 if op != "LSTM" else 3, **attrs)[:2]
-        last = i == len(rnn_layers) - 1
-        if last and m.pooling == "last":
+            attrs["linear_before_reset"] = 1  # Keras's reset_after=True
+        tag = "f" if fold else "n"
+        y, y_h = g.node(op, [x, g.const(f"W{i}{tag}", W), g.const(f"R{i}", R),
+                             g.const(f"B{i}{tag}", B)],
+                        f"{op.lower()}_{i}", n_out=3 if op == "LSTM" else 2, **attrs)[:2]
+        if i == len(layers) - 1 and m.pooling == "last":
             # Y_h: [dirs, N, H] -> [N, dirs * H], forward then backward as Keras concatenates.
-            t = node("Transpose", [y_h], f"state_{i}", perm=[1, 0, 2])[0]
-            x = node("Reshape", [t, const("flat2", np.array([0, -1], np.int64))], "features")[0]
+            t = g.one("Transpose", [y_h], f"state_{i}", perm=[1, 0, 2])
+            x = g.one("Reshape", [t, g.const("shape_2d", np.array([0, -1], np.int64))],
+                      "features")
         else:
             # Y: [T, dirs, N, H] -> [T, N, dirs * H]
-            t = node("Transpose", [y], f"seq_{i}", perm=[0, 2, 1, 3])[0]
-            x = node("Reshape", [t, const(f"flat3_{i}", np.array([0, 0, -1], np.int64))],
-                     f"seq_flat_{i}")[0]
+            t = g.one("Transpose", [y], f"seq_{i}", perm=[0, 2, 1, 3])
+            x = g.one("Reshape", [t, g.const("shape_3d", np.array([0, 0, -1], np.int64))],
+                      f"seq_flat_{i}")
     if m.pooling in ("max", "mean"):
         reduce = "ReduceMax" if m.pooling == "max" else "ReduceMean"
         if opset >= 18:
-            x = node(reduce, [x, const("time_axis", np.array([0], np.int64))], "pool",
-                     keepdims=0)[0]
+            x = g.one(reduce, [x, g.const("axis_0", np.array([0], np.int64))], "pool",
+                      keepdims=0)
         else:
-            x = node(reduce, [x], "pool", axes=[0], keepdims=0)[0]
+            x = g.one(reduce, [x], "pool", axes=[0], keepdims=0)
+    _head(g, model, x, out)
 
-    dense = model.get_layer("dense")
-    dk, db = (np.asarray(w, np.float32) for w in dense.get_weights())
-    logits = node("Gemm", [x, const("dense_kernel", dk), const("dense_bias", db)], "dense")[0]
-    nodes.append(helper.make_node("Sigmoid", [logits], [OUTPUT], name="sigmoid"))
+
+def unrolled_supported(cfg: RunConfig) -> bool:
+    return cfg.model.layers == 1 and not cfg.model.bidirectional
+
+
+def _unrolled(g: _Graph, model, cfg: RunConfig, out: str) -> None:
+    m, T = cfg.model, cfg.data.maxlen
+    embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
+    kernel, R, b_in, b_rec = _cell_weights(_rnn_layers(model, cfg)[0])
+    table = g.const("folded_table", embedding @ kernel + b_in)  # Keras gate order
+    rec = g.const("recurrent", R)
+    ids_t = g.one("Transpose", [INPUT], "ids_time_major", perm=[1, 0])
+    H = m.units
+    h = c = pooled = ""
+    if m.cell == "gru":
+        b_rec_name = g.const("recurrent_bias", b_rec)
+        split3 = g.const("split_3", np.array([H, H, H], np.int64))
+    if m.cell == "lstm":
+        split4 = g.const("split_4", np.array([H] * 4, np.int64))
+    for t in range(T):
+        s = f"_{t}"
+        ids = g.one("Gather", [ids_t, g.const(f"t{t}", np.array(t, np.int64))], "ids" + s)
+        x = g.one("Gather", [table, ids], "x" + s)  # [N, gates * H]: x @ kernel + bias
+        if m.cell == "simple":
+            a = g.one("Gemm", [h, rec, x], "a" + s) if h else x
+            h = g.one("Tanh", [a], "h" + s)
+        elif m.cell == "lstm":
+            z = g.one("Gemm", [h, rec, x], "z" + s) if h else x
+            zi, zf, zc, zo = g.node("Split", [z, split4], "gates" + s, n_out=4, axis=1)
+            i_, o_ = g.one("Sigmoid", [zi], "i" + s), g.one("Sigmoid", [zo], "o" + s)
+            cand = g.one("Mul", [i_, g.one("Tanh", [zc], "g" + s)], "ig" + s)
+            c = g.one("Add", [g.one("Mul", [g.one("Sigmoid", [zf], "f" + s), c], "fc" + s),
+                              cand], "c" + s) if c else cand
+            h = g.one("Mul", [o_, g.one("Tanh", [c], "tc" + s)], "h" + s)
+        else:  # GRU, reset_after: h' = z * h + (1 - z) * tanh(x_h + r * (h R_h + b_h))
+            xz, xr, xh = g.node("Split", [x, split3], "xs" + s, n_out=3, axis=1)
+            if h:
+                rz, rr, rh = g.node("Split", [g.one("Gemm", [h, rec, b_rec_name], "rec" + s),
+                                              split3], "rs" + s, n_out=3, axis=1)
+            else:
+                rz, rr, rh = g.node("Split", [b_rec_name, split3], "rs" + s, n_out=3, axis=0)
+            zg = g.one("Sigmoid", [g.one("Add", [xz, rz], "zs" + s)], "z" + s)
+            rg = g.one("Sigmoid", [g.one("Add", [xr, rr], "rsum" + s)], "r" + s)
+            hh = g.one("Tanh", [g.one("Add", [xh, g.one("Mul", [rg, rh], "rh" + s)],
+                                      "hs" + s)], "hh" + s)
+            if h:
+                diff = g.one("Sub", [h, hh], "d" + s)
+                h = g.one("Add", [hh, g.one("Mul", [zg, diff], "zd" + s)], "h" + s)
+            else:
+                h = g.one("Sub", [hh, g.one("Mul", [zg, hh], "zh" + s)], "h" + s)
+        if m.pooling == "max":
+            pooled = g.one("Max", [pooled, h], "pool" + s) if pooled else h
+        elif m.pooling == "mean":
+            pooled = g.one("Add", [pooled, h], "pool" + s) if pooled else h
+    if m.pooling == "mean":
+        h = g.one("Div", [pooled, g.const("steps", np.array(T, np.float32))], "mean")
+    elif m.pooling == "max":
+        h = pooled
+    _head(g, model, h, out)
+
+
+def _finish(nodes, inits, opset: int, name: str, maxlen: int):
+    import onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        nodes, "rnncli_native",
-        [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", d.maxlen])],
+        nodes, name,
+        [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", maxlen])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
-        initializer=inits,
+        initializer=list(inits.values()),
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="rnncli")
     proto.ir_version = min(proto.ir_version, 10)  # readable by older onnxruntime releases
     onnx.checker.check_model(proto)
     return proto
+
+
+def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
+    """One of "native", "native-folded", "unrolled" or "hybrid" (see the module docstring)."""
+    from onnx import TensorProto, helper
+
+    if kind in ("unrolled", "hybrid") and not unrolled_supported(cfg):
+        raise ValueError("the unrolled graph covers one unidirectional layer")
+    maxlen = cfg.data.maxlen
+    if kind in ("native", "native-folded"):
+        g = _Graph()
+        _native(g, model, cfg, opset, kind == "native-folded", OUTPUT)
+        return _finish(g.nodes, g.inits, opset, "rnncli_" + kind, maxlen)
+    if kind == "unrolled":
+        g = _Graph()
+        _unrolled(g, model, cfg, OUTPUT)
+        return _finish(g.nodes, g.inits, opset, "rnncli_unrolled", maxlen)
+    # Hybrid: both branches read their weights from the outer graph's initializers, so the
+    # If node costs a branch selection per call, not a copy of the weights.
+    small, large = _Graph("small/"), _Graph("large/")
+    _native(small, model, cfg, opset, False, "small_probability")
+    _unrolled(large, model, cfg, "large_probability")
+
+    def branch(g: _Graph, out: str):
+        return helper.make_graph(g.nodes, g.prefix.strip("/"), [], [
+            helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 1])])
+
+    top = _Graph()
+    n = top.one("Shape", [INPUT], "batch_size", start=0, end=1)
+    big = top.one("Greater", [n, top.const("small_batch", np.array([HYBRID_SMALL_BATCH],
+                                                                    np.int64))], "is_large")
+    big = top.one("Squeeze", [big], "is_large_scalar")
+    top.nodes.append(helper.make_node("If", [big], [OUTPUT], name="by_batch_size",
+                                      then_branch=branch(large, "large_probability"),
+                                      else_branch=branch(small, "small_probability")))
+    inits = {**small.inits, **large.inits, **top.inits}
+    return _finish(top.nodes, inits, opset, "rnncli_hybrid", maxlen)

@@ -49,7 +49,7 @@ def test_export_validates_every_candidate_and_keeps_metadata(exported):
     assert report["output"] == str(path) and path.exists()
     assert report["real_reviews"] and report["validated_reviews"] == 24
     by_name = {c["graph"]: c for c in report["candidates"]}
-    assert set(by_name) == {"native-folded", "native", "tf2onnx"}
+    assert set(by_name) == {"hybrid", "unrolled", "native", "native-folded", "tf2onnx"}
     for c in by_name.values():
         assert c["error"] is None, c
         assert c["max_abs_diff"] <= 1e-5

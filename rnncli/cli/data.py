@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rnncli import dataset, reports
@@ -36,6 +35,8 @@ def fetch(
 
     Example: rnncli data fetch --from ../shared/data/aclImdb_v1.tar.gz
     """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
     from rnncli.fetch import fetch as do_fetch
 
     started = time.perf_counter()

@@ -1,0 +1,30 @@
+"""completions/ holds what the app generates now: regenerate with `python -m rnncli.completion`."""
+
+from pathlib import Path
+
+import pytest
+
+from rnncli.completion import SHELLS, completion_script
+
+FOLDER = Path(__file__).resolve().parents[1] / "completions"
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_completion_script_is_current(shell):
+    committed = (FOLDER / SHELLS[shell]).read_text()
+    assert committed == completion_script(shell), (
+        f"completions/{SHELLS[shell]} is stale: run `python -m rnncli.completion completions`")
+    assert "_RNNCLI_COMPLETE" in committed
+
+
+def test_completion_answers_for_commands(monkeypatch, capsys):
+    """The scripts call back into the app; check that the app answers with its commands."""
+    from rnncli.cli import app
+
+    monkeypatch.setenv("_RNNCLI_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", "rnncli ")
+    monkeypatch.setenv("COMP_CWORD", "1")
+    with pytest.raises(SystemExit):
+        app(prog_name="rnncli")
+    words = capsys.readouterr().out.split()
+    assert {"data", "train", "evaluate", "export", "predict"} <= set(words)
