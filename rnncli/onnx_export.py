@@ -49,6 +49,7 @@ class ExportReport:
     atol: float
     size_bytes: int = 0
     quantized: dict = field(default_factory=dict)
+    recorded: dict = field(default_factory=dict)  # path -> test metrics stored in metadata
 
 
 def validation_inputs(prep: Preprocessing, home: Path,
@@ -143,7 +144,7 @@ def choose(valid: list[Candidate]) -> Candidate:
 
 def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
                 atol: float = 1e-5, n_reviews: int = 1000, graph: str = "auto",
-                quantize: bool = False) -> ExportReport:
+                quantize: bool = False, record_test: bool = False) -> ExportReport:
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
                          "(a run folder or .keras file).")
@@ -193,7 +194,36 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
                           size_bytes=output.stat().st_size)
     if quantize:
         report.quantized = quantize_model(output, x, y, reference)
+    if record_test:
+        paths = [output] + ([Path(report.quantized["path"])] if quantize else [])
+        report.recorded = {str(p): record_test_metrics(p, home) for p in paths}
     return report
+
+
+SLICE = 2000  # reviews in the recorded slice that tests re-check
+
+
+def record_test_metrics(path: Path, home: Path) -> dict:
+    """Score the written model on the whole test split and on its first SLICE reviews, and
+    store both in its metadata, so the numbers travel with the file."""
+    import onnx
+
+    from rnncli.evaluation import evaluate_model
+
+    ref = runs.ModelRef(path, "onnx")
+    full = evaluate_model(ref, home, "test")
+    part = evaluate_model(ref, home, "test", limit=SLICE)
+    props = {"rnncli.test_accuracy": f"{full['accuracy']:.6f}",
+             "rnncli.test_loss": f"{full['loss']:.6f}",
+             "rnncli.test_reviews": str(full["reviews"]),
+             "rnncli.test_slice_reviews": str(part["reviews"]),
+             "rnncli.test_slice_accuracy": f"{part['accuracy']:.6f}"}
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        **props})
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return {**props, "roc_auc": full["roc_auc"], "f1": full["f1"]}
 
 
 def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> None:

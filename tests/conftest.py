@@ -74,3 +74,19 @@ def prepared(archive):
 
     meta, _ = fetch("aclimdb", str(archive))
     return meta
+
+
+@pytest.fixture(scope="session")
+def real_home(tmp_path_factory):
+    """The real archive prepared once per test session, through `data fetch --from`."""
+    if not REAL_ARCHIVE.exists():
+        pytest.skip("real archive not present")
+    from typer.testing import CliRunner
+
+    from rnncli.cli import app
+
+    home = tmp_path_factory.mktemp("real-home")
+    res = CliRunner().invoke(app, ["data", "fetch", "--from", str(REAL_ARCHIVE),
+                                   "--data-dir", str(home)])
+    assert res.exit_code == 0, res.output
+    return home

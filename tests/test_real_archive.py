@@ -14,15 +14,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def real_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("real-home")
-    res = CliRunner().invoke(app, ["data", "fetch", "--from", str(REAL_ARCHIVE),
-                                   "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
-    return home
-
-
 def test_real_archive_counts_and_reports(real_home, monkeypatch):
     monkeypatch.setenv("RNNCLI_HOME", str(real_home))
     runner = CliRunner()

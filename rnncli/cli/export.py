@@ -27,6 +27,8 @@ def onnx(
     graph: str = typer.Option("auto", "--graph",
                               help="auto (fastest valid), native-folded, native or tf2onnx."),
     quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model."),
+    record_test: bool = typer.Option(False, "--record-test",
+                                     help="Score on the test split; store it in the file."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -42,14 +44,16 @@ def onnx(
     output = output or ref.path.parent / runs.ONNX
     with runs.native_stderr_silenced():
         report = export_onnx(ref, output, dataset.data_home(data_dir), opset=opset, atol=atol,
-                             n_reviews=reviews, graph=graph, quantize=quantize)
+                             n_reviews=reviews, graph=graph, quantize=quantize,
+                             record_test=record_test)
     rows = [{"graph": c.name, "max_abs_diff": c.max_diff, "latency_us": c.latency_us,
              "reviews_per_s": c.throughput, "error": c.error} for c in report.candidates]
     if as_json:
         return print_json({"output": str(report.output), "chosen": report.chosen,
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
                            "real_reviews": report.real_reviews, "atol": report.atol,
-                           "candidates": rows, "quantized": report.quantized})
+                           "candidates": rows, "quantized": report.quantized,
+                           "recorded": report.recorded})
     what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
     err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}")
     table = Table("graph", "max |diff|", "1 review p50", "batch 1024", "", box=None,
@@ -70,3 +74,6 @@ def onnx(
             line += (f"; accuracy {q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f} on "
                      f"{report.reviews:,} reviews")
         out.print(line + ")")
+    for path, metrics in report.recorded.items():
+        out.print(f"recorded in {path}: test accuracy {metrics['rnncli.test_accuracy']} on "
+                  f"{metrics['rnncli.test_reviews']} reviews")
