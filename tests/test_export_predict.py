@@ -109,16 +109,25 @@ def test_check_outputs_rejects_a_wrong_graph(exported):
         check_outputs(proto, x, np.full((3, 1), 5.0), 1e-5)
 
 
-def test_quantize_reports_size_and_accuracy(trained, tmp_path):
+def test_quantize_and_record_test_metrics(trained, tmp_path):
+    from rnncli.inference import OnnxModel
+
     home, run = trained
     target = tmp_path / "q.onnx"
     res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
                               "--data-dir", str(home), "--graph", "native", "--quantize",
-                              "--json"])
+                              "--record-test", "--json"])
     assert res.exit_code == 0, res.output
-    q = json.loads(res.stdout)["quantized"]
+    report = json.loads(res.stdout)
+    q = report["quantized"]
     assert (tmp_path / "q.int8.onnx").exists()
     assert q["size_bytes"] > 0 and "accuracy_int8" in q
+    assert set(report["recorded"]) == {str(target), str(tmp_path / "q.int8.onnx")}
+    meta = OnnxModel(target).metadata
+    ev = json.loads(runner.invoke(app, ["evaluate", "--model", str(target), "--data-dir",
+                                        str(home), "--json"]).stdout)
+    assert float(meta["rnncli.test_accuracy"]) == pytest.approx(ev["accuracy"], abs=1e-6)
+    assert meta["rnncli.test_reviews"] == "24" and meta["rnncli.graph"] == "native"
     ok = runner.invoke(app, ["predict", "great film", "--model", str(tmp_path / "q.int8.onnx")])
     assert ok.exit_code == 0, ok.output
 
