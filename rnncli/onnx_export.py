@@ -72,6 +72,15 @@ def validation_inputs(prep: Preprocessing, home: Path,
     return x, None, False
 
 
+def _quiet_python_loggers() -> None:
+    """tf2onnx and onnxruntime's quantizer log progress notes at INFO/WARNING through the
+    root logger; the export prints its own report instead."""
+    import logging
+
+    for name in ("tf2onnx", "onnxruntime", "root"):
+        logging.getLogger(name if name != "root" else None).setLevel(logging.ERROR)
+
+
 def _tf2onnx_graph(model, maxlen: int, opset: int):
     import tensorflow as tf
     import tf2onnx
@@ -156,6 +165,7 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
     # A visible GPU makes Keras LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
     os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     runs.quiet_tensorflow()
+    _quiet_python_loggers()
     model = runs.load_keras_model(ref.path)
 
     x, y, real = validation_inputs(prep, home, n_reviews)
