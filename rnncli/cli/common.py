@@ -9,13 +9,34 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from rnncli.errors import RnncliError
 
+
+class _LazyConsole:
+    """A rich Console made on first use: importing rich.console costs start-up time that
+    `predict --format jsonl` never needs."""
+
+    def __init__(self, **options: Any):
+        self._options = options
+        self._console = None
+
+    @property
+    def real(self):
+        """The Console itself, for rich objects that take one (progress bars)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 # Results go to stdout, progress and diagnostics to stderr, so `--json | jq` works.
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = _LazyConsole(highlight=False, soft_wrap=True)
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

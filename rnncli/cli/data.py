@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rnncli import dataset, reports
 from rnncli.cli.common import err, handle_errors, out, print_json
@@ -41,7 +40,7 @@ def fetch(
 
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+                  TimeElapsedColumn(), console=err.real, transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def step(stage: str, done: int, total: int | None) -> None:
@@ -80,6 +79,8 @@ def info(
     out.print(f"source {report['source']}  ({report['origin']})")
     out.print(f"vocabulary {report['vocab_size']:,} words; max id "
               f"{report['max_id']:,}" + (f" under --num-words {num_words}" if num_words else ""))
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, padding=(0, 1),
                   title="length in tokens (start marker included)")
     for name in ("split", "reviews", "pos", "neg", "tokens", "p50", "p90", "p95", "p99", "max",

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rnncli import dataset, runs
 from rnncli.cli.common import err, handle_errors, out, print_json
@@ -41,6 +40,8 @@ def evaluate(
     if as_json:
         return print_json(report)
     out.print(f"{ref.kind} model {ref.path} on {report['reviews']:,} {split} reviews")
+    from rich.table import Table
+
     table = Table("metric", "value", box=None, pad_edge=False)
     for key in ("loss", "accuracy", "precision", "recall", "f1", "roc_auc"):
         table.add_row(key, f"{report[key]:.4f}")

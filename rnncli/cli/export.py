@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rnncli import dataset, runs
 from rnncli.cli.common import err, handle_errors, out, print_json
@@ -56,6 +55,8 @@ def onnx(
                            "recorded": report.recorded})
     what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
     err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}")
+    from rich.table import Table
+
     table = Table("graph", "max |diff|", "1 review p50", "batch 1024", "", box=None,
                   pad_edge=False)
     for c in report.candidates:

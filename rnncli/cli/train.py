@@ -27,7 +27,7 @@ class ProgressReporter:
         )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, transient=True)
+                            TimeElapsedColumn(), console=err.real, transient=True)
         self.task = None
 
     def epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
@@ -133,7 +133,7 @@ def train(
     strategy: str = typer.Option(None, "--strategy", help="default, mirrored or multi-worker."),
     jit: bool = typer.Option(None, "--jit/--no-jit", help="XLA compilation [on]."),
     unroll: bool = typer.Option(None, "--unroll/--no-unroll",
-                                help="Unroll the time loop [when maxlen <= 100]."),
+                                help="Unroll the time loop [SimpleRNN, maxlen <= 100]."),
     cpu_devices: int = typer.Option(None, "--cpu-devices", hidden=True,
                                     help="Split the CPU into N logical devices."),
     output: Path = typer.Option(runs.DEFAULT_OUTPUT, "--output", help="Run folder."),
