@@ -34,19 +34,23 @@ def fetch(
 
     Example: rnncli data fetch --from ../shared/data/aclImdb_v1.tar.gz
     """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rnncli.fetch import fetch as do_fetch
 
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[shown]}"),
                   TimeElapsedColumn(), console=err.real, transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def step(stage: str, done: int, total: int | None) -> None:
+            # Downloads count bytes; tokenizing counts reviews.
+            shown = (f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if stage == "download" and total
+                     else f"{done:,} reviews" if stage == "tokenize" else "")
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+                tasks[stage] = bar.add_task(stage, total=total, shown=shown)
+            bar.update(tasks[stage], completed=done, total=total, shown=shown)
 
         meta, built = do_fetch(source, origin, data_dir, force=force, step=step)
     home = dataset.data_home(data_dir)
