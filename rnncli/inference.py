@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.errors import ModelError
+from rnncli.onnx_graph import HYBRID_SMALL_BATCH
 from rnncli.preprocessing import Preprocessing
 
 
@@ -100,7 +101,11 @@ class OnnxModel:
     def predict_texts(self, texts: list[str], threshold: float | None = None) -> list[Prediction]:
         prep = self.preprocessing
         threshold = prep.threshold if threshold is None else threshold
-        x, known = prep.encode(texts)
+        # A hybrid graph runs large full-length batches on its unrolled branch; everything
+        # else gains from running only as many steps as the longest review needs.
+        trim = prep.trim_padding and (len(texts) <= HYBRID_SMALL_BATCH
+                                      or self.metadata.get("rnncli.graph") != "hybrid")
+        x, known = prep.encode(texts, trim=trim)
         probs = self.predict_ids(x, max(1, len(texts)))
         positive, negative = prep.labels[1], prep.labels[0]
         return [Prediction(t, positive if p >= threshold else negative, float(p), int(k))

@@ -96,12 +96,83 @@ def _head(g: _Graph, model, x: str, out: str) -> None:
     g.nodes.append(helper.make_node("Sigmoid", [logits], [out], name=g.prefix + "sigmoid"))
 
 
+def trims_padding(cfg: RunConfig) -> bool:
+    """Whether the native graph accepts reviews shorter than maxlen (see pad_states)."""
+    m = cfg.model
+    return cfg.data.padding == "pre" and not m.bidirectional and m.pooling == "last"
+
+
+def _sigmoid(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def pad_states(model, cfg: RunConfig) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per layer, the (h, c) state after k = 0..maxlen leading pad tokens.
+
+    With 'pre' padding every review starts with pad tokens, and the state they leave does
+    not depend on the review. So a review of n tokens gives the same output as its padded
+    form when it starts from the state after maxlen - n pads: the graph then runs n steps
+    instead of maxlen, which is most of a short review's latency.
+    """
+    m, T = cfg.model, cfg.data.maxlen
+    x = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float64)[0]
+    xs = np.repeat(x[None, :], T, axis=0)
+    result = []
+    for layer in _rnn_layers(model, cfg):
+        kernel, R, b_in, b_rec = (w.astype(np.float64) for w in _cell_weights(layer))
+        H = R.shape[0]
+        h, c = np.zeros(H), np.zeros(H)
+        hs, cs = [h], [c]
+        for t in range(T):
+            z = xs[t] @ kernel + b_in
+            if m.cell == "simple":
+                h = np.tanh(z + h @ R)
+            elif m.cell == "lstm":
+                i, f, g, o = np.split(z + h @ R + b_rec, 4)
+                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+                h = _sigmoid(o) * np.tanh(c)
+            else:
+                xz, xr, xh = np.split(z, 3)
+                rz, rr, rh = np.split(h @ R + b_rec, 3)
+                zg, rg = _sigmoid(xz + rz), _sigmoid(xr + rr)
+                hh = np.tanh(xh + rg * rh)
+                h = zg * h + (1 - zg) * hh
+            hs.append(h)
+            cs.append(c)
+        result.append((np.array(hs, np.float32),
+                       np.array(cs, np.float32) if m.cell == "lstm" else None))
+        xs = np.array(hs[1:])
+    return result
+
+
+def _initial_state(g: _Graph, table: np.ndarray, name: str, pads: str, batch_1d: str) -> str:
+    """[1, N, H] rows of `table` at index `pads` (the number of pads not fed)."""
+    row = g.one("Gather", [g.const(name, table), pads], name + "_row")  # [H]
+    H = table.shape[1]
+    shape = g.one("Concat", [g.const("one_1d", np.array([1], np.int64)), batch_1d,
+                             g.const(f"h_{H}", np.array([H], np.int64))], name + "_shape",
+                  axis=0)
+    return g.one("Expand", [row, shape], name + "_init")
+
+
 def _native(g: _Graph, model, cfg: RunConfig, opset: int, fold: bool, out: str) -> None:
     m = cfg.model
     op = ONNX_OPS[m.cell]
     embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
     x = ""
     layers = _rnn_layers(model, cfg)
+    initial: list[list[str]] = [[] for _ in layers]
+    if trims_padding(cfg):
+        shape = g.one("Shape", [INPUT], "input_shape")
+        batch_1d = g.one("Slice", [shape, g.const("zero_1d", np.array([0], np.int64)),
+                                   g.const("one_1d", np.array([1], np.int64))], "batch_1d")
+        steps = g.one("Gather", [shape, g.const("one", np.array(1, np.int64))], "steps")
+        pads = g.one("Sub", [g.const("maxlen", np.array(cfg.data.maxlen, np.int64)), steps],
+                     "pads_skipped")
+        for i, (hs, cs) in enumerate(pad_states(model, cfg)):
+            initial[i] = ["", _initial_state(g, hs, f"pad_h{i}", pads, batch_1d)]
+            if cs is not None:
+                initial[i].append(_initial_state(g, cs, f"pad_c{i}", pads, batch_1d))
     for i, layer in enumerate(layers):
         dirs = _directions(layer)
         weights = [_cell_weights(dl) for dl in dirs]
@@ -135,8 +206,9 @@ def _native(g: _Graph, model, cfg: RunConfig, opset: int, fold: bool, out: str) 
         if op == "GRU":
             attrs["linear_before_reset"] = 1  # Keras's reset_after=True
         tag = "f" if fold else "n"
+        # Optional inputs after B: sequence_lens (unused), initial_h, initial_c.
         y, y_h = g.node(op, [x, g.const(f"W{i}{tag}", W), g.const(f"R{i}", R),
-                             g.const(f"B{i}{tag}", B)],
+                             g.const(f"B{i}{tag}", B), *initial[i]],
                         f"{op.lower()}_{i}", n_out=3 if op == "LSTM" else 2, **attrs)[:2]
         if i == len(layers) - 1 and m.pooling == "last":
             # Y_h: [dirs, N, H] -> [N, dirs * H], forward then backward as Keras concatenates.
@@ -224,7 +296,8 @@ def _finish(nodes, inits, opset: int, name: str, maxlen: int):
 
     graph = helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", maxlen])],
+        # Length is symbolic: graphs that trim padding accept fewer than maxlen ids.
+        [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", "steps"])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
         initializer=list(inits.values()),
     )
@@ -264,7 +337,12 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
     n = top.one("Shape", [INPUT], "batch_size", start=0, end=1)
     big = top.one("Greater", [n, top.const("small_batch", np.array([HYBRID_SMALL_BATCH],
                                                                     np.int64))], "is_large")
-    big = top.one("Squeeze", [big], "is_large_scalar")
+    # The unrolled branch is built for exactly maxlen steps; shorter input (trimmed
+    # padding) always takes the native branch, which accepts any length.
+    t = top.one("Shape", [INPUT], "steps_1d", start=1, end=2)
+    full = top.one("Equal", [t, top.const("maxlen_1d", np.array([maxlen], np.int64))],
+                   "is_full_length")
+    big = top.one("Squeeze", [top.one("And", [big, full], "use_unrolled")], "is_large_scalar")
     top.nodes.append(helper.make_node("If", [big], [OUTPUT], name="by_batch_size",
                                       then_branch=branch(large, "large_probability"),
                                       else_branch=branch(small, "small_probability")))

@@ -32,6 +32,9 @@ class Preprocessing:
     labels: list[str] = field(default_factory=lambda: list(LABELS))
     threshold: float = 0.5
     source: str = ""  # dataset the vocabulary came from
+    # The graph also takes reviews padded only to the longest in the call (pre padding);
+    # see rnncli.onnx_graph.pad_states.
+    trim_padding: bool = False
 
     def __post_init__(self) -> None:
         self._vocab = text.Vocabulary(self.vocabulary)
@@ -75,9 +78,16 @@ class Preprocessing:
         ids = self._vocab.encode(text.tokenize(review), self.num_words)
         return ids, sum(1 for i in ids if i != text.OOV)
 
-    def encode(self, reviews: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """A padded int32 matrix for `reviews` and the known-word count of each."""
+    def encode(self, reviews: Sequence[str],
+               trim: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A padded int32 matrix for `reviews` and the known-word count of each.
+
+        With `trim`, rows are padded to the longest review in the call (start marker
+        included) instead of maxlen; only for models with trim_padding.
+        """
         encoded = [self.encode_one(r) for r in reviews]
-        x = text.pad_sequences([e[0] for e in encoded], self.maxlen, self.padding,
-                               self.truncating)
+        width = self.maxlen
+        if trim and encoded:
+            width = min(self.maxlen, 1 + max(len(e[0]) for e in encoded))
+        x = text.pad_sequences([e[0] for e in encoded], width, self.padding, self.truncating)
         return x, np.array([e[1] for e in encoded], dtype=np.int64)

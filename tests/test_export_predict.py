@@ -83,7 +83,7 @@ def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
 
     home, run = trained
 
-    def mismatch(proto, x, reference, atol):
+    def mismatch(proto, x, reference, atol, **kwargs):
         raise onnx_export.ExportError("max |ONNX - Keras| = 0.5 on 24 reviews exceeds --atol")
 
     monkeypatch.setattr(onnx_export, "check_outputs", mismatch)
@@ -240,3 +240,26 @@ def test_predict_subprocess_imports_no_tensorflow(exported, tmp_path):
     mods = set(res.stderr.rpartition("MODULES ")[2].split())
     assert "onnxruntime" in mods
     assert not mods & {"tensorflow", "keras", "tf2onnx", "onnx"}
+
+
+@pytest.mark.parametrize("graph, trims", [("native", True), ("hybrid", True),
+                                          ("unrolled", False), ("tf2onnx", False)])
+def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims):
+    from rnncli.inference import OnnxModel
+
+    home, run = trained
+    target = tmp_path / f"{graph}.onnx"
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home), "--graph", graph])
+    assert res.exit_code == 0, res.output
+    model = OnnxModel(target)
+    assert model.preprocessing.trim_padding is trims
+    texts = ["great film", "awful boring waste of a film", "the"]
+    full, _ = model.preprocessing.encode(texts)
+    short, _ = model.preprocessing.encode(texts, trim=True)
+    assert short.shape[1] < full.shape[1] == 20
+    expected = model.predict_ids(full)
+    got = [p.probability for p in model.predict_texts(texts)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    if trims:
+        np.testing.assert_allclose(model.predict_ids(short), expected, atol=1e-5)
