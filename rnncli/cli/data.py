@@ -13,6 +13,7 @@ import typer
 
 from rnncli import dataset, reports
 from rnncli.cli.common import err, handle_errors, out, print_json
+from rnncli.errors import UsageError
 
 app = typer.Typer(help="Get the IMDB corpus and inspect it.", no_args_is_help=True)
 
@@ -117,7 +118,7 @@ def decode(
     try:
         n = int(index)
     except ValueError:
-        raise reports.UsageError(f"Review number {index!r} is not a number: use e.g. 0.") from None
+        raise UsageError(f"Review number {index!r} is not a number: use e.g. 0.") from None
     report = reports.decode_report(dataset.data_home(data_dir), n, split, num_words)
     if as_json:
         return print_json(report)
@@ -145,8 +146,6 @@ def lengths(
 
     Example: rnncli data lengths --maxlen 80 --truncating pre
     """
-    if maxlen is not None and maxlen < 1:
-        raise reports.UsageError(f"--maxlen {maxlen} is too small: use 1 or more.")
     report = reports.length_report(dataset.load_split(dataset.data_home(data_dir), split),
                                    maxlen, padding, truncating)
     if as_json:
