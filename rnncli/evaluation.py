@@ -79,28 +79,35 @@ def preprocessing_of(ref: ModelRef):
     return keras_preprocessing(ref.path)
 
 
-def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
-                   limit: int | None = None) -> dict:
-    """Encode `split` with the model's own preprocessing, predict, and score."""
-    prep = preprocessing_of(ref)
+def encode_split(prep, home: Path, split: str = "test",
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` reviews of `split` (all by default) as the model's input and labels.
+
+    The stored ids serve when the model's vocabulary is the prepared dataset's; otherwise
+    the original texts are encoded with the model's own vocabulary.
+    """
     data = dataset.load_split(home, split)
     if dataset.load_vocabulary(home).truncated(prep.num_words).words == prep.vocabulary:
         x, y = dataset.load_encoded(data, prep.num_words, prep.maxlen, prep.padding,
                                     prep.truncating)
-        if limit:
-            x, y = x[:limit], y[:limit]
-    else:
-        # The model's vocabulary is not this dataset's: encode the original texts with it.
-        n = min(limit or len(data), len(data))
-        texts = data.texts(n)
-        if texts is None:
-            source = dataset.read_meta(home)["source"]
-            raise ModelError(
-                f"The model's vocabulary differs from the prepared {source} data, which kept "
-                "no texts: `rnncli data fetch` the source the model came from."
-            )
-        x, _ = prep.encode(texts)
-        y = data.labels[:n].astype(np.float32)
+        return (x[:limit], y[:limit]) if limit else (x, y)
+    n = min(limit or len(data), len(data))
+    texts = data.texts(n)
+    if texts is None:
+        source = dataset.read_meta(home)["source"]
+        raise ModelError(
+            f"The model's vocabulary differs from the prepared {source} data, which kept "
+            "no texts: `rnncli data fetch` the source the model came from."
+        )
+    x, _ = prep.encode(texts)
+    return x, data.labels[:n].astype(np.float32)
+
+
+def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
+                   limit: int | None = None) -> dict:
+    """Encode `split` with the model's own preprocessing, predict, and score."""
+    prep = preprocessing_of(ref)
+    x, y = encode_split(prep, home, split, limit)
     prob = predict_probabilities(ref, x)
     return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
             **binary_metrics(y, prob, prep.threshold)}

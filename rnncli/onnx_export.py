@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli import dataset, runs
+from rnncli import runs
 from rnncli.config import RunConfig
-from rnncli.errors import ExportError, ModelError
+from rnncli.errors import DataError, ExportError, ModelError
 from rnncli.fsutil import atomic_path, read_json
 from rnncli.onnx_graph import INPUT, OUTPUT, build_graph, trims_padding, unrolled_supported
 from rnncli.preprocessing import Preprocessing
@@ -56,18 +56,13 @@ class ExportReport:
 def validation_inputs(prep: Preprocessing, home: Path,
                       n: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Up to `n` real test reviews encoded with the model's preprocessing, else random ids."""
+    from rnncli.evaluation import encode_split
+
     try:
-        split = dataset.load_split(home, "test")
-        vocab = dataset.load_vocabulary(home).truncated(prep.num_words)
-    except Exception:
-        split = None
-    if split is not None and vocab.words == prep.vocabulary:
-        x, y = dataset.load_encoded(split, prep.num_words, prep.maxlen, prep.padding,
-                                    prep.truncating)
-        return x[:n], y[:n], True
-    if split is not None and (texts := split.texts(min(n, len(split)))) is not None:
-        x, _ = prep.encode(texts)
-        return x, split.labels[: len(texts)].astype(np.float32), True
+        x, y = encode_split(prep, home, "test", n)
+        return x, y, True
+    except (DataError, ModelError):
+        pass  # no prepared data, or none this model can read
     rng = np.random.default_rng(0)
     x = rng.integers(0, prep.num_words, size=(min(n, 256), prep.maxlen), dtype=np.int32)
     return x, None, False
