@@ -69,22 +69,29 @@ class ModelRef:
     bundled: bool = False
 
 
+def _model_in(folder: Path, prefer: str) -> ModelRef | None:
+    for name in ((MODEL, ONNX) if prefer == "keras" else (ONNX, MODEL)):
+        if (folder / name).exists():
+            return ModelRef(folder / name, "keras" if name == MODEL else "onnx")
+    return None
+
+
 def find_model(path: Path | None, prefer: str = "keras") -> ModelRef:
     """Resolve --model: a run folder, a .keras or .onnx file; default artifacts/, then bundled."""
     if path is None:
-        order = (MODEL, ONNX) if prefer == "keras" else (ONNX, MODEL)
-        for name in order:
-            if (DEFAULT_OUTPUT / name).exists():
-                return ModelRef(DEFAULT_OUTPUT / name, "keras" if name == MODEL else "onnx")
-        if BUNDLED.exists():
-            return ModelRef(BUNDLED, "onnx", bundled=True)
-        raise ModelError(f"No model in {DEFAULT_OUTPUT}/: run `rnncli train` first.")
+        found = _model_in(DEFAULT_OUTPUT, prefer)
+        if found is None and BUNDLED.exists():
+            found = ModelRef(BUNDLED, "onnx", bundled=True)
+        if found is None:
+            raise ModelError(f"No model in {DEFAULT_OUTPUT}/: run `rnncli train` first.")
+        return found
     path = Path(path)
     if path.is_dir():
-        for name in ((MODEL, ONNX) if prefer == "keras" else (ONNX, MODEL)):
-            if (path / name).exists():
-                return ModelRef(path / name, "keras" if name == MODEL else "onnx")
-        raise ModelError(f"No {MODEL} or {ONNX} in {path}: run `rnncli train --output {path}`.")
+        found = _model_in(path, prefer)
+        if found is None:
+            raise ModelError(f"No {MODEL} or {ONNX} in {path}: "
+                             f"run `rnncli train --output {path}`.")
+        return found
     if not path.exists():
         raise ModelError(f"No model at {path}: check --model.")
     if path.suffix == ".keras":
