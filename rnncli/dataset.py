@@ -73,27 +73,23 @@ class Split:
         tokens, offsets = self.tokens, self.offsets
         return (tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
 
-    def texts(self, n: int | None = None) -> list[str] | None:
-        """The first `n` original texts (all by default), or None where the source kept none."""
+    def texts(self, n: int | None = None, start: int = 0) -> list[str] | None:
+        """`n` original texts from review `start` (all by default), or None where the
+        source kept none."""
         if self.path is None:
             return None
         with np.load(self.path, allow_pickle=False) as z:
             if "text_offsets" not in z.files:
                 return None
-            blob, offsets = z["text"].tobytes(), z["text_offsets"]
-        n = len(self) if n is None else n
-        return [blob[offsets[i]:offsets[i + 1]].decode("utf-8", errors="replace")
-                for i in range(n)]
+            blob, offsets = z["text"], z["text_offsets"]
+        stop = len(self) if n is None else min(len(self), start + n)
+        return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8", errors="replace")
+                for i in range(start, stop)]
 
     def text(self, i: int) -> str | None:
         """The review's original text, or None where the source kept none."""
-        if self.path is None:
-            return None
-        with np.load(self.path, allow_pickle=False) as z:
-            if "text_offsets" not in z.files:
-                return None
-            lo, hi = z["text_offsets"][i : i + 2]
-            return z["text"][lo:hi].tobytes().decode("utf-8", errors="replace")
+        texts = self.texts(1, start=i)
+        return texts[0] if texts else None
 
 
 # ---------------------------------------------------------------- building (one pass, parallel)

@@ -48,17 +48,15 @@ def run_batches(session, x: np.ndarray, batch_size: int, workers: int, input_nam
                 output_name: str) -> np.ndarray:
     """Run `x` in batches; with workers > 1, batches run concurrently (onnxruntime releases
     the GIL), which is how a batch job uses every core."""
-    if 0 < len(x) <= batch_size:
-        # The common single-call case, kept lean: it sits on predict's latency path.
-        return session.run([output_name], {input_name: x})[0].reshape(-1)
-    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
-    if not chunks:
-        return np.zeros(0, np.float32)
-
     def run(chunk):
         return session.run([output_name], {input_name: chunk})[0].reshape(-1)
 
-    if workers == 1 or len(chunks) == 1:
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    if len(x) <= batch_size:
+        return run(x)  # the single-call case: predict's latency path
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    if workers == 1:
         return np.concatenate([run(c) for c in chunks])
     from concurrent.futures import ThreadPoolExecutor
 

@@ -38,6 +38,7 @@ class Candidate:
     error: str | None = None
     latency_us: float = float("nan")  # one review, one thread, p50
     throughput: float = float("nan")  # reviews/s at batch 1024
+    trims: bool = False  # accepts reviews without their leading pads
 
 
 @dataclass
@@ -105,14 +106,13 @@ def trimmed_rows(x: np.ndarray) -> list[np.ndarray]:
     return [row[int(np.argmax(row != 0)):] for row in x]
 
 
-def check_outputs(proto, x: np.ndarray, reference: np.ndarray, atol: float,
+def check_outputs(sess, x: np.ndarray, reference: np.ndarray, atol: float,
                   trimmed: int = 0) -> float:
     """Names, then shapes, then values against the Keras outputs; returns the max |diff|.
 
     With `trimmed`, the first `trimmed` reviews are also fed one by one without their
     padding, the way `predict` feeds a graph that trims padding.
     """
-    sess = _session(proto)
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
     if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
         raise ExportError(f"graph has inputs {[i.name for i in inputs]} and outputs "
@@ -130,12 +130,11 @@ def check_outputs(proto, x: np.ndarray, reference: np.ndarray, atol: float,
     return diff
 
 
-def time_graph(proto, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
+def time_graph(sess, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
     """(p50 microseconds for one review, reviews/s at batch 1024 on every core), measured
     the way `predict` runs the graph."""
     from rnncli.inference import default_workers, run_batches
 
-    sess = _session(proto)
     one = x[:1]
     for _ in range(20):
         sess.run([OUTPUT], {INPUT: one})
@@ -193,10 +192,11 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
                 raise ExportError("covers one unidirectional layer only")
             else:
                 cand.proto = build_graph(model, cfg, name, opset)
-            trims = name in TRIMMING_GRAPHS and cfg is not None and trims_padding(cfg)
-            cand.max_diff = check_outputs(cand.proto, x, reference, atol,
-                                          trimmed=min(len(x), 200) if trims else 0)
-            cand.latency_us, cand.throughput = time_graph(cand.proto, x)
+            cand.trims = name in TRIMMING_GRAPHS and cfg is not None and trims_padding(cfg)
+            sess = _session(cand.proto)
+            cand.max_diff = check_outputs(sess, x, reference, atol,
+                                          trimmed=min(len(x), 200) if cand.trims else 0)
+            cand.latency_us, cand.throughput = time_graph(sess, x)
         except ExportError as exc:
             cand.error = str(exc)
         except Exception as exc:  # a converter failure is one candidate out, not the export
@@ -208,7 +208,7 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
         raise ExportError(f"No ONNX graph matched the Keras model ({reasons}); nothing "
                           f"written to {output}.")
     best = choose(valid)
-    prep.trim_padding = best.name in TRIMMING_GRAPHS and cfg is not None and trims_padding(cfg)
+    prep.trim_padding = best.trims
     _write(best.proto, output, prep, {"rnncli.graph": best.name,
                                       "rnncli.max_abs_diff": f"{best.max_diff:.3g}",
                                       "rnncli.validated_reviews": str(len(x))})

@@ -47,19 +47,13 @@ def write_history(output: Path, history: list[dict], state: dict) -> None:
         atomic_write_text(output / HISTORY_CSV, buf.getvalue())
 
 
-def read_history(output: Path) -> list[dict]:
-    try:
-        return read_json(output / HISTORY_JSON)["epochs"]
-    except (OSError, KeyError, ValueError):
-        return []
-
-
-def read_best(output: Path) -> dict:
+def read_history(output: Path) -> tuple[list[dict], dict]:
+    """(epochs so far, {"best", "best_epoch"}) of a run, empty where none was written."""
     try:
         h = read_json(output / HISTORY_JSON)
     except (OSError, ValueError):
-        return {}
-    return {"best": h.get("best"), "best_epoch": h.get("best_epoch")}
+        return [], {}
+    return h.get("epochs", []), {"best": h.get("best"), "best_epoch": h.get("best_epoch")}
 
 
 @dataclass

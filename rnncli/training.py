@@ -196,8 +196,9 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
         compile_model(model, cfg, jit_compile=jit,
                       steps_per_execution=None if t.strategy == "default" else 1)
 
-    history: list[dict] = runs.read_history(output) if resume else []
-    state: dict[str, Any] = runs.read_best(output) if resume else {}
+    history: list[dict]
+    state: dict[str, Any]
+    history, state = runs.read_history(output) if resume else ([], {})
     steps = math.ceil(len(x_tr) / t.batch_size)
     result = TrainResult(output=output)
     started = time.perf_counter()

@@ -83,7 +83,7 @@ def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
 
     home, run = trained
 
-    def mismatch(proto, x, reference, atol, **kwargs):
+    def mismatch(sess, x, reference, atol, **kwargs):
         raise onnx_export.ExportError("max |ONNX - Keras| = 0.5 on 24 reviews exceeds --atol")
 
     monkeypatch.setattr(onnx_export, "check_outputs", mismatch)
@@ -98,15 +98,15 @@ def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
 def test_check_outputs_rejects_a_wrong_graph(exported):
     import onnx
 
-    from rnncli.onnx_export import ExportError, check_outputs
+    from rnncli.onnx_export import ExportError, _session, check_outputs
 
     home, run, _ = exported
-    proto = onnx.load(str(run / runs.ONNX))
+    sess = _session(onnx.load(str(run / runs.ONNX)))
     x = np.zeros((3, 20), np.int32)
     with pytest.raises(ExportError, match="output shape"):
-        check_outputs(proto, x, np.zeros((3, 2)), 1e-5)
+        check_outputs(sess, x, np.zeros((3, 2)), 1e-5)
     with pytest.raises(ExportError, match="exceeds --atol"):
-        check_outputs(proto, x, np.full((3, 1), 5.0), 1e-5)
+        check_outputs(sess, x, np.full((3, 1), 5.0), 1e-5)
 
 
 def test_quantize_and_record_test_metrics(trained, tmp_path):
