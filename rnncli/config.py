@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnncli import text
+from rnncli import cells, poolings, text
 from rnncli.errors import UsageError
 
-CELLS = ("simple", "lstm", "gru")
+CELLS = tuple(cells.CELLS)
 STRATEGIES = ("default", "mirrored", "multi-worker")
-POOLINGS = ("last", "max", "mean", "masked-max")
+POOLINGS = tuple(poolings.POOLINGS)
 
 
 @dataclass
@@ -33,14 +33,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = "simple"  # simple (SimpleRNN), lstm or gru
+    cell: str = "simple"  # a name in rnncli/cells.py: simple (SimpleRNN), lstm or gru
     units: int = 32  # recurrent units per layer (per direction)
     layers: int = 1  # stacked recurrent layers
     bidirectional: bool = False  # read each review both ways
     embedding_dim: int = 128  # Embedding output size
     dropout: float = 0.0  # dropout on recurrent layer inputs
     recurrent_dropout: float = 0.0  # dropout on recurrent state (disables fused kernels)
-    pooling: str = "last"  # last (final state), max, mean, or masked-max (real tokens only)
+    pooling: str = "last"  # a name in rnncli/poolings.py: last, max, mean, masked-max
     head_dropout: float = 0.0  # dropout between the pooled features and the dense layer
     unroll: bool | None = None  # unroll the time loop; None: SimpleRNN with maxlen <= 100
 
@@ -157,13 +157,19 @@ def validate(cfg: RunConfig) -> None:
         (0 < d.validation_split < 1,
          f"--validation-split {d.validation_split} must be between 0 and 1 (exclusive)."),
         (d.limit is None or d.limit >= 2, f"--limit {d.limit} is too small: use 2 or more."),
-        (m.cell in CELLS, f"Unknown cell {m.cell!r}: use simple, lstm or gru."),
+        (m.cell in CELLS, f"Unknown cell {m.cell!r}: use {', '.join(CELLS)}."),
         (m.units >= 1 and m.layers >= 1 and m.embedding_dim >= 1,
          "--units, --layers and --embedding-dim must be 1 or more."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,
          "--dropout and --recurrent-dropout must be in [0, 1)."),
         (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use {', '.join(POOLINGS)}."),
         (0 <= m.head_dropout < 1, "--head-dropout must be in [0, 1)."),
+        # Keras 3.15's unrolled loop applies the mask in the wrong order when it reads
+        # backwards: the backward direction's outputs then depend on the padding.
+        (not (m.unroll and m.bidirectional and m.pooling in POOLINGS
+              and poolings.POOLINGS[m.pooling].masked),
+         "unroll = true with a masked pooling on a bidirectional model gives wrong outputs "
+         "in Keras: leave unroll unset."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),
@@ -178,7 +184,7 @@ def validate(cfg: RunConfig) -> None:
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
         (0 <= t.crop_prob <= 1, f"--crop-prob {t.crop_prob} must be between 0 and 1."),
         (1 <= t.crop_min <= t.crop_max, "--crop-min must be 1 or more and <= --crop-max."),
-        (not t.bucket or m.pooling == "masked-max",
+        (not t.bucket or m.pooling not in POOLINGS or poolings.POOLINGS[m.pooling].masked,
          "--bucket cuts batches, which is exact only with --pooling masked-max."),
     ]
     for ok, message in checks:
@@ -192,10 +198,12 @@ def unroll_for(cfg: RunConfig) -> bool:
     # 20 s per epoch against 7 s as a loop; long sequences only bloat the graph.
     if cfg.model.unroll is not None:
         return cfg.model.unroll
-    return cfg.model.cell == "simple" and cfg.data.maxlen <= 100
+    # Masked models run batches of many widths, which an unrolled loop cannot share.
+    return (cfg.model.cell == "simple" and cfg.data.maxlen <= 100
+            and not poolings.get_pooling(cfg.model.pooling).masked)
 
 
 def bucket_for(cfg: RunConfig) -> bool:
     if cfg.train.bucket is not None:
         return cfg.train.bucket
-    return cfg.model.pooling == "masked-max"
+    return poolings.get_pooling(cfg.model.pooling).masked

@@ -38,3 +38,7 @@ class ExportError(RnncliError):
 
 class TrainingError(RnncliError):
     """Training could not go on (for example a NaN loss)."""
+
+
+class GraphUnsupported(ExportError):
+    """A model that a hand-built ONNX graph does not implement: refused with its reason."""

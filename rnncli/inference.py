@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.errors import ModelError
-from rnncli.onnx_graph import HYBRID_SMALL_BATCH
 from rnncli.preprocessing import Preprocessing
 
 
@@ -99,10 +98,10 @@ class OnnxModel:
     def predict_texts(self, texts: list[str], threshold: float | None = None) -> list[Prediction]:
         prep = self.preprocessing
         threshold = prep.threshold if threshold is None else threshold
-        # A hybrid graph runs large full-length batches on its unrolled branch; everything
-        # else gains from running only as many steps as the longest review needs.
-        trim = prep.trim_padding and (len(texts) <= HYBRID_SMALL_BATCH
-                                      or self.metadata.get("rnncli.graph") != "hybrid")
+        # Above rnncli.full_length_batch rows a graph runs faster on maxlen-wide rows (the
+        # hybrid's unrolled branch); otherwise only as many steps as the longest review.
+        limit = int(self.metadata.get("rnncli.full_length_batch", len(texts)))
+        trim = prep.trim_padding and len(texts) <= limit
         x, known = prep.encode(texts, trim=trim)
         probs = self.predict_ids(x, max(1, len(texts)))
         positive, negative = prep.labels[1], prep.labels[0]

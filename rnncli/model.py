@@ -11,26 +11,29 @@ serving cut every batch to its longest review.
 
 from __future__ import annotations
 
+from rnncli.cells import get_cell
 from rnncli.config import RunConfig, unroll_for
+from rnncli.poolings import get_pooling
 
-CELL_LAYERS = {"simple": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+# Layer names are a contract with the ONNX graphs (onnx_graph.py reads weights by name):
+# embedding, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
 
 
 def build_model(cfg: RunConfig):
     import keras
 
     d, m = cfg.data, cfg.model
-    masked = m.pooling == "masked-max"
+    pool = get_pooling(m.pooling)
     # Masked models take any width up to maxlen: batches are cut to their longest review.
-    inputs = keras.Input(shape=(None if masked else d.maxlen,), dtype="int32", name="ids")
-    x = keras.layers.Embedding(d.num_words, m.embedding_dim, mask_zero=masked,
+    inputs = keras.Input(shape=(None if pool.masked else d.maxlen,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(d.num_words, m.embedding_dim, mask_zero=pool.masked,
                                name="embedding")(inputs)
-    cell = getattr(keras.layers, CELL_LAYERS[m.cell])
+    cell = getattr(keras.layers, get_cell(m.cell).keras_layer)
     for i in range(m.layers):
         last = i == m.layers - 1
         layer = cell(
             m.units,
-            return_sequences=not last or m.pooling != "last",
+            return_sequences=not last or pool.reduce != "last",
             dropout=m.dropout,
             recurrent_dropout=m.recurrent_dropout,
             unroll=unroll_for(cfg),
@@ -39,12 +42,8 @@ def build_model(cfg: RunConfig):
         if m.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bi_rnn_{i}")
         x = layer(x)
-    if m.pooling == "max":
-        x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
-    elif m.pooling == "mean":
-        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    elif masked:
-        x = masked_max_pooling()(name="pool")(x)
+    if pool.keras_layer:
+        x = pooling_layer(pool.keras_layer)(name="pool")(x)
     if m.head_dropout:
         x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
@@ -66,6 +65,16 @@ def compile_model(model, cfg: RunConfig, jit_compile: bool | None = None,
         jit_compile=t.jit_compile if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution or t.steps_per_execution,
     )
+
+
+def pooling_layer(name: str):
+    """The Keras layer class of a pooling mode: a keras.layers name or one of rnncli's."""
+    custom = {"rnncli>MaskedGlobalMaxPooling1D": masked_max_pooling}
+    if name in custom:
+        return custom[name]()
+    import keras
+
+    return getattr(keras.layers, name)
 
 
 _MASKED_MAX = None

@@ -3,17 +3,20 @@
     report = export_onnx(find_model(Path("artifacts")), Path("artifacts/model.onnx"))
 
 Candidates: tf2onnx's conversion (through `from_function`: `from_keras` fails on Keras 3,
-tf2onnx issue 2448) and the native-op graphs of onnx_graph.py. Each is checked the same
-way (output names, shapes, then values on real test reviews within `atol`) and timed; the
-fastest valid one is written, via a temporary name, so a failed export leaves nothing at
-the output path.
+tf2onnx issue 2448) and the hand-built graphs of onnx_graph.py. Each is checked the same
+way (output names, shapes, then values on real test reviews within `atol`, padded and
+trimmed) and timed; one is chosen by a fixed rule (`choose`) and written via a temporary
+name, so a failed export leaves nothing at the output path.
+
+A candidate ends up valid, "mismatch" (its values differ from Keras), "rejected" (tf2onnx
+could not convert the model) or "unsupported" (a hand-built kind refused the model, with
+its reason). Any other failure of a hand-built graph is a bug in rnncli and fails the
+export: it never falls back quietly to another graph.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,24 +24,34 @@ import numpy as np
 
 from rnncli import runs
 from rnncli.config import RunConfig
-from rnncli.errors import DataError, ExportError, ModelError
+from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
 from rnncli.fsutil import atomic_path, read_json
-from rnncli.onnx_graph import INPUT, OUTPUT, build_graph, trims_padding, unrolled_supported
+from rnncli.onnx_check import check_outputs, time_graph
+from rnncli.onnx_graph import GRAPH_KINDS, build_graph, serving_metadata
+from rnncli.onnx_ops import INPUT, OUTPUT
 from rnncli.preprocessing import Preprocessing
 
-GRAPHS = ("auto", "hybrid", "unrolled", "native", "native-folded", "tf2onnx")
-TRIMMING_GRAPHS = ("hybrid", "native", "native-folded")
+GRAPHS = ("auto", *GRAPH_KINDS, "tf2onnx")
+# --graph auto: the first kind in this order whose score is within CHOICE_MARGIN of the
+# best score; hybrid serves one review and large batches well, and a folded table is
+# often larger than the embedding it replaces.
+PREFERENCE = ("hybrid", "native", "native-folded", "unrolled", "tf2onnx")
+CHOICE_MARGIN = 1.25
+TRIMMED_CHECKS = 200  # reviews also fed without their padding, alone and in batches
 
 
 @dataclass
 class Candidate:
     name: str
     proto: object = None
+    status: str = "valid"  # or "mismatch", "rejected", "unsupported" (module docstring)
     max_diff: float = float("nan")
     error: str | None = None
     latency_us: float = float("nan")  # one review, one thread, p50
     throughput: float = float("nan")  # reviews/s at batch 1024
-    trims: bool = False  # accepts reviews without their leading pads
+    score: float = float("nan")  # see choose()
+    trims: bool = False  # accepts rows shorter than maxlen (padded to their longest)
+    size_bytes: int = 0
 
 
 @dataclass
@@ -52,6 +65,10 @@ class ExportReport:
     size_bytes: int = 0
     quantized: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)  # path -> test metrics stored in metadata
+
+
+class _Rejected(Exception):
+    """tf2onnx could not convert the model."""
 
 
 def validation_inputs(prep: Preprocessing, home: Path,
@@ -78,11 +95,11 @@ def _quiet_python_loggers() -> None:
         logging.getLogger(name if name != "root" else None).setLevel(logging.ERROR)
 
 
-def _tf2onnx_graph(model, maxlen: int, opset: int):
+def _tf2onnx_graph(model, width: int | None, opset: int):
     import tensorflow as tf
     import tf2onnx
 
-    spec = [tf.TensorSpec([None, maxlen], tf.int32, name=INPUT)]
+    spec = [tf.TensorSpec([None, width], tf.int32, name=INPUT)]
 
     @tf.function(input_signature=spec)
     def serve(ids):
@@ -101,62 +118,81 @@ def _session(proto):
                                 providers=["CPUExecutionProvider"])
 
 
-def trimmed_rows(x: np.ndarray) -> list[np.ndarray]:
-    """Each 'pre'-padded row without its leading pads, as predict feeds a single review."""
-    return [row[int(np.argmax(row != 0)):] for row in x]
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
 
 
-def check_outputs(sess, x: np.ndarray, reference: np.ndarray, atol: float,
-                  trimmed: int = 0) -> float:
-    """Names, then shapes, then values against the Keras outputs; returns the max |diff|.
-
-    With `trimmed`, the first `trimmed` reviews are also fed one by one without their
-    padding, the way `predict` feeds a graph that trims padding.
-    """
-    inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
-        raise ExportError(f"graph has inputs {[i.name for i in inputs]} and outputs "
-                          f"{[o.name for o in outputs]}, expected [{INPUT!r}] and [{OUTPUT!r}]")
-    got = sess.run([OUTPUT], {INPUT: x})[0]
-    if got.shape != reference.shape:
-        raise ExportError(f"output shape {got.shape} differs from Keras's {reference.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - reference))) if len(x) else 0.0
-    for row, ref in zip(trimmed_rows(x[:trimmed]), reference[:trimmed]):
-        one = sess.run([OUTPUT], {INPUT: row[None, :]})[0]
-        diff = max(diff, float(np.max(np.abs(one.astype(np.float64) - ref))))
-    if not diff <= atol:
-        raise ExportError(f"max |ONNX - Keras| = {diff:.3g} on {len(x)} reviews exceeds "
-                          f"--atol {atol:g}")
-    return diff
+def _masked(model) -> bool:
+    return bool(getattr(model.get_layer("embedding"), "mask_zero", False))
 
 
-def time_graph(sess, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
-    """(p50 microseconds for one review, reviews/s at batch 1024 on every core), measured
-    the way `predict` runs the graph."""
-    from rnncli.inference import default_workers, run_batches
-
-    one = x[:1]
-    for _ in range(20):
-        sess.run([OUTPUT], {INPUT: one})
-    samples = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        sess.run([OUTPUT], {INPUT: one})
-        samples.append(time.perf_counter() - t)
-    big = np.resize(x, (4096, x.shape[1]))
-    run_batches(sess, big[:1024], 1024, 1, INPUT, OUTPUT)
-    t = time.perf_counter()
-    run_batches(sess, big, 1024, default_workers(), INPUT, OUTPUT)
-    return statistics.median(samples) * 1e6, len(big) / (time.perf_counter() - t)
+def _build(name: str, model, cfg: RunConfig | None, maxlen: int, opset: int):
+    """(proto, session, accepts trimmed rows). Raises GraphUnsupported or _Rejected for a
+    candidate that is out; a failing hand-built graph raises ExportError for the export."""
+    if name == "tf2onnx":
+        masked = _masked(model)
+        try:  # a masked model runs any width, so its conversion may too
+            proto = _tf2onnx_graph(model, None if masked else maxlen, opset)
+            return proto, _session(proto), masked
+        except Exception as exc:  # tf2onnx's failures share no base type
+            raise _Rejected(f"tf2onnx could not convert it ({_first_line(exc)})") from exc
+    if cfg is None:
+        raise GraphUnsupported(f"no {runs.CONFIG} beside the model to rebuild it from")
+    try:
+        proto = build_graph(model, cfg, name, opset)
+        return proto, _session(proto), True
+    except GraphUnsupported:
+        raise
+    except Exception as exc:
+        raise ExportError(f"The {name} graph builder crashed on this model "
+                          f"({_first_line(exc)}): a bug in rnncli; `--graph tf2onnx` exports "
+                          "without it.") from exc
 
 
 def choose(valid: list[Candidate]) -> Candidate:
-    """The graph with the best worse-side of the two measures, each relative to the best
-    candidate on it: a graph fast for one review but slow in batch (or the reverse) loses
-    to one that is good at both."""
+    """The rule behind --graph auto. Each candidate's score is the worse of its two
+    measures relative to the best candidate on each (one-review latency, batch
+    throughput), so a graph fast at one and slow at the other loses to one good at both.
+    Of the candidates scoring within CHOICE_MARGIN of the best, the first in PREFERENCE
+    wins: timing noise smaller than the margin never changes the choice."""
     best_latency = min(c.latency_us for c in valid)
     best_rate = max(c.throughput for c in valid)
-    return max(valid, key=lambda c: min(best_latency / c.latency_us, c.throughput / best_rate))
+    for c in valid:
+        c.score = min(best_latency / c.latency_us, c.throughput / best_rate)
+    top = max(c.score for c in valid)
+    close = [c for c in valid if c.score * CHOICE_MARGIN >= top]
+    return min(close, key=lambda c: PREFERENCE.index(c.name))
+
+
+def _candidate(name: str, model, cfg: RunConfig | None, prep: Preprocessing, opset: int,
+               x: np.ndarray, reference: np.ndarray, atol: float) -> Candidate:
+    cand = Candidate(name)
+    try:
+        cand.proto, sess, cand.trims = _build(name, model, cfg, prep.maxlen, opset)
+    except GraphUnsupported as exc:
+        cand.status, cand.error = "unsupported", str(exc)
+        return cand
+    except _Rejected as exc:
+        cand.status, cand.error = "rejected", str(exc)
+        return cand
+    cand.size_bytes = cand.proto.ByteSize()
+    try:
+        cand.max_diff = check_outputs(sess, x, reference, atol,
+                                      trimmed=TRIMMED_CHECKS if cand.trims else 0,
+                                      padding=prep.padding)
+    except ExportError as exc:
+        cand.status, cand.error = "mismatch", str(exc)
+        return cand
+    cand.latency_us, cand.throughput = time_graph(sess, x)
+    return cand
+
+
+def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
+    if cand.name == "tf2onnx":
+        return {"rnncli.graph": cand.name,
+                "rnncli.skips_pad_steps": "true" if cand.trims else "false"}
+    return serving_metadata(cand.name, cfg)
 
 
 def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
@@ -180,36 +216,16 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
     reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)
 
     names = [g for g in GRAPHS[1:] if graph in ("auto", g)]
-    candidates = []
-    for name in names:
-        cand = Candidate(name)
-        try:
-            if name == "tf2onnx":
-                cand.proto = _tf2onnx_graph(model, prep.maxlen, opset)
-            elif cfg is None:
-                raise ExportError(f"no {runs.CONFIG} beside the model to rebuild it from")
-            elif name in ("hybrid", "unrolled") and not unrolled_supported(cfg):
-                raise ExportError("covers one unidirectional layer only")
-            else:
-                cand.proto = build_graph(model, cfg, name, opset)
-            cand.trims = name in TRIMMING_GRAPHS and cfg is not None and trims_padding(cfg)
-            sess = _session(cand.proto)
-            cand.max_diff = check_outputs(sess, x, reference, atol,
-                                          trimmed=min(len(x), 200) if cand.trims else 0)
-            cand.latency_us, cand.throughput = time_graph(sess, x)
-        except ExportError as exc:
-            cand.error = str(exc)
-        except Exception as exc:  # a converter failure is one candidate out, not the export
-            cand.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        candidates.append(cand)
-    valid = [c for c in candidates if c.error is None]
+    candidates = [_candidate(name, model, cfg, prep, opset, x, reference, atol)
+                  for name in names]
+    valid = [c for c in candidates if c.status == "valid"]
     if not valid:
         reasons = "; ".join(f"{c.name}: {c.error}" for c in candidates)
         raise ExportError(f"No ONNX graph matched the Keras model ({reasons}); nothing "
                           f"written to {output}.")
     best = choose(valid)
     prep.trim_padding = best.trims
-    _write(best.proto, output, prep, {"rnncli.graph": best.name,
+    _write(best.proto, output, prep, {**graph_metadata(best, cfg),
                                       "rnncli.max_abs_diff": f"{best.max_diff:.3g}",
                                       "rnncli.validated_reviews": str(len(x))})
     report = ExportReport(output, best.name, candidates, len(x), real, atol,

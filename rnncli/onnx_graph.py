@@ -1,305 +1,231 @@
-"""Hand-built ONNX graphs for rnncli's Keras models, weights read from the layers.
+"""Hand-built ONNX graphs for rnncli's Keras models, weights read from the layers by name.
 
     proto = build_graph(model, cfg, "hybrid", opset=17)
 
 tf2onnx turns Keras recurrent layers into a generic `Loop` or one MatMul per time step.
-Three faster shapes are built here:
-- "native": ONNX's own RNN/LSTM/GRU node, one kernel for the whole sequence; the fastest
-  for a single review (Keras's gate order is mapped to ONNX's).
+The kinds built here (GRAPH_KINDS), for every cell, direction, depth and pooling mode:
+- "native": ONNX's own RNN/LSTM/GRU node, one kernel per layer for the whole sequence;
+  the fastest for a single review.
 - "native-folded": the same, with the embedding table multiplied by the first layer's
   input kernel (plus bias) once, at export, so a lookup replaces the input projection.
-- "unrolled": one small step per token on the folded table (lookup, one Gemm, the gate
-  activations); onnxruntime's native RNN kernels are slow on large batches, this is not.
-- "hybrid": an `If` on the batch size: "native" for a few reviews, "unrolled" for more.
+- "unrolled": one small step per token (onnx_unrolled.py); onnxruntime's native RNN
+  kernels are slow on large batches, this is not.
+- "hybrid": an `If`: the native graph for up to HYBRID_SMALL_BATCH rows (and for rows
+  shorter than maxlen when the native graph skips pads), the unrolled graph otherwise.
+
+Every kind takes rows of any width up to maxlen, padded on the model's side: a batch padded
+only to its own longest review gives the same outputs as padded to maxlen. Whether that
+saves steps (skips_pad_steps) depends on the model:
+- masked models (pooling masked-max): the native graph moves each row's real tokens to
+  the front and passes `sequence_lens`, so pad steps never change the state nor enter the
+  max; the unrolled graph keeps the state on pad steps (`where(mask, new, old)`).
+- unmasked 'pre'-padded unidirectional models: the state left by k leading pads does not
+  depend on the review, so the native graph starts from that precomputed state
+  (pad_states), and the max/mean over the skipped pads is precomputed too.
+- bidirectional or 'post'-padded unmasked models: no graph can skip pads (full_length_reason),
+  so rows are padded back to maxlen inside the graph.
+The unrolled graph always runs maxlen steps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from rnncli.cells import get_cell, run_steps
 from rnncli.config import RunConfig
+from rnncli.errors import GraphUnsupported
+from rnncli.model_weights import check_model, embedding_table, layer_weights
+from rnncli.onnx_ops import (
+    FLOAT,
+    INPUT,
+    INT32,
+    INT64,
+    LOWEST,
+    MIN_OPSET,
+    OUTPUT,
+    GraphBuilder,
+    dense_head,
+)
+from rnncli.poolings import get_pooling
 
-INPUT = "ids"
-OUTPUT = "probability"
-# Batches up to this size take the native-op branch of the hybrid graph.
+GRAPH_KINDS = ("hybrid", "native-folded", "native", "unrolled")
+# Batches up to this size take the native branch of the hybrid graph.
 HYBRID_SMALL_BATCH = 8
-ONNX_OPS = {"simple": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
-def _gate_blocks(matrix: np.ndarray, cell: str) -> np.ndarray:
-    """Reorder the gate blocks of the last axis from Keras's order to ONNX's."""
-    if cell != "lstm":
-        return matrix  # SimpleRNN has one block; GRU is z, r, h in both
-    i, f, c, o = np.split(matrix, 4, axis=-1)
-    return np.concatenate([i, o, f, c], axis=-1)
+def input_mode(cfg: RunConfig) -> str:
+    """How the native graph treats rows shorter than maxlen: "masked" (runs real tokens
+    only), "pad-states" (starts from the state the skipped pads leave) or "full" (pads the
+    rows back to maxlen)."""
+    if get_pooling(cfg.model.pooling).masked:
+        return "masked"
+    if cfg.data.padding == "pre" and not cfg.model.bidirectional:
+        return "pad-states"
+    return "full"
 
 
-def _cell_weights(rnn_layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(kernel [in, gH], recurrent [H, gH], input bias [gH], recurrent bias [gH]), Keras order."""
-    c = rnn_layer.cell
-    kernel = np.asarray(c.kernel.numpy(), np.float32)
-    recurrent = np.asarray(c.recurrent_kernel.numpy(), np.float32)
-    bias = np.asarray(c.bias.numpy(), np.float32) if c.use_bias else None
-    g_h = kernel.shape[1]
-    if bias is None:
-        b_in, b_rec = np.zeros(g_h, np.float32), np.zeros(g_h, np.float32)
-    elif bias.ndim == 2:  # GRU with reset_after: separate input and recurrent biases
-        b_in, b_rec = bias[0], bias[1]
-    else:
-        b_in, b_rec = bias, np.zeros(g_h, np.float32)
-    return kernel, recurrent, b_in, b_rec
+def full_length_reason(cfg: RunConfig) -> str:
+    """Why an unmasked model's graphs run every pad step."""
+    if cfg.model.bidirectional:
+        return ("its backward direction reads the leading pads last, from a state that "
+                "depends on the review")
+    return "with 'post' padding the pads follow the review, so their state depends on it"
 
 
-def _directions(layer):
-    if type(layer).__name__ == "Bidirectional":
-        return [layer.forward_layer, layer.backward_layer]
-    return [layer]
+def skips_pad_steps(kind: str, cfg: RunConfig) -> bool:
+    """Whether a graph of this kind runs fewer steps for rows shorter than maxlen."""
+    return kind in ("hybrid", "native", "native-folded") and input_mode(cfg) != "full"
 
 
-class _Graph:
-    """Nodes and initializers under construction; names are unique per builder."""
-
-    def __init__(self, prefix: str = ""):
-        self.prefix, self.nodes, self.inits = prefix, [], {}
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        # Not np.ascontiguousarray: it turns a 0-d index into shape [1].
-        self.inits[name] = numpy_helper.from_array(np.array(value, order="C"), name)
-        return name
-
-    def node(self, op: str, inputs: list[str], name: str, n_out: int = 1, **attrs) -> list[str]:
-        from onnx import helper
-
-        name = self.prefix + name
-        outs = [f"{name}:{i}" for i in range(n_out)]
-        self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
-        return outs
-
-    def one(self, op: str, inputs: list[str], name: str, **attrs) -> str:
-        return self.node(op, inputs, name, **attrs)[0]
+def serving_metadata(kind: str, cfg: RunConfig) -> dict[str, str]:
+    """What serving reads from the file besides the preprocessing."""
+    props = {"rnncli.graph": kind,
+             "rnncli.skips_pad_steps": "true" if skips_pad_steps(kind, cfg) else "false"}
+    if kind == "hybrid" and skips_pad_steps(kind, cfg):
+        # Shorter rows take the native branch, fast for a few rows but not for many.
+        props["rnncli.full_length_batch"] = str(HYBRID_SMALL_BATCH)
+    return props
 
 
-def _rnn_layers(model, cfg: RunConfig):
-    m = cfg.model
-    return [model.get_layer(f"bi_rnn_{i}" if m.bidirectional else f"rnn_{i}")
-            for i in range(m.layers)]
+@dataclass
+class PadStates:
+    states: list[tuple[np.ndarray, ...]]  # per layer and state: [maxlen + 1, units], row k
+    # is the state after k pads; then max and sum of the last layer's outputs over k pads
+    max: np.ndarray
+    sum: np.ndarray
 
 
-def _head(g: _Graph, model, x: str, out: str) -> None:
-    dense = model.get_layer("dense")
-    dk, db = (np.asarray(w, np.float32) for w in dense.get_weights())
-    logits = g.one("Gemm", [x, g.const("dense_kernel", dk), g.const("dense_bias", db)], "dense")
-    from onnx import helper
-
-    g.nodes.append(helper.make_node("Sigmoid", [logits], [out], name=g.prefix + "sigmoid"))
-
-
-def trims_padding(cfg: RunConfig) -> bool:
-    """Whether the native graph accepts reviews shorter than maxlen (see pad_states)."""
-    m = cfg.model
-    return cfg.data.padding == "pre" and not m.bidirectional and m.pooling == "last"
-
-
-def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-v))
-
-
-def pad_states(model, cfg: RunConfig) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """Per layer, the (h, c) state after k = 0..maxlen leading pad tokens.
+def pad_states(model, cfg: RunConfig) -> PadStates:
+    """The states that k = 0..maxlen leading pad tokens leave, for a unidirectional model.
 
     With 'pre' padding every review starts with pad tokens, and the state they leave does
     not depend on the review. So a review of n tokens gives the same output as its padded
     form when it starts from the state after maxlen - n pads: the graph then runs n steps
     instead of maxlen, which is most of a short review's latency.
     """
+    cell = get_cell(cfg.model.cell)
+    xs = np.repeat(embedding_table(model, cfg)[:1].astype(np.float64), cfg.data.maxlen, axis=0)
+    states = []
+    for (w,) in layer_weights(model, cfg):
+        run = run_steps(cell, w, xs)
+        states.append(tuple(np.array([s[k] for s in run], np.float32)
+                            for k in range(cell.states)))
+        xs = np.array([s[0] for s in run[1:]])
+    first = np.full((1, xs.shape[1]), LOWEST, np.float64)
+    running_max = np.concatenate([first, np.maximum.accumulate(xs, axis=0)])
+    running_sum = np.concatenate([np.zeros_like(first), np.cumsum(xs, axis=0)])
+    return PadStates(states, running_max.astype(np.float32), running_sum.astype(np.float32))
+
+
+def _real_tokens_first(g: GraphBuilder) -> tuple[str, str, str, str]:
+    """(ids with each row's real tokens moved to the front in order, their counts as int32
+    sequence_lens (at least 1), a [steps, batch, 1] mask of real steps in that order,
+    a [batch, 1] mask of rows with any real token)."""
+    _, width = g.batch_and_width()
+    real = g.one("Not", [g.one("Equal", [INPUT, g.const("pad_id", np.array(0, np.int32))])])
+    counts = g.reduce("ReduceSum", g.one("Cast", [real], to=INT64), 1)  # int64 [N]
+    wf = g.one("Cast", [width], to=FLOAT)
+    steps = g.one("Range", [g.int64("zero", 0), g.one("Squeeze", [width]), g.int64("one", 1)])
+    # Keys: real tokens above pads, earlier steps above later ones; all distinct.
+    later = g.one("Sub", [g.one("Sub", [wf, g.const("one_f", np.float32(1))]),
+                          g.one("Cast", [steps], to=FLOAT)])
+    key = g.one("Add", [g.one("Mul", [g.one("Cast", [real], to=FLOAT), wf]), later])
+    order = g.node("TopK", [key, width], "real_first", n_out=2, axis=1)[1]
+    ids = g.one("GatherElements", [INPUT, order], "ids_real_first", axis=1)
+    lens = g.one("Cast", [g.one("Max", [counts, g.int64("one", 1)])], "sequence_lens", to=INT32)
+    is_real = g.one("Not", [g.one("Equal", [ids, "pad_id"])])
+    mask = g.unsqueeze(g.one("Transpose", [is_real], perm=[1, 0]), 2)
+    any_real = g.unsqueeze(g.one("Greater", [counts, g.int64("zero", 0)]), 1)
+    return ids, lens, mask, any_real
+
+
+def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> None:
     m, T = cfg.model, cfg.data.maxlen
-    x = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float64)[0]
-    xs = np.repeat(x[None, :], T, axis=0)
-    result = []
-    for layer in _rnn_layers(model, cfg):
-        kernel, R, b_in, b_rec = (w.astype(np.float64) for w in _cell_weights(layer))
-        H = R.shape[0]
-        h, c = np.zeros(H), np.zeros(H)
-        hs, cs = [h], [c]
-        for t in range(T):
-            z = xs[t] @ kernel + b_in
-            if m.cell == "simple":
-                h = np.tanh(z + h @ R)
-            elif m.cell == "lstm":
-                i, f, g, o = np.split(z + h @ R + b_rec, 4)
-                c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-                h = _sigmoid(o) * np.tanh(c)
-            else:
-                xz, xr, xh = np.split(z, 3)
-                rz, rr, rh = np.split(h @ R + b_rec, 3)
-                zg, rg = _sigmoid(xz + rz), _sigmoid(xr + rr)
-                hh = np.tanh(xh + rg * rh)
-                h = zg * h + (1 - zg) * hh
-            hs.append(h)
-            cs.append(c)
-        result.append((np.array(hs, np.float32),
-                       np.array(cs, np.float32) if m.cell == "lstm" else None))
-        xs = np.array(hs[1:])
-    return result
-
-
-def _initial_state(g: _Graph, table: np.ndarray, name: str, pads: str, batch_1d: str) -> str:
-    """[1, N, H] rows of `table` at index `pads` (the number of pads not fed)."""
-    row = g.one("Gather", [g.const(name, table), pads], name + "_row")  # [H]
-    H = table.shape[1]
-    shape = g.one("Concat", [g.const("one_1d", np.array([1], np.int64)), batch_1d,
-                             g.const(f"h_{H}", np.array([H], np.int64))], name + "_shape",
-                  axis=0)
-    return g.one("Expand", [row, shape], name + "_init")
-
-
-def _native(g: _Graph, model, cfg: RunConfig, opset: int, fold: bool, out: str) -> None:
-    m = cfg.model
-    op = ONNX_OPS[m.cell]
-    embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
+    cell, pool, mode = get_cell(m.cell), get_pooling(m.pooling), input_mode(cfg)
+    weights = layer_weights(model, cfg)
+    embedding = embedding_table(model, cfg)
+    ids, lens = INPUT, ""
+    initial: list[list[str]] = [[] for _ in weights]
+    if mode == "full":
+        ids = g.pad_to(INPUT, T, cfg.data.padding)
+    elif mode == "masked":
+        ids, lens, mask, any_real = _real_tokens_first(g)
+    else:
+        batch, width = g.batch_and_width()
+        pads = g.one("Sub", [g.int64("maxlen_1d", [T]), width], "pads_skipped")  # [1]
+        shape = g.one("Concat", [g.int64("one_1d", [1]), batch,
+                                 g.int64(f"units_{m.units}", [m.units])], axis=0)
+        tables = pad_states(model, cfg)
+        for i, layer_states in enumerate(tables.states):
+            initial[i] = [g.one("Expand", [g.one("Gather", [g.const(f"pad_state{i}_{k}", s),
+                                                                     pads]), shape])
+                                 for k, s in enumerate(layer_states)]
     x = ""
-    layers = _rnn_layers(model, cfg)
-    initial: list[list[str]] = [[] for _ in layers]
-    if trims_padding(cfg):
-        shape = g.one("Shape", [INPUT], "input_shape")
-        batch_1d = g.one("Slice", [shape, g.const("zero_1d", np.array([0], np.int64)),
-                                   g.const("one_1d", np.array([1], np.int64))], "batch_1d")
-        steps = g.one("Gather", [shape, g.const("one", np.array(1, np.int64))], "steps")
-        pads = g.one("Sub", [g.const("maxlen", np.array(cfg.data.maxlen, np.int64)), steps],
-                     "pads_skipped")
-        for i, (hs, cs) in enumerate(pad_states(model, cfg)):
-            initial[i] = ["", _initial_state(g, hs, f"pad_h{i}", pads, batch_1d)]
-            if cs is not None:
-                initial[i].append(_initial_state(g, cs, f"pad_c{i}", pads, batch_1d))
-    for i, layer in enumerate(layers):
-        dirs = _directions(layer)
-        weights = [_cell_weights(dl) for dl in dirs]
+    for i, dirs in enumerate(weights):
+        b_in = [cell.to_onnx(w.input_bias) for w in dirs]
+        W = np.stack([cell.to_onnx(w.kernel).T for w in dirs])
+        tag = ""
         if i == 0:
+            table = embedding
             if fold:
-                # One table per direction, stacked along the features; an identity input
-                # kernel then picks each direction's block.
-                table = np.concatenate([embedding @ _gate_blocks(w[0], m.cell)
-                                        + _gate_blocks(w[2], m.cell) for w in weights], axis=1)
-                g_h = weights[0][0].shape[1]
-                eye = np.eye(g_h, dtype=np.float32)
-                W = np.stack([np.concatenate([eye if k == j else np.zeros_like(eye)
-                                              for k in range(len(dirs))], axis=1)
-                              for j in range(len(dirs))])
-                b_in = [np.zeros(g_h, np.float32) for _ in dirs]
-                table_name = "folded_table_onnx_order"
-            else:
-                table, table_name = embedding, "embedding"
-                W = np.stack([_gate_blocks(w[0], m.cell).T for w in weights])
-                b_in = [w[2] for w in weights]
-            gathered = g.one("Gather", [g.const(table_name, table), INPUT], "lookup")
-            x = g.one("Transpose", [gathered], "time_major", perm=[1, 0, 2])
+                # One table per direction side by side; an identity input kernel then picks
+                # each direction's block.
+                table = np.concatenate([embedding @ cell.to_onnx(w.kernel) + b
+                                        for w, b in zip(dirs, b_in)], axis=1)
+                eye = np.eye(W.shape[1], dtype=np.float32)
+                W = np.stack([np.concatenate([eye if k == j else 0 * eye for k in range(len(dirs))],
+                                             axis=1) for j in range(len(dirs))])
+                b_in, tag = [0 * b for b in b_in], "_folded"
+            x = g.one("Transpose", [g.one("Gather", [g.const("embedding" + tag, table), ids])],
+                      "time_major", perm=[1, 0, 2])
+        R = np.stack([cell.to_onnx(w.recurrent).T for w in dirs])
+        B = np.stack([np.concatenate([b, cell.to_onnx(w.recurrent_bias)])
+                      for b, w in zip(b_in, dirs)])
+        inputs = [x, g.const(f"W{i}{tag}", W), g.const(f"R{i}", R), g.const(f"B{i}{tag}", B),
+                  lens, *initial[i]]
+        while inputs[-1] == "":
+            inputs.pop()
+        y, y_h = g.node(cell.onnx_op, inputs, f"{cell.onnx_op.lower()}_{i}",
+                        n_out=1 + cell.states, hidden_size=m.units,
+                        direction="bidirectional" if len(dirs) == 2 else "forward",
+                        **cell.onnx_attributes)[:2]
+        # Y: [T, dirs, N, H] -> [T, N, dirs * H], forward then backward as Keras concatenates.
+        x = g.one("Reshape", [g.one("Transpose", [y], perm=[0, 2, 1, 3]),
+                              g.int64("shape_3d", [0, 0, -1])], f"sequence_{i}")
+    if pool.reduce == "last":
+        features = g.one("Reshape", [g.one("Transpose", [y_h], perm=[1, 0, 2]),
+                                     g.int64("shape_2d", [0, -1])], "last_state")
+    elif pool.reduce == "max":
+        if mode == "masked":
+            x = g.one("Where", [mask, x, g.const("lowest", LOWEST)], "pad_steps_out")
+        features = g.reduce("ReduceMax", x, 0)
+        if mode == "pad-states":
+            features = g.one("Max", [features, g.one("Gather", [g.const("pad_max", tables.max),
+                                                                 pads])], "with_pads_max")
+    else:
+        if mode == "pad-states":
+            total = g.one("Add", [g.reduce("ReduceSum", x, 0),
+                                  g.one("Gather", [g.const("pad_sum", tables.sum), pads])])
+            features = g.one("Div", [total, g.const("maxlen_f", np.float32(T))], "mean")
         else:
-            W = np.stack([_gate_blocks(w[0], m.cell).T for w in weights])
-            b_in = [w[2] for w in weights]
-        R = np.stack([_gate_blocks(w[1], m.cell).T for w in weights])
-        B = np.stack([np.concatenate([_gate_blocks(bi, m.cell), _gate_blocks(w[3], m.cell)])
-                      for bi, w in zip(b_in, weights)])
-        attrs = {"hidden_size": m.units,
-                 "direction": "bidirectional" if len(dirs) == 2 else "forward"}
-        if op == "GRU":
-            attrs["linear_before_reset"] = 1  # Keras's reset_after=True
-        tag = "f" if fold else "n"
-        # Optional inputs after B: sequence_lens (unused), initial_h, initial_c.
-        y, y_h = g.node(op, [x, g.const(f"W{i}{tag}", W), g.const(f"R{i}", R),
-                             g.const(f"B{i}{tag}", B), *initial[i]],
-                        f"{op.lower()}_{i}", n_out=3 if op == "LSTM" else 2, **attrs)[:2]
-        if i == len(layers) - 1 and m.pooling == "last":
-            # Y_h: [dirs, N, H] -> [N, dirs * H], forward then backward as Keras concatenates.
-            t = g.one("Transpose", [y_h], f"state_{i}", perm=[1, 0, 2])
-            x = g.one("Reshape", [t, g.const("shape_2d", np.array([0, -1], np.int64))],
-                      "features")
-        else:
-            # Y: [T, dirs, N, H] -> [T, N, dirs * H]
-            t = g.one("Transpose", [y], f"seq_{i}", perm=[0, 2, 1, 3])
-            x = g.one("Reshape", [t, g.const("shape_3d", np.array([0, 0, -1], np.int64))],
-                      f"seq_flat_{i}")
-    if m.pooling in ("max", "mean"):
-        reduce = "ReduceMax" if m.pooling == "max" else "ReduceMean"
-        if opset >= 18:
-            x = g.one(reduce, [x, g.const("axis_0", np.array([0], np.int64))], "pool",
-                      keepdims=0)
-        else:
-            x = g.one(reduce, [x], "pool", axes=[0], keepdims=0)
-    _head(g, model, x, out)
+            features = g.reduce("ReduceMean", x, 0)
+    if mode == "masked":  # Keras gives zeros for a row without real tokens
+        features = g.one("Where", [any_real, features, g.const("zero_f", np.float32(0))])
+    dense_head(g, model, features, out)
 
 
-def unrolled_supported(cfg: RunConfig) -> bool:
-    return cfg.model.layers == 1 and not cfg.model.bidirectional
-
-
-def _unrolled(g: _Graph, model, cfg: RunConfig, out: str) -> None:
-    m, T = cfg.model, cfg.data.maxlen
-    embedding = np.asarray(model.get_layer("embedding").embeddings.numpy(), np.float32)
-    kernel, R, b_in, b_rec = _cell_weights(_rnn_layers(model, cfg)[0])
-    table = g.const("folded_table", embedding @ kernel + b_in)  # Keras gate order
-    rec = g.const("recurrent", R)
-    ids_t = g.one("Transpose", [INPUT], "ids_time_major", perm=[1, 0])
-    H = m.units
-    h = c = pooled = ""
-    if m.cell == "gru":
-        b_rec_name = g.const("recurrent_bias", b_rec)
-        split3 = g.const("split_3", np.array([H, H, H], np.int64))
-    if m.cell == "lstm":
-        split4 = g.const("split_4", np.array([H] * 4, np.int64))
-    for t in range(T):
-        s = f"_{t}"
-        ids = g.one("Gather", [ids_t, g.const(f"t{t}", np.array(t, np.int64))], "ids" + s)
-        x = g.one("Gather", [table, ids], "x" + s)  # [N, gates * H]: x @ kernel + bias
-        if m.cell == "simple":
-            a = g.one("Gemm", [h, rec, x], "a" + s) if h else x
-            h = g.one("Tanh", [a], "h" + s)
-        elif m.cell == "lstm":
-            z = g.one("Gemm", [h, rec, x], "z" + s) if h else x
-            zi, zf, zc, zo = g.node("Split", [z, split4], "gates" + s, n_out=4, axis=1)
-            i_, o_ = g.one("Sigmoid", [zi], "i" + s), g.one("Sigmoid", [zo], "o" + s)
-            cand = g.one("Mul", [i_, g.one("Tanh", [zc], "g" + s)], "ig" + s)
-            c = g.one("Add", [g.one("Mul", [g.one("Sigmoid", [zf], "f" + s), c], "fc" + s),
-                              cand], "c" + s) if c else cand
-            h = g.one("Mul", [o_, g.one("Tanh", [c], "tc" + s)], "h" + s)
-        else:  # GRU, reset_after: h' = z * h + (1 - z) * tanh(x_h + r * (h R_h + b_h))
-            xz, xr, xh = g.node("Split", [x, split3], "xs" + s, n_out=3, axis=1)
-            if h:
-                rz, rr, rh = g.node("Split", [g.one("Gemm", [h, rec, b_rec_name], "rec" + s),
-                                              split3], "rs" + s, n_out=3, axis=1)
-            else:
-                rz, rr, rh = g.node("Split", [b_rec_name, split3], "rs" + s, n_out=3, axis=0)
-            zg = g.one("Sigmoid", [g.one("Add", [xz, rz], "zs" + s)], "z" + s)
-            rg = g.one("Sigmoid", [g.one("Add", [xr, rr], "rsum" + s)], "r" + s)
-            hh = g.one("Tanh", [g.one("Add", [xh, g.one("Mul", [rg, rh], "rh" + s)],
-                                      "hs" + s)], "hh" + s)
-            if h:
-                diff = g.one("Sub", [h, hh], "d" + s)
-                h = g.one("Add", [hh, g.one("Mul", [zg, diff], "zd" + s)], "h" + s)
-            else:
-                h = g.one("Sub", [hh, g.one("Mul", [zg, hh], "zh" + s)], "h" + s)
-        if m.pooling == "max":
-            pooled = g.one("Max", [pooled, h], "pool" + s) if pooled else h
-        elif m.pooling == "mean":
-            pooled = g.one("Add", [pooled, h], "pool" + s) if pooled else h
-    if m.pooling == "mean":
-        h = g.one("Div", [pooled, g.const("steps", np.array(T, np.float32))], "mean")
-    elif m.pooling == "max":
-        h = pooled
-    _head(g, model, h, out)
-
-
-def _finish(nodes, inits, opset: int, name: str, maxlen: int):
+def _finish(nodes, consts: dict, opset: int, name: str):
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
         nodes, name,
-        # Length is symbolic: graphs that trim padding accept fewer than maxlen ids.
+        # Width is symbolic: every kind accepts rows shorter than maxlen.
         [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", "steps"])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
-        initializer=list(inits.values()),
+        initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()],
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="rnncli")
@@ -309,42 +235,45 @@ def _finish(nodes, inits, opset: int, name: str, maxlen: int):
 
 
 def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
-    """One of "native", "native-folded", "unrolled" or "hybrid" (see the module docstring)."""
+    """One of GRAPH_KINDS (see the module docstring). Raises GraphUnsupported, with the
+    reason, for a model it cannot reproduce; any other exception is a bug here."""
+    from rnncli.onnx_unrolled import unrolled
+
+    if kind not in GRAPH_KINDS:
+        raise GraphUnsupported(f"unknown graph kind {kind!r}: use {', '.join(GRAPH_KINDS)}")
+    if opset < MIN_OPSET:
+        raise GraphUnsupported(f"hand-built graphs need --opset {MIN_OPSET} or later")
+    check_model(model, cfg)
+    consts: dict = {}
+    if kind != "hybrid":
+        g = GraphBuilder(opset, consts=consts)
+        if kind == "unrolled":
+            unrolled(g, model, cfg, OUTPUT)
+        else:
+            _native(g, model, cfg, kind == "native-folded", OUTPUT)
+        return _finish(g.nodes, consts, opset, "rnncli_" + kind)
     from onnx import TensorProto, helper
 
-    if kind in ("unrolled", "hybrid") and not unrolled_supported(cfg):
-        raise ValueError("the unrolled graph covers one unidirectional layer")
-    maxlen = cfg.data.maxlen
-    if kind in ("native", "native-folded"):
-        g = _Graph()
-        _native(g, model, cfg, opset, kind == "native-folded", OUTPUT)
-        return _finish(g.nodes, g.inits, opset, "rnncli_" + kind, maxlen)
-    if kind == "unrolled":
-        g = _Graph()
-        _unrolled(g, model, cfg, OUTPUT)
-        return _finish(g.nodes, g.inits, opset, "rnncli_unrolled", maxlen)
-    # Hybrid: both branches read their weights from the outer graph's initializers, so the
-    # If node costs a branch selection per call, not a copy of the weights.
-    small, large = _Graph("small/"), _Graph("large/")
-    _native(small, model, cfg, opset, False, "small_probability")
-    _unrolled(large, model, cfg, "large_probability")
+    # Both branches read their weights from the outer graph's initializers, so the If node
+    # costs a branch selection per call, not a copy of the weights.
+    small = GraphBuilder(opset, "small/", consts)
+    large = GraphBuilder(opset, "large/", consts)
+    _native(small, model, cfg, False, "small_probability")
+    unrolled(large, model, cfg, "large_probability")
 
-    def branch(g: _Graph, out: str):
-        return helper.make_graph(g.nodes, g.prefix.strip("/"), [], [
+    def branch(b: GraphBuilder, out: str):
+        return helper.make_graph(b.nodes, b.prefix.strip("/"), [], [
             helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 1])])
 
-    top = _Graph()
-    n = top.one("Shape", [INPUT], "batch_size", start=0, end=1)
-    big = top.one("Greater", [n, top.const("small_batch", np.array([HYBRID_SMALL_BATCH],
-                                                                    np.int64))], "is_large")
-    # The unrolled branch is built for exactly maxlen steps; shorter input (trimmed
-    # padding) always takes the native branch, which accepts any length.
-    t = top.one("Shape", [INPUT], "steps_1d", start=1, end=2)
-    full = top.one("Equal", [t, top.const("maxlen_1d", np.array([maxlen], np.int64))],
-                   "is_full_length")
-    big = top.one("Squeeze", [top.one("And", [big, full], "use_unrolled")], "is_large_scalar")
-    top.nodes.append(helper.make_node("If", [big], [OUTPUT], name="by_batch_size",
+    top = GraphBuilder(opset, consts=consts)
+    batch, width = top.batch_and_width()
+    large_batch = top.one("Greater", [batch, top.int64("small_batch", [HYBRID_SMALL_BATCH])])
+    if skips_pad_steps("native", cfg):
+        # Shorter rows run fewer steps on the native branch.
+        full = top.one("Equal", [width, top.int64("maxlen_1d", [cfg.data.maxlen])])
+        large_batch = top.one("And", [large_batch, full])
+    use_unrolled = top.one("Squeeze", [large_batch], "use_unrolled")
+    top.nodes.append(helper.make_node("If", [use_unrolled], [OUTPUT], name="by_batch_size",
                                       then_branch=branch(large, "large_probability"),
                                       else_branch=branch(small, "small_probability")))
-    inits = {**small.inits, **large.inits, **top.inits}
-    return _finish(top.nodes, inits, opset, "rnncli_hybrid", maxlen)
+    return _finish(top.nodes, consts, opset, "rnncli_hybrid")

@@ -243,7 +243,7 @@ def test_predict_subprocess_imports_no_tensorflow(exported, tmp_path):
 
 
 @pytest.mark.parametrize("graph, trims", [("native", True), ("hybrid", True),
-                                          ("unrolled", False), ("tf2onnx", False)])
+                                          ("unrolled", True), ("tf2onnx", False)])
 def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims):
     from rnncli.inference import OnnxModel
 
@@ -263,3 +263,79 @@ def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims
     np.testing.assert_allclose(got, expected, atol=1e-5)
     if trims:
         np.testing.assert_allclose(model.predict_ids(short), expected, atol=1e-5)
+
+
+def test_a_builder_crash_fails_the_export_instead_of_falling_back(trained, tmp_path,
+                                                                  monkeypatch):
+    from rnncli import onnx_export
+
+    home, run = trained
+
+    def crash(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(onnx_export, "build_graph", crash)
+    target = tmp_path / "out.onnx"
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home)])
+    assert res.exit_code == 1
+    assert "graph builder crashed" in res.stderr and "IndexError" in res.stderr
+    assert "No ONNX graph matched" not in res.stderr  # not reported as a rejection
+    assert not target.exists()
+
+
+def test_metadata_says_what_serving_needs(trained, tmp_path):
+    import onnx
+
+    home, run = trained
+    for graph, full_length in (("hybrid", "8"), ("unrolled", None), ("tf2onnx", None)):
+        target = tmp_path / f"{graph}.onnx"
+        res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output",
+                                  str(target), "--data-dir", str(home), "--graph", graph])
+        assert res.exit_code == 0, res.output
+        props = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
+        assert props["rnncli.graph"] == graph
+        assert props["rnncli.trim_padding"] == ("false" if graph == "tf2onnx" else "true")
+        assert props["rnncli.skips_pad_steps"] == ("true" if graph == "hybrid" else "false")
+        assert props.get("rnncli.full_length_batch") == full_length
+
+
+@pytest.fixture(scope="module")
+def masked_trained(tmp_path_factory):
+    """A tiny bidirectional GRU with masked max pooling, trained for one epoch."""
+    root = tmp_path_factory.mktemp("masked")
+    home = root / "home"
+    archive = write_archive(root / "aclImdb_v1.tar.gz")
+    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
+                               str(home)]).exit_code == 0
+    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "3",
+                              "--embedding-dim", "4", "--cell", "gru", "--bidirectional",
+                              "--pooling", "masked-max", "--head-dropout", "0.3",
+                              "--batch-size", "8", "--epochs", "1", "--no-jit", "--output",
+                              str(root / "run"), "--data-dir", str(home)])
+    assert res.exit_code == 0, res.output
+    return home, root / "run"
+
+
+def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
+    from rnncli.inference import OnnxModel
+    from rnncli.runs import keras_preprocessing, load_keras_model
+
+    home, run = masked_trained
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    by_name = {c["graph"]: c for c in json.loads(res.stdout)["candidates"]}
+    for name in ("hybrid", "native-folded", "native", "unrolled"):
+        assert by_name[name]["status"] == "valid", by_name[name]
+    assert by_name["tf2onnx"]["status"] in ("valid", "rejected"), by_name["tf2onnx"]
+    model = OnnxModel(run / runs.ONNX)
+    assert model.preprocessing.trim_padding
+    texts = ["great", "awful boring waste of a film, hated it", "the plot was moving"]
+    x, _ = keras_preprocessing(run / runs.MODEL).encode(texts)
+    keras_probs = load_keras_model(run / runs.MODEL).predict(x, verbose=0).ravel()
+    short, _ = model.preprocessing.encode(texts, trim=True)
+    assert short.shape[1] < x.shape[1]
+    np.testing.assert_allclose(model.predict_ids(short), keras_probs, atol=1e-5)
+    np.testing.assert_allclose([p.probability for p in model.predict_texts(texts)],
+                               keras_probs, atol=1e-5)

@@ -11,6 +11,7 @@ import typer
 
 from rnncli import dataset, runs
 from rnncli.cli.common import err, handle_errors, out, print_json
+from rnncli.onnx_export import GRAPHS
 
 app = typer.Typer(help="Export a trained model.", no_args_is_help=True)
 
@@ -24,7 +25,7 @@ def onnx(
     atol: float = typer.Option(1e-5, "--atol", help="Largest |ONNX - Keras| accepted."),
     reviews: int = typer.Option(1000, "--reviews", help="Test reviews compared with Keras."),
     graph: str = typer.Option("auto", "--graph",
-                              help="auto (fastest valid), native-folded, native or tf2onnx."),
+                              help=f"{', '.join(GRAPHS)}; auto: the rule in the README."),
     quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model."),
     record_test: bool = typer.Option(False, "--record-test",
                                      help="Score on the test split; store it in the file."),
@@ -45,8 +46,9 @@ def onnx(
         report = export_onnx(ref, output, dataset.data_home(data_dir), opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test)
-    rows = [{"graph": c.name, "max_abs_diff": c.max_diff, "latency_us": c.latency_us,
-             "reviews_per_s": c.throughput, "error": c.error} for c in report.candidates]
+    rows = [{"graph": c.name, "status": c.status, "max_abs_diff": c.max_diff,
+             "latency_us": c.latency_us, "reviews_per_s": c.throughput,
+             "size_bytes": c.size_bytes, "error": c.error} for c in report.candidates]
     if as_json:
         return print_json({"output": str(report.output), "chosen": report.chosen,
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
@@ -61,7 +63,7 @@ def onnx(
                   pad_edge=False)
     for c in report.candidates:
         if c.error:
-            table.add_row(c.name, "-", "-", "-", f"rejected: {c.error}")
+            table.add_row(c.name, "-", "-", "-", f"{c.status}: {c.error}")
         else:
             table.add_row(c.name, f"{c.max_diff:.2e}", f"{c.latency_us:,.0f} µs",
                           f"{c.throughput:,.0f}/s", "chosen" if c.name == report.chosen else "")
