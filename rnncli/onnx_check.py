@@ -95,3 +95,13 @@ def time_graph(sess, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
     t = time.perf_counter()
     run_batches(sess, big, 1024, default_workers(), INPUT, OUTPUT)
     return statistics.median(samples) * 1e6, len(big) / (time.perf_counter() - t)
+
+
+def session(proto):
+    """An onnxruntime session on a model in memory, with serving's options."""
+    import onnxruntime as ort
+
+    from rnncli.inference import session_options
+
+    return ort.InferenceSession(proto.SerializeToString(), session_options(),
+                                providers=["CPUExecutionProvider"])

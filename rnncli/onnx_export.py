@@ -26,7 +26,7 @@ from rnncli import runs
 from rnncli.config import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
 from rnncli.fsutil import atomic_path, read_json
-from rnncli.onnx_check import check_outputs, time_graph
+from rnncli.onnx_check import check_outputs, session, time_graph
 from rnncli.onnx_graph import GRAPH_KINDS, build_graph, serving_metadata
 from rnncli.onnx_ops import INPUT, OUTPUT
 from rnncli.preprocessing import Preprocessing
@@ -109,15 +109,6 @@ def _tf2onnx_graph(model, width: int | None, opset: int):
     return proto
 
 
-def _session(proto):
-    import onnxruntime as ort
-
-    from rnncli.inference import session_options
-
-    return ort.InferenceSession(proto.SerializeToString(), session_options(),
-                                providers=["CPUExecutionProvider"])
-
-
 def _first_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
@@ -134,14 +125,14 @@ def _build(name: str, model, cfg: RunConfig | None, maxlen: int, opset: int):
         masked = _masked(model)
         try:  # a masked model runs any width, so its conversion may too
             proto = _tf2onnx_graph(model, None if masked else maxlen, opset)
-            return proto, _session(proto), masked
+            return proto, session(proto), masked
         except Exception as exc:  # tf2onnx's failures share no base type
             raise _Rejected(f"tf2onnx could not convert it ({_first_line(exc)})") from exc
     if cfg is None:
         raise GraphUnsupported(f"no {runs.CONFIG} beside the model to rebuild it from")
     try:
         proto = build_graph(model, cfg, name, opset)
-        return proto, _session(proto), True
+        return proto, session(proto), True
     except GraphUnsupported:
         raise
     except Exception as exc:
@@ -231,9 +222,13 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
     report = ExportReport(output, best.name, candidates, len(x), real, atol,
                           size_bytes=output.stat().st_size)
     if quantize:
-        report.quantized = quantize_model(output, x, y, reference)
+        from rnncli.quantize import quantize_model
+
+        report.quantized = quantize_model(output, x, y, reference,
+                                          TRIMMED_CHECKS if best.trims else 0, prep.padding)
     if record_test:
-        paths = [output] + ([Path(report.quantized["path"])] if quantize else [])
+        q_path = report.quantized.get("path")
+        paths = [output] + ([Path(q_path)] if q_path else [])
         report.recorded = {str(p): record_test_metrics(p, home) for p in paths}
     return report
 
@@ -271,29 +266,3 @@ def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> N
     onnx.helper.set_model_props(proto, {**prep.to_metadata(), **extra})
     with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))
-
-
-def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
-                   reference: np.ndarray) -> dict:
-    """Dynamic int8 weights beside the float model; size and accuracy change reported."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    q_path = output.with_name(output.stem + ".int8.onnx")
-    with atomic_path(q_path) as tmp:
-        quantize_dynamic(str(output), str(tmp), weight_type=QuantType.QInt8)
-        # quantize_dynamic keeps metadata_props on some versions only: copy them over.
-        src, q = onnx.load(str(output)), onnx.load(str(tmp))
-        onnx.helper.set_model_props(q, {p.key: p.value for p in src.metadata_props})
-        onnx.save(q, str(tmp))
-    from rnncli.inference import OnnxModel
-
-    got = OnnxModel(q_path).predict_ids(x).astype(np.float64)
-    ref = reference.ravel()
-    result = {"path": str(q_path), "size_bytes": q_path.stat().st_size,
-              "float_size_bytes": output.stat().st_size,
-              "max_abs_diff": float(np.max(np.abs(got - ref))) if len(x) else 0.0}
-    if y is not None:
-        result["accuracy_float"] = float(((ref >= 0.5) == (y >= 0.5)).mean())
-        result["accuracy_int8"] = float(((got >= 0.5) == (y >= 0.5)).mean())
-    return result

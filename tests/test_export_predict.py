@@ -21,14 +21,15 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny recipe-shaped model, trained once for the module; returns (home, run folder)."""
+    """A tiny recipe-shaped model, trained once for the module; returns (home, run folder).
+    Its embedding (40 x 128) is large enough to be quantized."""
     root = tmp_path_factory.mktemp("trained")
     home = root / "home"
     archive = write_archive(root / "aclImdb_v1.tar.gz")
     assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
                                str(home)]).exit_code == 0
     res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "4",
-                              "--embedding-dim", "8", "--batch-size", "8", "--epochs", "3",
+                              "--embedding-dim", "128", "--batch-size", "8", "--epochs", "3",
                               "--no-jit", "--output", str(root / "run"), "--data-dir", str(home)])
     assert res.exit_code == 0, res.output
     return home, root / "run"
@@ -98,10 +99,11 @@ def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
 def test_check_outputs_rejects_a_wrong_graph(exported):
     import onnx
 
-    from rnncli.onnx_export import ExportError, _session, check_outputs
+    from rnncli.errors import ExportError
+    from rnncli.onnx_check import check_outputs, session
 
     home, run, _ = exported
-    sess = _session(onnx.load(str(run / runs.ONNX)))
+    sess = session(onnx.load(str(run / runs.ONNX)))
     x = np.zeros((3, 20), np.int32)
     with pytest.raises(ExportError, match="output shape"):
         check_outputs(sess, x, np.zeros((3, 2)), 1e-5)
@@ -110,25 +112,36 @@ def test_check_outputs_rejects_a_wrong_graph(exported):
 
 
 def test_quantize_and_record_test_metrics(trained, tmp_path):
+    import onnx
+
     from rnncli.inference import OnnxModel
 
     home, run = trained
     target = tmp_path / "q.onnx"
     res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
-                              "--data-dir", str(home), "--graph", "native", "--quantize",
+                              "--data-dir", str(home), "--graph", "hybrid", "--quantize",
                               "--record-test", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    q = report["quantized"]
-    assert (tmp_path / "q.int8.onnx").exists()
-    assert q["size_bytes"] > 0 and "accuracy_int8" in q
-    assert set(report["recorded"]) == {str(target), str(tmp_path / "q.int8.onnx")}
-    meta = OnnxModel(target).metadata
+    q, q_path = report["quantized"], tmp_path / "q.int8.onnx"
+    assert q["path"] == str(q_path) and q_path.exists()
+    assert q["size_bytes"] < report["size_bytes"] == q["float_size_bytes"]
+    assert [t["name"] for t in q["tensors"]] == ["embedding"]
+    assert "accuracy_int8" in q
+    float_meta, q_meta = OnnxModel(target).metadata, OnnxModel(q_path).metadata
+    # The int8 file states its own parity, not the float model's.
+    assert q_meta["rnncli.max_abs_diff"] == f"{q['max_abs_diff']:.3g}"
+    assert q["max_abs_diff"] > float(float_meta["rnncli.max_abs_diff"])
+    assert "weight-only int8" in q_meta["rnncli.quantization"]
+    int8 = [i for i in onnx.load(str(q_path)).graph.initializer
+            if i.data_type == onnx.TensorProto.INT8]
+    assert [i.name for i in int8] == ["embedding/int8"]
+    assert set(report["recorded"]) == {str(target), str(q_path)}
     ev = json.loads(runner.invoke(app, ["evaluate", "--model", str(target), "--data-dir",
                                         str(home), "--json"]).stdout)
-    assert float(meta["rnncli.test_accuracy"]) == pytest.approx(ev["accuracy"], abs=1e-6)
-    assert meta["rnncli.test_reviews"] == "24" and meta["rnncli.graph"] == "native"
-    ok = runner.invoke(app, ["predict", "great film", "--model", str(tmp_path / "q.int8.onnx")])
+    assert float(float_meta["rnncli.test_accuracy"]) == pytest.approx(ev["accuracy"], abs=1e-6)
+    assert float_meta["rnncli.test_reviews"] == "24" and float_meta["rnncli.graph"] == "hybrid"
+    ok = runner.invoke(app, ["predict", "great film", "--model", str(q_path)])
     assert ok.exit_code == 0, ok.output
 
 
@@ -339,3 +352,13 @@ def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
     np.testing.assert_allclose(model.predict_ids(short), keras_probs, atol=1e-5)
     np.testing.assert_allclose([p.probability for p in model.predict_texts(texts)],
                                keras_probs, atol=1e-5)
+
+
+def test_quantize_says_when_there_is_nothing_to_quantize(masked_trained, tmp_path):
+    home, run = masked_trained
+    target = tmp_path / "m.onnx"
+    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home), "--graph", "native", "--quantize"])
+    assert res.exit_code == 0, res.output
+    assert "no int8 file: no float weight of 4,096 or more values" in res.stdout
+    assert target.exists() and not (tmp_path / "m.int8.onnx").exists()

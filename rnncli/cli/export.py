@@ -26,7 +26,8 @@ def onnx(
     reviews: int = typer.Option(1000, "--reviews", help="Test reviews compared with Keras."),
     graph: str = typer.Option("auto", "--graph",
                               help=f"{', '.join(GRAPHS)}; auto: the rule in the README."),
-    quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model."),
+    quantize: bool = typer.Option(False, "--quantize",
+                                  help="Also write model.int8.onnx: int8 weights, float math."),
     record_test: bool = typer.Option(False, "--record-test",
                                      help="Score on the test split; store it in the file."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
@@ -70,9 +71,12 @@ def onnx(
     out.print(table)
     out.print(f"wrote {report.output} ({report.size_bytes / 1e6:.2f} MB, graph {report.chosen})")
     q = report.quantized
-    if q:
-        line = (f"wrote {q['path']} (int8, {q['size_bytes'] / 1e6:.2f} MB vs "
-                f"{q['float_size_bytes'] / 1e6:.2f} MB; max |diff| {q['max_abs_diff']:.3g}")
+    if q.get("skipped"):
+        out.print(f"no int8 file: {q['skipped']}")
+    elif q:
+        line = (f"wrote {q['path']} (int8 weights, float arithmetic: {q['size_bytes'] / 1e6:.2f} "
+                f"MB vs {q['float_size_bytes'] / 1e6:.2f} MB; its own max |diff| "
+                f"{q['max_abs_diff']:.3g}")
         if "accuracy_int8" in q:
             line += (f"; accuracy {q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f} on "
                      f"{report.reviews:,} reviews")

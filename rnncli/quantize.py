@@ -1,0 +1,123 @@
+"""Weight-only int8 quantization of an exported model: a smaller file, float arithmetic.
+
+    result = quantize_model(Path("artifacts/model.onnx"), x, y, keras_outputs, 200, "pre")
+
+Each float weight of MIN_ELEMENTS or more values is stored as int8 with one float scale
+per channel (symmetric, zero point 0) and turned back into a float tensor of the same name
+by Cast and Mul, placed in the graph that uses it (an If branch, a Loop body, or the main
+graph), so every consumer reads it unchanged. onnxruntime folds those constant nodes when
+it loads the file: the graph then runs on float weights with float activations, as fast
+as the float model, and its outputs do not depend on a CPU's int8 instructions (as those of
+onnxruntime's dynamic quantization do). DequantizeLinear would compute the same values, but
+onnxruntime fuses it with a following MatMul into an int8 kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.fsutil import atomic_path
+from rnncli.onnx_ops import INPUT, OUTPUT
+
+MIN_ELEMENTS = 4096  # smaller weights are not worth a scale table
+
+
+def _subgraphs(node):
+    for attr in node.attribute:
+        if attr.g.node:
+            yield attr.g
+        yield from attr.graphs
+
+
+def _consumers(graph, name: str, found: list) -> list:
+    """(graph, node) for every use of `name`, in nested graphs too."""
+    for node in graph.node:
+        if name in node.input:
+            found.append((graph, node))
+        for sub in _subgraphs(node):
+            _consumers(sub, name, found)
+    return found
+
+
+def _symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 values, float32 scales shaped to broadcast along `axis`), w ~= q * scale."""
+    others = tuple(a for a in range(w.ndim) if a != axis)
+    scale = np.max(np.abs(w), axis=others, keepdims=True) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+
+def quantize_weights(proto) -> list[dict]:
+    """Quantize the model's large float weights in place; returns one entry per weight
+    (name, shape, scale axis), empty when there was nothing to quantize."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph, done, restore = proto.graph, [], []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        w = numpy_helper.to_array(init)
+        uses = _consumers(graph, init.name, [])
+        if w.ndim < 2 or w.size < MIN_ELEMENTS or not uses:
+            continue
+        # One scale per row of a lookup table or per output unit of a kernel: the longest
+        # axis (vocabulary rows, gate units).
+        axis = int(np.argmax(w.shape))
+        q, scale = _symmetric_int8(w, axis)
+        q_name, s_name = init.name + "/int8", init.name + "/scale"
+        where = uses[0][0] if len({g.name for g, _ in uses}) == 1 else graph
+        restore.append((where, [
+            helper.make_node("Cast", [q_name], [q_name + "/float"], name=q_name + "/cast",
+                             to=TensorProto.FLOAT),
+            helper.make_node("Mul", [q_name + "/float", s_name], [init.name],
+                             name=init.name + "/dequantize")]))
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, q_name),
+                                  numpy_helper.from_array(scale, s_name)])
+        done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis})
+    for where, nodes in reversed(restore):  # first in its graph, so before every use
+        for node in reversed(nodes):
+            where.node.insert(0, node)
+    return done
+
+
+def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
+                   reference: np.ndarray, trimmed: int, padding: str) -> dict:
+    """The int8 file beside the float one, with its own parity against Keras (rows padded
+    and, with `trimmed`, trimmed) and its accuracy; nothing written when nothing could be
+    quantized or the file would not be smaller."""
+    import onnx
+
+    from rnncli.onnx_check import max_diff, session
+
+    q_path = output.with_name(output.stem + ".int8.onnx")
+    proto = onnx.load(str(output))
+    tensors = quantize_weights(proto)
+    float_size = output.stat().st_size
+    result = {"path": None, "tensors": tensors, "float_size_bytes": float_size}
+    if not tensors:
+        result["skipped"] = (f"no float weight of {MIN_ELEMENTS:,} or more values: nothing "
+                             "to quantize")
+        return result
+    sess = session(proto)
+    diff = max_diff(sess, x, reference, trimmed, padding)
+    got = sess.run([OUTPUT], {INPUT: x})[0].astype(np.float64).ravel()
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.update({"rnncli.max_abs_diff": f"{diff:.3g}",
+                  "rnncli.quantization": f"weight-only int8 ({len(tensors)} weights), float "
+                                         "arithmetic"})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    if proto.ByteSize() >= float_size:
+        result["skipped"] = "the int8 file would not be smaller than the float one"
+        return result
+    with atomic_path(q_path) as tmp:
+        onnx.save(proto, str(tmp))
+    result.update(path=str(q_path), size_bytes=q_path.stat().st_size, max_abs_diff=diff)
+    if y is not None:
+        ref = reference.ravel()
+        result["accuracy_float"] = float(((ref >= 0.5) == (y >= 0.5)).mean())
+        result["accuracy_int8"] = float(((got >= 0.5) == (y >= 0.5)).mean())
+    return result

@@ -1,0 +1,104 @@
+"""Weight-only quantization on small hand-made graphs (no TensorFlow): weights inside If
+branches are quantized too, the file shrinks, and onnxruntime runs float arithmetic."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+INT8_KERNELS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul",
+                "MatMulNBits", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat",
+                "DequantizeLinear", "QuantizeLinear"}
+
+
+def graph_with_a_branch(rng, vocab=600, units=600):
+    """ids -> Gather(table) -> mean over steps -> If(batch > 2: MatMul(w_large), else
+    MatMul(w_small)), the weights read from the outer graph as the hybrid graph does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = rng.normal(size=(vocab, 8)).astype(np.float32)  # 4,800 values: quantized
+    w_large = rng.normal(size=(8, units)).astype(np.float32)
+    w_small = rng.normal(size=(8, 3)).astype(np.float32)  # too small to quantize
+
+    def branch(name, weight):
+        node = helper.make_node("MatMul", ["pooled", weight], [name + "_out"])
+        sum_node = helper.make_node("ReduceSum", [name + "_out", "axes"], [name + "_y"],
+                                    keepdims=1)
+        return helper.make_graph([node, sum_node], name, [], [
+            helper.make_tensor_value_info(name + "_y", TensorProto.FLOAT, ["batch", 1])])
+
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["rows"]),
+        helper.make_node("ReduceMean", ["rows"], ["pooled"], axes=[1], keepdims=0),
+        helper.make_node("Shape", ["ids"], ["n"], start=0, end=1),
+        helper.make_node("Greater", ["n", "two"], ["big_1d"]),
+        helper.make_node("Squeeze", ["big_1d"], ["big"]),
+        helper.make_node("If", ["big"], ["probability"],
+                         then_branch=branch("large", "w_large"),
+                         else_branch=branch("small", "w_small")),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT32, ["batch", 5])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(table, "table"),
+                     numpy_helper.from_array(w_large, "w_large"),
+                     numpy_helper.from_array(w_small, "w_small"),
+                     numpy_helper.from_array(np.array([2], np.int64), "two"), axes])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 10
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def run(proto, x, optimized_to=None):
+    import onnxruntime as ort
+
+    from rnncli.inference import session_options
+
+    opts = session_options()
+    if optimized_to:
+        opts.optimized_model_filepath = str(optimized_to)
+    sess = ort.InferenceSession(proto.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    return sess.run(["probability"], {"ids": x})[0]
+
+
+def test_weights_in_branches_are_quantized_and_run_as_float(tmp_path):
+    import copy
+
+    import onnx
+
+    from rnncli.quantize import quantize_weights
+
+    rng = np.random.default_rng(0)
+    proto = graph_with_a_branch(rng)
+    q = copy.deepcopy(proto)
+    done = quantize_weights(q)
+    assert {d["name"] for d in done} == {"table", "w_large"}
+    assert q.ByteSize() < proto.ByteSize() / 2
+    int8 = {i.name for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert int8 == {"table/int8", "w_large/int8"}
+    x = rng.integers(0, 600, size=(4, 5)).astype(np.int32)
+    for rows in (x, x[:2]):  # both branches
+        got, want = run(q, rows, tmp_path / "optimized.onnx"), run(proto, rows)
+        assert np.max(np.abs(got - want)) < 0.05 * np.max(np.abs(want))
+        optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+        ops = {n.op_type for n in optimized.graph.node}
+        for node in optimized.graph.node:
+            for attr in node.attribute:
+                ops |= {n.op_type for n in attr.g.node}
+        assert not ops & INT8_KERNELS  # float arithmetic whatever the CPU
+        assert "Cast" not in ops  # the dequantizing nodes were folded at load
+
+
+def test_nothing_to_quantize_is_said():
+    import copy
+
+    from rnncli.quantize import quantize_weights
+
+    proto = graph_with_a_branch(np.random.default_rng(1), vocab=500, units=500)  # 4,000 each
+    q = copy.deepcopy(proto)
+    assert quantize_weights(q) == []
+    assert q == proto
