@@ -7,7 +7,7 @@ import pytest
 from conftest import add_bytes, synthetic_reviews, write_archive
 from typer.testing import CliRunner
 
-from rnncli import dataset, text
+from rnncli import dataset, prepare, text
 from rnncli.cli import app
 
 runner = CliRunner()
@@ -176,7 +176,7 @@ def test_missing_path_and_missing_split(tmp_path):
     assert res.exit_code == 1 and "No such file or folder" in res.stderr
     only_train = [r for r in synthetic_reviews() if r[0] == "train"]
     res = invoke("data", "fetch", "--from", str(write_archive(tmp_path / "t.tar.gz", only_train)))
-    assert res.exit_code == 1 and "has no test reviews" in res.stderr
+    assert res.exit_code == 1 and "has no test/neg, test/pos reviews" in res.stderr
 
 
 def test_non_utf8_review_is_counted(tmp_path):
@@ -196,7 +196,7 @@ def test_interrupted_fetch_keeps_previous_dataset(archive, tmp_path, monkeypatch
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset, "build_vocabulary", interrupted)
+    monkeypatch.setattr(prepare, "build_vocabulary", interrupted)
     other = write_archive(tmp_path / "other.tar.gz", synthetic_reviews(5, seed=1))
     res = invoke("data", "fetch", "--from", str(other))
     assert res.exit_code == 130 and "Interrupted" in res.stderr
@@ -226,11 +226,12 @@ def test_no_network_suggests_from(monkeypatch):
 
 def test_download_verifies_checksum(tmp_path, archive):
     from rnncli import archive as arch
+    from rnncli import download
 
     url = archive.as_uri()
-    got = arch.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
-    assert got.read_bytes() == archive.read_bytes()
-    with pytest.raises(arch.NetworkError, match="Checksum mismatch"):
-        arch.download(url, tmp_path / "bad.tar.gz", sha256="0" * 64)
+    got = download.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
+    assert got.path.read_bytes() == archive.read_bytes() and got.verified
+    with pytest.raises(download.NetworkError, match="Checksum mismatch"):
+        download.download(url, tmp_path / "bad.tar.gz", sha256="0" * 64)
     assert not (tmp_path / "bad.tar.gz").exists()
-    assert not list(tmp_path.glob("*.part-*"))
+    assert not list(tmp_path.glob(".*tmp*"))
