@@ -60,6 +60,14 @@ def write_archive(path: Path, rows=None, extra=None, raw=None) -> Path:
     return path
 
 
+def one_line_error(res, text: str, code: int = 1) -> None:
+    """A CliRunner result that failed with `code` and one line of stderr holding `text`."""
+    assert res.exit_code == code, res.output
+    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output, res.exception
+    assert text in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     home = tmp_path / "home"

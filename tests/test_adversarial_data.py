@@ -15,7 +15,14 @@ import threading
 import zlib
 
 import pytest
-from conftest import REAL_ARCHIVE, add_bytes, synthetic_reviews, tar_bytes, write_archive
+from conftest import (
+    REAL_ARCHIVE,
+    add_bytes,
+    one_line_error,
+    synthetic_reviews,
+    tar_bytes,
+    write_archive,
+)
 from typer.testing import CliRunner
 
 from rnncli import archive as arch
@@ -28,23 +35,10 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(res, text, code=1):
-    assert res.exit_code == code, res.output
-    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output, res.exception
-    assert text in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
-
-
 def info():
     res = invoke("data", "info", "--json")
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
-
-
-def member_offset(tar: bytes, name: str) -> int:
-    """Where the header of member `name` starts in an uncompressed tar."""
-    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        return t.getmember(name).offset
 
 
 CUT_AT = "aclImdb/test/neg/3_"  # a member after both labels of both splits have begun
