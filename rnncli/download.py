@@ -117,11 +117,14 @@ def cached_download(url: str, folder: Path, progress: Progress | None = None,
     path = cache_path(url, folder)
     if not force and (got := _reusable(path, url, sha256)):
         return got
-    forget(path)
+    # A failed download leaves the old file and record as they were (the file is replaced
+    # only once whole); a record that no longer matches its file is never trusted.
     got = download(url, path, progress, size, sha256)
     if got.verified:
         atomic_write_json(_record(path), {"url": url, "size": path.stat().st_size,
                                           "sha256": got.sha256})
+    else:
+        _record(path).unlink(missing_ok=True)
     return got
 
 

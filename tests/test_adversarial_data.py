@@ -5,6 +5,7 @@ Each must end in one line naming the object and the next step (exit 1), with not
 or half-written and the previous dataset intact.
 """
 
+import errno
 import gzip
 import http.server
 import io
@@ -286,3 +287,32 @@ def test_download_without_length_is_used_but_not_cached(server, archive, _isolat
     assert not any((_isolated / "downloads").iterdir())
     assert invoke("data", "fetch", "--from", f"{base}/x.tar.gz").exit_code == 0
     assert len(hits) == 2
+
+
+def test_disk_full_during_download_leaves_nothing(server, archive, prepared, _isolated,
+                                                  monkeypatch):
+    from rnncli import download
+
+    base, files, _ = server
+    data = archive.read_bytes()
+    files["/x.tar.gz"] = (data, len(data), True)
+    before = info()
+
+    class FullDisk:
+        def __init__(self, path, mode):
+            self.path = path
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, block):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(download, "open", FullDisk, raising=False)
+    one_line_error(invoke("data", "fetch", "--from", f"{base}/x.tar.gz"),
+                   "No space left on device")
+    assert not any((_isolated / "downloads").iterdir())
+    assert info() == before
