@@ -107,6 +107,8 @@ def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
     reviews = None
     if path.is_dir():
         reviews, checksum = archive.read_folder(path)
+    elif not path.is_file():  # a FIFO or a device would block or never end
+        raise DataError(f"{path} is not a regular file: pass a .tar.gz or an extracted folder.")
     elif checksum is None:
         checksum = _file_checksum(path)
     old = None if force else dataset.existing_meta(home, "aclimdb")

@@ -108,6 +108,17 @@ def test_real_archive_cut_at_a_member_header_is_refused(tmp_path):
                    "the archive is truncated or corrupt")
 
 
+def test_other_compressions_and_special_files_are_refused(tmp_path):
+    import bz2
+    import os
+
+    (tmp_path / "a.tar.bz2").write_bytes(bz2.compress(tar_bytes()))
+    one_line_error(invoke("data", "fetch", "--from", tmp_path / "a.tar.bz2"),
+                   "is compressed with bzip2 or xz")
+    os.mkfifo(tmp_path / "fifo")
+    one_line_error(invoke("data", "fetch", "--from", tmp_path / "fifo"), "not a regular file")
+
+
 @pytest.mark.parametrize("split, label", [("train", "neg"), ("test", "pos")])
 def test_a_split_without_one_label_is_refused(tmp_path, split, label):
     rows = [r for r in synthetic_reviews() if (r[0], r[1]) != (split, label)]
