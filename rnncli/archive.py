@@ -85,9 +85,12 @@ def _check_review_size(name: str, size: int, where: Path) -> None:
                         f"{MAX_REVIEW_BYTES:,} per review: {_REFUSE}.")
 
 
-def _check_totals(count: int, total: int, where: Path) -> None:
+def _check_count(count: int, where: Path) -> None:
     if count > MAX_MEMBERS:
         raise DataError(f"{where} holds more than {MAX_MEMBERS:,} files: {_REFUSE}.")
+
+
+def _check_total(total: int, where: Path) -> None:
     if total > MAX_ARCHIVE_BYTES:
         raise DataError(f"{where} holds more than {MAX_ARCHIVE_BYTES:,} bytes uncompressed: "
                         f"{_REFUSE}.")
@@ -156,7 +159,7 @@ class _Uncompressed:
                     raise _corrupt(self._path, "the gzip stream stops before its end")
             out = d.decompress(data, _BLOCK)
         self.total += len(out)
-        _check_totals(0, self.total, self._path)
+        _check_total(self.total, self._path)
         return out
 
     def read(self, size: int) -> bytes:
@@ -216,7 +219,7 @@ def _iter_tar(path: Path) -> Iterator[Review]:
             # 50k members.
             with tarfile.open(fileobj=_Uncompressed(f, path), mode="r|", tarinfo=header) as tar:
                 for count, member in enumerate(tar, 1):
-                    _check_totals(count, 0, path)
+                    _check_count(count, path)
                     _check_member(member, path)
                     if not member.isfile():
                         continue
@@ -264,7 +267,8 @@ def read_folder(path: Path) -> tuple[list[Review], str]:
                         raw = f.read(MAX_REVIEW_BYTES + 1)  # the file may grow meanwhile
                     _check_review_size(name, len(raw), root)
                     total += len(raw)
-                    _check_totals(len(reviews) + 1, total, root)
+                    _check_count(len(reviews) + 1, root)
+                    _check_total(total, root)
                     digest.update(f"{name}\0{len(raw)}\0".encode())
                     digest.update(raw)
                     reviews.append(Review(*parsed, raw=raw))

@@ -101,7 +101,8 @@ class Split:
             raise damaged(self.path.parent.parent, f"{self.path.name}: {exc}") from None
         if (blob.ndim != 1 or offsets.shape != (len(self) + 1,) or offsets[0] != 0
                 or offsets[-1] != len(blob) or (np.diff(offsets) < 0).any()):
-            raise damaged(self.path.parent.parent, f"{self.path.name}: texts do not match")
+            raise damaged(self.path.parent.parent,
+                          f"{self.path.name}: texts do not match their offsets")
         stop = len(self) if n is None else min(len(self), start + n)
         return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8", errors="replace")
                 for i in range(start, stop)]
@@ -133,7 +134,7 @@ def _meta_problem(meta: object, source: str) -> str | None:
         return f"meta.json holds a {type(meta).__name__}, not an object"
     wrong = [k for k, kind in _META_TYPES.items() if not isinstance(meta.get(k), kind)]
     if wrong:
-        return "meta.json lacks " + ", ".join(wrong)
+        return "meta.json has no valid " + ", ".join(wrong)
     if meta["source"] != source or not _BUILD.fullmatch(meta["build"]):
         return "meta.json names another source or build"
     for split in SPLITS:
@@ -156,7 +157,7 @@ def read_meta(home: Path, source: str | None = None) -> dict:
         )
     try:
         meta = read_json(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise damaged(folder, f"meta.json unreadable: {exc}") from None
     if isinstance(meta, dict) and meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise DataError(f"{path} is from another rnncli version: run `rnncli data fetch --force`.")

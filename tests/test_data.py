@@ -350,6 +350,7 @@ DAMAGE = {
     "npz texts": lambda h: _save_split(h, text_offsets=np.zeros(2, np.int64)),
     "meta list": lambda h: (h / "aclimdb" / "meta.json").write_text("[]"),
     "meta not json": lambda h: (h / "aclimdb" / "meta.json").write_text("{"),
+    "meta nested": lambda h: (h / "aclimdb" / "meta.json").write_text("[" * 100_000),
     "meta keys": lambda h: _edit_meta(h, lambda m: {k: m[k] for k in m if k != "splits"}),
     "meta build": lambda h: _edit_meta(h, lambda m: {**m, "build": "../../elsewhere"}),
     "meta folder": lambda h: ((h / "aclimdb" / "meta.json").unlink(),
