@@ -161,6 +161,26 @@ def _callbacks(output: Path, cfg: RunConfig, reporter: Reporter | None, steps: i
     return callbacks
 
 
+def load_teachers(folders: list[str], prep: Preprocessing) -> list:
+    """Teacher models for distillation; each must read the student's ids the same way."""
+    models = []
+    for folder in folders:
+        ref = runs.find_model(Path(folder))
+        if ref.kind != "keras":
+            raise UsageError(f"Teacher {folder} has no Keras model: give a run folder.")
+        theirs = runs.keras_preprocessing(ref.path)
+        if (theirs.vocabulary[: prep.num_words - 3] != prep.vocabulary
+                or theirs.num_words < prep.num_words or theirs.maxlen != prep.maxlen):
+            raise UsageError(f"Teacher {folder} reads reviews differently (vocabulary, "
+                             "num_words or maxlen): train teachers on the same data settings.")
+        model = runs.load_keras_model(ref.path)
+        if model.get_layer("embedding").mask_zero is not True:
+            raise UsageError(f"Teacher {folder} is not a masked-max model: distillation cuts "
+                             "batches, which only masked models read exactly.")
+        models.append(model)
+    return models
+
+
 def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
           resume: bool = False, reporter: Reporter | None = None,
           cpu_devices: int | None = None) -> TrainResult:
@@ -204,11 +224,13 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     started = time.perf_counter()
     fit_extra: dict[str, Any] = {}
     bucket = bucket_for(cfg)
-    if t.strategy == "default" and (t.crop_prob > 0 or bucket):
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket or t.teachers):
         from rnncli.batches import BatchPlan, keras_batches, real_rows
 
         plan = BatchPlan(t.batch_size, d.maxlen, t.crop_prob, t.crop_min, t.crop_max, bucket)
-        train_data = {"x": keras_batches(real_rows(x_tr), y_tr, plan, t.seed)}
+        teachers = load_teachers(t.teachers, prep)
+        train_data = {"x": keras_batches(real_rows(x_tr), y_tr, plan, t.seed, teachers=teachers,
+                                         distill_weight=t.distill_weight)}
         steps = len(train_data["x"])
         val_plan = BatchPlan(t.batch_size * max(1, 1024 // t.batch_size), d.maxlen,
                              bucket=bucket)
