@@ -141,11 +141,44 @@ def _real_tokens_first(g: GraphBuilder) -> tuple[str, str, str, str]:
     return ids, lens, mask, any_real
 
 
+def _start_from_pad_states(g: GraphBuilder, model, cfg: RunConfig):
+    """(per layer, its initial states; the number of pads skipped, a [1] tensor; the tables)
+    for rows that start after maxlen - width leading pads."""
+    batch, width = g.batch_and_width()
+    pads = g.one("Sub", [g.int64("maxlen_1d", [cfg.data.maxlen]), width], "pads_skipped")
+    units = cfg.model.units
+    shape = g.one("Concat", [g.int64("one_1d", [1]), batch, g.int64(f"units_{units}", [units])],
+                  axis=0)
+    tables = pad_states(model, cfg)
+    initial = [[g.one("Expand", [g.one("Gather", [g.const(f"pad_state{i}_{k}", s), pads]),
+                                 shape]) for k, s in enumerate(layer_states)]
+               for i, layer_states in enumerate(tables.states)]
+    return initial, pads, tables
+
+
+def _first_layer_input(g: GraphBuilder, cell, embedding: np.ndarray, dirs, ids: str,
+                       fold: bool) -> tuple[str, np.ndarray, list[np.ndarray], str]:
+    """(time-major input, ONNX W, input biases, constant-name tag) of the first layer."""
+    b_in = [cell.to_onnx(w.input_bias) for w in dirs]
+    W = np.stack([cell.to_onnx(w.kernel).T for w in dirs])
+    table, tag = embedding, ""
+    if fold:
+        # One table per direction side by side; an identity input kernel then picks each
+        # direction's block, and the input bias is in the table.
+        table = np.concatenate([embedding @ cell.to_onnx(w.kernel) + b
+                                for w, b in zip(dirs, b_in)], axis=1)
+        eye = np.eye(W.shape[1], dtype=np.float32)
+        W = np.stack([np.concatenate([eye if k == j else 0 * eye for k in range(len(dirs))],
+                                     axis=1) for j in range(len(dirs))])
+        b_in, tag = [0 * b for b in b_in], "_folded"
+    looked_up = g.one("Gather", [g.const("embedding" + tag, table), ids])
+    return g.one("Transpose", [looked_up], "time_major", perm=[1, 0, 2]), W, b_in, tag
+
+
 def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> None:
     m, T = cfg.model, cfg.data.maxlen
     cell, pool, mode = get_cell(m.cell), get_pooling(m.pooling), input_mode(cfg)
     weights = layer_weights(model, cfg)
-    embedding = embedding_table(model, cfg)
     ids, lens = INPUT, ""
     initial: list[list[str]] = [[] for _ in weights]
     if mode == "full":
@@ -153,39 +186,20 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
     elif mode == "masked":
         ids, lens, mask, any_real = _real_tokens_first(g)
     else:
-        batch, width = g.batch_and_width()
-        pads = g.one("Sub", [g.int64("maxlen_1d", [T]), width], "pads_skipped")  # [1]
-        shape = g.one("Concat", [g.int64("one_1d", [1]), batch,
-                                 g.int64(f"units_{m.units}", [m.units])], axis=0)
-        tables = pad_states(model, cfg)
-        for i, layer_states in enumerate(tables.states):
-            initial[i] = [g.one("Expand", [g.one("Gather", [g.const(f"pad_state{i}_{k}", s),
-                                                                     pads]), shape])
-                                 for k, s in enumerate(layer_states)]
-    x = ""
+        initial, pads, tables = _start_from_pad_states(g, model, cfg)
     for i, dirs in enumerate(weights):
-        b_in = [cell.to_onnx(w.input_bias) for w in dirs]
-        W = np.stack([cell.to_onnx(w.kernel).T for w in dirs])
-        tag = ""
         if i == 0:
-            table = embedding
-            if fold:
-                # One table per direction side by side; an identity input kernel then picks
-                # each direction's block.
-                table = np.concatenate([embedding @ cell.to_onnx(w.kernel) + b
-                                        for w, b in zip(dirs, b_in)], axis=1)
-                eye = np.eye(W.shape[1], dtype=np.float32)
-                W = np.stack([np.concatenate([eye if k == j else 0 * eye for k in range(len(dirs))],
-                                             axis=1) for j in range(len(dirs))])
-                b_in, tag = [0 * b for b in b_in], "_folded"
-            x = g.one("Transpose", [g.one("Gather", [g.const("embedding" + tag, table), ids])],
-                      "time_major", perm=[1, 0, 2])
+            x, W, b_in, tag = _first_layer_input(g, cell, embedding_table(model, cfg), dirs,
+                                                 ids, fold)
+        else:
+            W, tag = np.stack([cell.to_onnx(w.kernel).T for w in dirs]), ""
+            b_in = [cell.to_onnx(w.input_bias) for w in dirs]
         R = np.stack([cell.to_onnx(w.recurrent).T for w in dirs])
         B = np.stack([np.concatenate([b, cell.to_onnx(w.recurrent_bias)])
                       for b, w in zip(b_in, dirs)])
         inputs = [x, g.const(f"W{i}{tag}", W), g.const(f"R{i}", R), g.const(f"B{i}{tag}", B),
                   lens, *initial[i]]
-        while inputs[-1] == "":
+        while inputs[-1] == "":  # optional inputs left out
             inputs.pop()
         y, y_h = g.node(cell.onnx_op, inputs, f"{cell.onnx_op.lower()}_{i}",
                         n_out=1 + cell.states, hidden_size=m.units,
@@ -202,15 +216,14 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
             x = g.one("Where", [mask, x, g.const("lowest", LOWEST)], "pad_steps_out")
         features = g.reduce("ReduceMax", x, 0)
         if mode == "pad-states":
-            features = g.one("Max", [features, g.one("Gather", [g.const("pad_max", tables.max),
-                                                                 pads])], "with_pads_max")
+            skipped = g.one("Gather", [g.const("pad_max", tables.max), pads])
+            features = g.one("Max", [features, skipped], "with_pads_max")
+    elif mode == "pad-states":
+        skipped = g.one("Gather", [g.const("pad_sum", tables.sum), pads])
+        total = g.one("Add", [g.reduce("ReduceSum", x, 0), skipped])
+        features = g.one("Div", [total, g.const("maxlen_f", np.float32(T))], "mean")
     else:
-        if mode == "pad-states":
-            total = g.one("Add", [g.reduce("ReduceSum", x, 0),
-                                  g.one("Gather", [g.const("pad_sum", tables.sum), pads])])
-            features = g.one("Div", [total, g.const("maxlen_f", np.float32(T))], "mean")
-        else:
-            features = g.reduce("ReduceMean", x, 0)
+        features = g.reduce("ReduceMean", x, 0)
     if mode == "masked":  # Keras gives zeros for a row without real tokens
         features = g.one("Where", [any_real, features, g.const("zero_f", np.float32(0))])
     dense_head(g, model, features, out)
