@@ -1,61 +1,84 @@
 """Configuration: one dataclass per concern, every field with a default; presets; TOML files.
 
     cfg = resolve(preset="lstm", file=Path("run.toml"), overrides={"epochs": 3})
+    python -m rnncli.config          # the README's table of config file keys
 
-The resolved config is saved next to every model (`config.json`), so any model can be
-rebuilt and any number traced to the settings that made it.
+The resolved config is saved next to every model (`config.json`, and `config.toml`, which
+`rnncli train --config` reads back), so any model can be rebuilt and any number traced to
+the settings that made it. Values read from a file are checked against the field types.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnncli import text
 from rnncli.errors import UsageError
 
+# Module-level imports stay light (no numpy): `rnncli train --help` and TAB completion read
+# the choices and defaults below.
 CELLS = ("simple", "lstm", "gru")
+POOLINGS = ("last", "max", "mean")
+PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
+MONITORS = ("val_accuracy", "val_loss")
 STRATEGIES = ("default", "mirrored", "multi-worker")
+KEYS_DOC = "README, section \"Config file keys\""
+
+
+def setting(default: Any, help: str) -> Any:
+    """A field with its one-line meaning: the help of the option, the comment in
+    `--print-config` and the README's key table all read it."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class DataConfig:
-    num_words: int = 1000  # vocabulary cut: ids >= num_words become OOV (2)
-    maxlen: int = 80  # every review padded/truncated to this many tokens
-    padding: str = "pre"  # where zeros go, as Keras's pad_sequences
-    truncating: str = "pre"  # which end of a long review is cut
-    validation_split: float = 0.2  # last share of train held out, as Keras's fit takes it
-    limit: int | None = None  # train on the first N reviews only (quick runs)
+    num_words: int = setting(1000, "vocabulary cut: ids >= num_words become OOV (2)")
+    maxlen: int = setting(80, "every review padded/truncated to this many tokens")
+    padding: str = setting("pre", "where zeros go (pre or post), as Keras's pad_sequences")
+    truncating: str = setting("pre", "which end of a long review is cut (pre or post)")
+    validation_split: float = setting(0.2, "last share of train held out for validation")
+    limit: int | None = setting(None, "train on the first N reviews only (unset: all)")
 
 
 @dataclass
 class ModelConfig:
-    cell: str = "simple"  # simple (SimpleRNN), lstm or gru
-    units: int = 32  # recurrent units per layer (per direction)
-    layers: int = 1  # stacked recurrent layers
-    bidirectional: bool = False  # read each review both ways
-    embedding_dim: int = 128  # Embedding output size
-    dropout: float = 0.0  # dropout on recurrent layer inputs
-    recurrent_dropout: float = 0.0  # dropout on recurrent state (disables fused kernels)
-    pooling: str = "last"  # last (final state), max or mean over time
-    unroll: bool | None = None  # unroll the time loop; None: SimpleRNN with maxlen <= 100
+    cell: str = setting("simple", "recurrent cell: simple (SimpleRNN), lstm or gru")
+    units: int = setting(32, "recurrent units per layer (per direction)")
+    layers: int = setting(1, "stacked recurrent layers")
+    bidirectional: bool = setting(False, "read each review both ways")
+    embedding_dim: int = setting(128, "Embedding output size")
+    dropout: float = setting(0.0, "dropout on recurrent layer inputs")
+    recurrent_dropout: float = setting(0.0, "dropout on the recurrent state (slower kernels)")
+    pooling: str = setting("last", "last (final state), max or mean over time")
+    unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # samples per gradient step
-    epochs: int = 10  # passes over the training reviews
-    learning_rate: float = 0.001  # Adam step size (Keras's default)
-    clipnorm: float = 1.0  # clip each gradient's norm; 0 turns it off
-    clipvalue: float = 0.0  # clip each gradient value instead; 0 turns it off
-    early_stopping: int | None = None  # stop after this many epochs without improvement
-    monitor: str = "val_accuracy"  # what "best epoch" means
-    seed: int = 1337  # weights, shuffling and dropout
-    strategy: str = "default"  # tf.distribute: default, mirrored or multi-worker
-    jit_compile: bool = True  # XLA: same math, fewer kernel launches
-    steps_per_execution: int = 25  # batches per compiled call: same updates, less overhead
+    batch_size: int = setting(32, "samples per gradient step")
+    epochs: int = setting(10, "passes over the training reviews")
+    learning_rate: float = setting(0.001, "Adam step size (Keras's default)")
+    clipnorm: float = setting(1.0, "clip each gradient's norm; 0 turns it off")
+    clipvalue: float = setting(0.0, "clip each gradient value instead; 0 turns it off")
+    early_stopping: int | None = setting(
+        None, "stop after this many epochs without improvement (unset: never)")
+    monitor: str = setting("val_accuracy", "what best epoch means: val_accuracy or val_loss")
+    seed: int = setting(1337, "weights, shuffling and dropout")
+    strategy: str = setting("default", "distribution over devices (tf.distribute): default, "
+                                        "mirrored or multi-worker")
+    jit_compile: bool = setting(True, "XLA compilation: same math, fewer kernel launches")
+    steps_per_execution: int = setting(25, "batches per compiled call: same updates, less "
+                                           "overhead")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 @dataclass
@@ -67,12 +90,35 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_toml(self) -> str:
+        return to_toml(self)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         cfg = cls()
-        apply(cfg, {k: v for name in ("data", "model", "train")
-                    for k, v in d.get(name, {}).items()})
+        apply(cfg, {k: v for name in SECTIONS for k, v in d.get(name, {}).items()})
         return cfg
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    name: str
+    type: Any  # the annotation, e.g. int or int | None
+    default: Any
+    help: str
+
+
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every config key, in file order: its section, type, default and meaning."""
+    found = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            found[f.name] = Setting(section, f.name, hints[f.name], f.default,
+                                    f.metadata["help"])
+    return found
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -87,39 +133,90 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _owner(cfg: RunConfig, key: str):
-    for section in (cfg.data, cfg.model, cfg.train):
-        if key in {f.name for f in dataclasses.fields(section)}:
-            return section
-    raise UsageError(f"Unknown setting {key!r}: see `rnncli train --help`.")
+def _unknown(key: str, origin: str) -> UsageError:
+    close = difflib.get_close_matches(key, list(settings()), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UsageError(f"Unknown setting {key!r} in {origin}{hint}: every key is listed in the "
+                      f"{KEYS_DOC}, and `rnncli train --print-config` prints them all.")
 
 
-def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+def _type_name(annotation: Any, article: bool = True) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    kinds = [names[t] for t in typing.get_args(annotation) or (annotation,)
+             if t is not type(None)]
+    return " or ".join(k if article else k.partition(" ")[2] for k in kinds)
+
+
+def _checked(s: Setting, value: Any, origin: str) -> Any:
+    """`value` as the field's type, or a UsageError naming the key and the type expected."""
+    allowed = [t for t in typing.get_args(s.type) or (s.type,) if t is not type(None)]
+    if isinstance(value, bool):  # bool is an int to Python, never to a config file
+        ok = bool in allowed
+    elif isinstance(value, int):
+        ok = int in allowed or float in allowed
+    else:
+        ok = type(value) in allowed
+    if not ok:
+        example = toml_value(s.default) if s.default is not None else "1"
+        raise UsageError(f"{s.name} = {toml_value(value)} in {origin}: expected "
+                         f"{_type_name(s.type)}, e.g. {s.name} = {example} (in [{s.section}]).")
+    return float(value) if float in allowed and int not in allowed else value
+
+
+def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") -> RunConfig:
+    table = settings()
     for key, value in values.items():
         key = key.replace("-", "_")
-        setattr(_owner(cfg, key), key, value)
+        if key not in table:
+            raise _unknown(key, origin)
+        s = table[key]
+        if value is not None:
+            value = _checked(s, value, origin)
+        setattr(getattr(cfg, s.section), key, value)
     return cfg
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def _tomllib():
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
         import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file, flat; sections ([data], [model], [train]) are optional,
+    but a key given inside one must belong to it."""
+    tomllib = _tomllib()
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"No config file at {path}: check --config.") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder: --config takes a TOML file such as "
+                         f"{Path(path) / 'config.toml'}.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read config file {path} ({exc.strerror}): check --config "
+                         "and its permissions.") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"Invalid TOML in {path} (not UTF-8): fix the file.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"Invalid TOML in {path} ({exc}): fix the file.") from None
-    # Sections ([data], [model], [train]) are optional; keys are unique across them.
+    table = settings()
     flat: dict[str, Any] = {}
     for k, v in raw.items():
-        if isinstance(v, dict):
-            flat.update(v)
-        else:
+        if not isinstance(v, dict):
             flat[k] = v
+            continue
+        if k not in SECTIONS:
+            raise UsageError(f"Unknown section [{k}] in {path}: use [data], [model] or [train] "
+                             f"(keys: {KEYS_DOC}).")
+        for key, value in v.items():
+            home = table[key].section if key in table else k
+            if home != k:
+                raise UsageError(f"{key} belongs in [{home}], not [{k}], in {path}: move it.")
+            flat[key] = value
     return flat
 
 
@@ -130,22 +227,63 @@ def resolve(preset: str | None = None, file: Path | None = None,
     if preset:
         if preset not in PRESETS:
             raise UsageError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}.")
-        apply(cfg, PRESETS[preset])
+        apply(cfg, PRESETS[preset], f"preset {preset}")
     if file:
-        apply(cfg, load_toml(file))
-    apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+        apply(cfg, load_toml(file), str(file))
+    apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "the options")
     validate(cfg)
     return cfg
 
 
+def toml_value(value: Any) -> str:
+    """A TOML literal for a str, int, float or bool (the only types a setting holds)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # 0.001, 1e-05, inf, nan: all valid TOML
+    # A JSON string is a TOML basic string once DEL, which JSON leaves raw, is escaped.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """The config as a TOML file that `--config` reads back to the same settings. TOML has
+    no null: an unset (None) key is written as a comment, so the file still lists it."""
+    lines = ["# rnncli run settings: rnncli train --config THIS_FILE",
+             f"# Every key: {KEYS_DOC}."]
+    by_section: dict[str, list[Setting]] = {}
+    for s in settings().values():
+        by_section.setdefault(s.section, []).append(s)
+    for section, items in by_section.items():
+        lines += ["", f"[{section}]"]
+        values = getattr(cfg, section)
+        for s in items:
+            value = getattr(values, s.name)
+            entry = (f"{s.name} = {toml_value(value)}" if value is not None
+                     else f"# {s.name} = (unset)")
+            lines.append(f"{entry:<32} # {s.help}")
+    return "\n".join(lines) + "\n"
+
+
+def keys_table() -> str:
+    """The README's table of config keys, generated from the fields above."""
+    rows = ["| key | section | type | default | meaning |", "|---|---|---|---|---|"]
+    for s in settings().values():
+        default = "unset" if s.default is None else toml_value(s.default)
+        kind = _type_name(s.type, article=False)
+        rows.append(f"| `{s.name}` | {s.section} | {kind} | `{default}` | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
 def validate(cfg: RunConfig) -> None:
+    from rnncli import text
+
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
         (d.maxlen >= 1, f"--maxlen {d.maxlen} is too small: use 1 or more."),
         (d.num_words >= text.INDEX_FROM + 1,
          f"--num-words {d.num_words} leaves no word (ids 0-2 are reserved): use 4 or more."),
-        (d.padding in text.PADDING_SIDES, f"--padding {d.padding!r}: use 'pre' or 'post'."),
-        (d.truncating in text.PADDING_SIDES,
+        (d.padding in PADDING_SIDES, f"--padding {d.padding!r}: use 'pre' or 'post'."),
+        (d.truncating in PADDING_SIDES,
          f"--truncating {d.truncating!r}: use 'pre' or 'post'."),
         (0 < d.validation_split < 1,
          f"--validation-split {d.validation_split} must be between 0 and 1 (exclusive)."),
@@ -155,7 +293,7 @@ def validate(cfg: RunConfig) -> None:
          "--units, --layers and --embedding-dim must be 1 or more."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,
          "--dropout and --recurrent-dropout must be in [0, 1)."),
-        (m.pooling in ("last", "max", "mean"), f"--pooling {m.pooling!r}: use last, max or mean."),
+        (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use last, max or mean."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),
@@ -164,7 +302,7 @@ def validate(cfg: RunConfig) -> None:
          "--clipnorm and --clipvalue are alternatives: set the other to 0."),
         (t.early_stopping is None or t.early_stopping >= 1,
          "--early-stopping needs a patience of 1 or more epochs."),
-        (t.monitor in ("val_accuracy", "val_loss"), "--monitor: use val_accuracy or val_loss."),
+        (t.monitor in MONITORS, "--monitor: use val_accuracy or val_loss."),
         (t.strategy in STRATEGIES, f"Unknown strategy {t.strategy!r}: use "
                                    f"{', '.join(STRATEGIES)}."),
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
@@ -181,3 +319,7 @@ def unroll_for(cfg: RunConfig) -> bool:
     if cfg.model.unroll is not None:
         return cfg.model.unroll
     return cfg.model.cell == "simple" and cfg.data.maxlen <= 100
+
+
+if __name__ == "__main__":
+    print(keys_table(), end="")
