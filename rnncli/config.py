@@ -176,7 +176,8 @@ def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") 
     return cfg
 
 
-def _tomllib():
+def toml_parser():
+    """tomllib, or on Python 3.10 the same parser from PyPI (tomli)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
@@ -187,7 +188,7 @@ def _tomllib():
 def load_toml(path: Path) -> dict[str, Any]:
     """The settings of a TOML file, flat; sections ([data], [model], [train]) are optional,
     but a key given inside one must belong to it."""
-    tomllib = _tomllib()
+    tomllib = toml_parser()
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)

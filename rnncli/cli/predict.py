@@ -5,7 +5,8 @@
     $ cat reviews.txt | rnncli predict --format csv       # or: rnncli predict - < reviews.txt
 
 Reviews come from exactly one place: the arguments, `--file PATH` (`-` is stdin), a lone
-`-` argument, or stdin when it is piped and nothing else is given. Every input gives one
+`-` argument, or stdin when it is not a terminal and nothing else is given (then it must
+hold at least one line). Every input gives one
 output row, numbered by `line` (the argument's position, or the line in the file): a blank
 line of a file gets label and probability null (empty in csv, `-` in the table), so rows
 stay aligned with the input.
@@ -13,6 +14,7 @@ stay aligned with the input.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -85,10 +87,17 @@ def choose_input(texts: list[str], file: str | None) -> Iterable[tuple[int, str]
         return list(enumerate(texts, start=1))
     if file:
         return read_lines(file)
-    if _stdin_is_piped():
-        return read_lines(STDIN)
-    raise UsageError("Nothing to predict: give a review as an argument, --file PATH, or pipe "
-                     "reviews on stdin (one per line).")
+    nothing = UsageError("Nothing to predict: give a review as an argument, --file PATH, or "
+                         "pipe reviews on stdin (one per line).")
+    if not _stdin_is_piped():
+        raise nothing
+    # Read only because nothing else was given: an empty stdin (a script run with
+    # </dev/null) is more likely a mistake than an empty input, unlike an explicit `-`.
+    lines = read_lines(STDIN)
+    first = next(lines, None)
+    if first is None:
+        raise nothing
+    return itertools.chain([first], lines)
 
 
 def aligned(lines: Iterable[tuple[int, str]],
