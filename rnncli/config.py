@@ -187,11 +187,15 @@ def toml_parser():
 
 def load_toml(path: Path) -> dict[str, Any]:
     """The settings of a TOML file, flat; sections ([data], [model], [train]) are optional,
-    but a key given inside one must belong to it."""
+    but a key given inside one must belong to it. A run's config.json is read too (its
+    "dataset" entry is a record of the data, not a setting)."""
     tomllib = toml_parser()
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            if Path(path).suffix == ".json":
+                raw = {k: v for k, v in json.load(f).items() if k in SECTIONS}
+            else:
+                raw = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"No config file at {path}: check --config.") from None
     except IsADirectoryError:
@@ -200,10 +204,12 @@ def load_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"Cannot read config file {path} ({exc.strerror}): check --config "
                          "and its permissions.") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"Invalid TOML in {path} (not UTF-8): fix the file.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"Invalid TOML in {path} ({exc}): fix the file.") from None
+    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
+        # TOMLDecodeError and JSONDecodeError are ValueErrors; a JSON list has no .items
+        kind = "JSON" if Path(path).suffix == ".json" else "TOML"
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise UsageError(f"Invalid {kind} in {path} ({reason}): fix the file, or write one "
+                         "with `rnncli train --print-config`.") from None
     table = settings()
     flat: dict[str, Any] = {}
     for k, v in raw.items():

@@ -83,7 +83,7 @@ def test_unknown_key_points_to_the_documented_list(tmp_path):
     assert f"#### {heading}" in README.read_text(), "the message names a README section"
 
 
-@pytest.mark.parametrize("kind", ["folder", "unreadable", "not-utf8"])
+@pytest.mark.parametrize("kind", ["folder", "unreadable", "not-utf8", "json-list"])
 def test_config_that_is_not_a_readable_file(tmp_path, kind):
     target = tmp_path / "cfg"
     if kind == "folder":
@@ -93,11 +93,21 @@ def test_config_that_is_not_a_readable_file(tmp_path, kind):
         target.chmod(0)
         if os.access(target, os.R_OK):
             pytest.skip("running as a user who reads any file (root)")
-    else:
+    elif kind == "not-utf8":
         target.write_bytes(b"cell = \"\xff\"\n")
+    else:
+        target = tmp_path / "config.json"
+        target.write_text("[]")
     res = train("--config", str(target))
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1 and str(target) in res.stderr
+
+
+def test_a_run_config_json_is_read_too(tmp_path):
+    run = config.resolve("gru", None, {"epochs": 2}).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**run, "dataset": {"checksum": "x"}}))
+    assert tomllib.loads(printed("--config", "config.json")) == tomllib.loads(
+        printed("--preset", "gru", "--epochs", "2"))
 
 
 def test_readme_lists_every_key_as_config_py_defines_it():

@@ -191,7 +191,7 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
         ([], "Nothing to predict"),
         (["ok", "--format", "xml"], "'xml' is not one of"),
         (["ok", "--threshold", "2"], "between 0 and 1"),
-        (["ok", "--file", "missing.txt"], "Cannot read missing.txt"),
+        (["--file", "missing.txt"], "Cannot read missing.txt"),
     ],
 )
 def test_predict_bad_input(exported, args, message):

@@ -1,7 +1,7 @@
-"""Start-up cost of the command layer: load only the command that runs, parse without pydantic.
+"""The command classes every rnncli command uses: lazy loading, plain parsing, one-line errors.
 
-    app = typer.Typer(cls=LazyGroup)   # commands from COMMANDS, imported on first use
-    @app.command(cls=Command)            # every command and group uses Command / Group
+    app = typer.Typer(cls=LazyGroup)   # the root: commands from COMMANDS, imported on use
+    @app.command(cls=Command)          # every command (and Group for every group)
 
 Two costs are paid before any command does its work, and `predict` must stay close to
 the cost of importing onnxruntime (benchmarks/bench_startup.py):
@@ -11,10 +11,12 @@ the cost of importing onnxruntime (benchmarks/bench_startup.py):
 - Typer 0.29 converts every option value, even one left at its default, through a
   pydantic TypeAdapter: the first one imports pydantic (about 100 ms). The values our
   options take (str, int, float, bool, Path, a fixed choice, a list of str) need no more
-  than int() or a membership test, so `plain_values` gives those parameters a plain
+  than int() or a membership test, so `plain_param` gives those parameters a plain
   converter. It reaches into Typer's runtime-parameter hook; where that hook is missing
   (another Typer), parameters keep Typer's own conversion and only speed is lost
   (tests/test_cli_startup.py notices).
+Usage errors (an unknown option, a bad value) are one line on stderr, like every other
+rnncli error, and flags show no `<bool>` value.
 """
 
 from __future__ import annotations

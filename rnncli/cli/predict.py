@@ -6,10 +6,9 @@
 
 Reviews come from exactly one place: the arguments, `--file PATH` (`-` is stdin), a lone
 `-` argument, or stdin when it is not a terminal and nothing else is given (then it must
-hold at least one line). Every input gives one
-output row, numbered by `line` (the argument's position, or the line in the file): a blank
-line of a file gets label and probability null (empty in csv, `-` in the table), so rows
-stay aligned with the input.
+hold at least one line). Every input gives one output row, numbered by `line` (the
+argument's position, or the line in the file): a blank line of a file gets label and
+probability null (empty in csv, `-` in the table), so rows stay aligned with the input.
 """
 
 from __future__ import annotations
