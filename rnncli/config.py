@@ -24,7 +24,7 @@ from rnncli.errors import UsageError
 # Module-level imports stay light (no numpy): `rnncli train --help` and TAB completion read
 # the choices and defaults below.
 CELLS = ("simple", "lstm", "gru")
-POOLINGS = ("last", "max", "mean")
+POOLINGS = ("last", "max", "mean", "masked-max")
 PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
 MONITORS = ("val_accuracy", "val_loss")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -33,7 +33,10 @@ KEYS_DOC = "README, section \"Config file keys\""
 
 def setting(default: Any, help: str) -> Any:
     """A field with its one-line meaning: the help of the option, the comment in
-    `--print-config` and the README's key table all read it."""
+    `--print-config` and the README's key table all read it. `list` as the default means
+    an empty list."""
+    if default is list:
+        return field(default_factory=list, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -56,7 +59,9 @@ class ModelConfig:
     embedding_dim: int = setting(128, "Embedding output size")
     dropout: float = setting(0.0, "dropout on recurrent layer inputs")
     recurrent_dropout: float = setting(0.0, "dropout on the recurrent state (slower kernels)")
-    pooling: str = setting("last", "last (final state), max or mean over time")
+    pooling: str = setting("last", "last (final state), max, mean, or masked-max (real tokens "
+                                   "only) over time")
+    head_dropout: float = setting(0.0, "dropout between the pooled features and the dense layer")
     unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
 
 
@@ -76,6 +81,17 @@ class TrainConfig:
     jit_compile: bool = setting(True, "XLA compilation: same math, fewer kernel launches")
     steps_per_execution: int = setting(25, "batches per compiled call: same updates, less "
                                            "overhead")
+    crop_prob: float = setting(0.0, "share of training reviews replaced by a random window, "
+                                    "each epoch")
+    crop_min: int = setting(8, "shortest crop window, in words")
+    crop_max: int = setting(80, "longest crop window, in words")
+    bucket: bool | None = setting(None, "batches of similar length, cut to their longest "
+                                        "review (unset: on for masked-max pooling, the only "
+                                        "models for which cutting is exact)")
+    teachers: list[str] = setting(list, "run folders of masked-max models to distil from "
+                                        "(repeat --teacher for several)")
+    distill_weight: float = setting(0.7, "target = w x mean teacher probability + (1 - w) x "
+                                         "label")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -116,7 +132,8 @@ def settings() -> dict[str, Setting]:
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            found[f.name] = Setting(section, f.name, hints[f.name], f.default,
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            found[f.name] = Setting(section, f.name, hints[f.name], default,
                                     f.metadata["help"])
     return found
 
@@ -142,25 +159,36 @@ def _unknown(key: str, origin: str) -> UsageError:
 
 def _type_name(annotation: Any, article: bool = True) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+    if typing.get_origin(annotation) is list:
+        item = _type_name(typing.get_args(annotation)[0]).partition(" ")[2]
+        return f"{'a ' if article else ''}list of {item}s"
     kinds = [names[t] for t in typing.get_args(annotation) or (annotation,)
              if t is not type(None)]
     return " or ".join(k if article else k.partition(" ")[2] for k in kinds)
 
 
+def _fits(annotation: Any, value: Any) -> bool:
+    if typing.get_origin(annotation) is list:
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, list) and all(_fits(item, v) for v in value)
+    allowed = [t for t in typing.get_args(annotation) or (annotation,) if t is not type(None)]
+    if isinstance(value, bool):  # bool is an int to Python, never to a config file
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    return type(value) in allowed
+
+
 def _checked(s: Setting, value: Any, origin: str) -> Any:
     """`value` as the field's type, or a UsageError naming the key and the type expected."""
-    allowed = [t for t in typing.get_args(s.type) or (s.type,) if t is not type(None)]
-    if isinstance(value, bool):  # bool is an int to Python, never to a config file
-        ok = bool in allowed
-    elif isinstance(value, int):
-        ok = int in allowed or float in allowed
-    else:
-        ok = type(value) in allowed
-    if not ok:
-        example = toml_value(s.default) if s.default is not None else "1"
+    if not _fits(s.type, value):
+        examples = {int: "3", float: "0.5", bool: "true", str: '"..."'}
+        example = (toml_value(s.default) if s.default not in (None, [])
+                   else '["runs/a", "runs/b"]' if typing.get_origin(s.type) is list
+                   else examples[typing.get_args(s.type)[0]])
         raise UsageError(f"{s.name} = {toml_value(value)} in {origin}: expected "
                          f"{_type_name(s.type)}, e.g. {s.name} = {example} (in [{s.section}]).")
-    return float(value) if float in allowed and int not in allowed else value
+    return float(value) if s.type is float else value
 
 
 def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") -> RunConfig:
@@ -243,7 +271,10 @@ def resolve(preset: str | None = None, file: Path | None = None,
 
 
 def toml_value(value: Any) -> str:
-    """A TOML literal for a str, int, float or bool (the only types a setting holds)."""
+    """A TOML literal for a str, int, float or bool, or a list of them (the types a setting
+    holds)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -275,7 +306,7 @@ def keys_table() -> str:
     """The README's table of config keys, generated from the fields above."""
     rows = ["| key | section | type | default | meaning |", "|---|---|---|---|---|"]
     for s in settings().values():
-        default = "unset" if s.default is None else toml_value(s.default)
+        default = "unset" if s.default is None else toml_value(s.default)  # [] for a list
         kind = _type_name(s.type, article=False)
         rows.append(f"| `{s.name}` | {s.section} | {kind} | `{default}` | {s.help} |")
     return "\n".join(rows) + "\n"
@@ -300,7 +331,8 @@ def validate(cfg: RunConfig) -> None:
          "--units, --layers and --embedding-dim must be 1 or more."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,
          "--dropout and --recurrent-dropout must be in [0, 1)."),
-        (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use last, max or mean."),
+        (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use {', '.join(POOLINGS)}."),
+        (0 <= m.head_dropout < 1, "--head-dropout must be in [0, 1)."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),
@@ -313,6 +345,13 @@ def validate(cfg: RunConfig) -> None:
         (t.strategy in STRATEGIES, f"Unknown strategy {t.strategy!r}: use "
                                    f"{', '.join(STRATEGIES)}."),
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
+        (0 <= t.crop_prob <= 1, f"--crop-prob {t.crop_prob} must be between 0 and 1."),
+        (1 <= t.crop_min <= t.crop_max, "--crop-min must be 1 or more and <= --crop-max."),
+        (0 <= t.distill_weight <= 1, "--distill-weight must be between 0 and 1."),
+        (not t.teachers or t.strategy == "default",
+         "--teacher trains on one device: use --strategy default."),
+        (not t.bucket or m.pooling == "masked-max",
+         "--bucket cuts batches, which is exact only with --pooling masked-max."),
     ]
     for ok, message in checks:
         if not ok:
@@ -326,6 +365,12 @@ def unroll_for(cfg: RunConfig) -> bool:
     if cfg.model.unroll is not None:
         return cfg.model.unroll
     return cfg.model.cell == "simple" and cfg.data.maxlen <= 100
+
+
+def bucket_for(cfg: RunConfig) -> bool:
+    if cfg.train.bucket is not None:
+        return cfg.train.bucket
+    return cfg.model.pooling == "masked-max"
 
 
 if __name__ == "__main__":

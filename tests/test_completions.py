@@ -34,7 +34,7 @@ def test_completion_answers_for_commands(monkeypatch, capsys):
     ("rnncli predict --format ", {"table", "json", "jsonl", "csv"}),
     ("rnncli train --cell ", {"simple", "lstm", "gru"}),
     ("rnncli train --preset ", {"recipe", "lstm", "gru", "best"}),
-    ("rnncli train --pooling ", {"last", "max", "mean"}),
+    ("rnncli train --pooling ", {"last", "max", "mean", "masked-max"}),
     ("rnncli export onnx --graph ", {"auto", "hybrid", "unrolled", "native", "native-folded",
                                      "tf2onnx"}),
     ("rnncli evaluate --split ", {"train", "test"}),

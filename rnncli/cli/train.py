@@ -126,7 +126,8 @@ def setting(key: str, *decls: str, **kw: Any) -> Any:
     """The option for config key `key`: its help and the default it shows come from the
     field in config.py, so --help, --print-config and the README say the same."""
     s = config.settings()[key]
-    shown = "unset" if s.default is None else config.toml_value(s.default).strip('"')
+    shown = ("unset" if s.default is None else "none" if s.default == []
+             else config.toml_value(s.default).strip('"'))
     return typer.Option(*(decls or (f"--{key.replace('_', '-')}",)),
                         help=s.help[0].upper() + s.help[1:] + ".", show_default=shown,
                         rich_help_panel=PANELS[s.section], **kw)
@@ -157,6 +158,7 @@ def train(
     dropout: Annotated[float | None, setting("dropout")] = None,
     recurrent_dropout: Annotated[float | None, setting("recurrent_dropout")] = None,
     pooling: Annotated[Pooling | None, setting("pooling")] = None,
+    head_dropout: Annotated[float | None, setting("head_dropout")] = None,
     unroll: Annotated[bool | None, setting("unroll", "--unroll/--no-unroll")] = None,
     batch_size: Annotated[int | None, setting("batch_size")] = None,
     epochs: Annotated[int | None, setting("epochs")] = None,
@@ -169,6 +171,12 @@ def train(
     seed: Annotated[int | None, setting("seed")] = None,
     strategy: Annotated[Strategy | None, setting("strategy")] = None,
     jit_compile: Annotated[bool | None, setting("jit_compile", "--jit/--no-jit")] = None,
+    crop_prob: Annotated[float | None, setting("crop_prob")] = None,
+    crop_min: Annotated[int | None, setting("crop_min")] = None,
+    crop_max: Annotated[int | None, setting("crop_max")] = None,
+    bucket: Annotated[bool | None, setting("bucket", "--bucket/--no-bucket")] = None,
+    teachers: Annotated[list[Path] | None, setting("teachers", "--teacher")] = None,
+    distill_weight: Annotated[float | None, setting("distill_weight")] = None,
     cpu_devices: Annotated[int | None, typer.Option(
         "--cpu-devices", hidden=True, help="Split the CPU into N logical devices.")] = None,
     output: Annotated[Path, typer.Option("--output", help="Run folder.")] = runs.DEFAULT_OUTPUT,
@@ -188,7 +196,7 @@ def train(
     Example: rnncli train --cell lstm --epochs 5 --output artifacts/lstm
     """
     # Every option named after a config key overrides that key (None: not given).
-    given = dict(locals())
+    given = dict(locals(), teachers=[str(p) for p in teachers] if teachers else None)
     overrides = {k: v for k, v in given.items() if k in config.settings()}
     cfg = config.resolve(preset, config_file, overrides)
     if print_config:
