@@ -1,11 +1,11 @@
 """Configuration: one dataclass per concern, every field with a default; presets; TOML files.
 
     cfg = resolve(preset="lstm", file=Path("run.toml"), overrides={"epochs": 3})
-    python -m rnncli.config          # the README's table of config file keys
 
 The resolved config is saved next to every model (`config.json`, and `config.toml`, which
 `rnncli train --config` reads back), so any model can be rebuilt and any number traced to
-the settings that made it. Values read from a file are checked against the field types.
+the settings that made it. Values read from a file (config_file.py) are checked against
+the field types.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +106,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_toml(self) -> str:
+        from rnncli.config_file import to_toml
+
         return to_toml(self)
 
     @classmethod
@@ -157,16 +158,6 @@ def _unknown(key: str, origin: str) -> UsageError:
                       f"{KEYS_DOC}, and `rnncli train --print-config` prints them all.")
 
 
-def _type_name(annotation: Any, article: bool = True) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
-    if typing.get_origin(annotation) is list:
-        item = _type_name(typing.get_args(annotation)[0]).partition(" ")[2]
-        return f"{'a ' if article else ''}list of {item}s"
-    kinds = [names[t] for t in typing.get_args(annotation) or (annotation,)
-             if t is not type(None)]
-    return " or ".join(k if article else k.partition(" ")[2] for k in kinds)
-
-
 def _fits(annotation: Any, value: Any) -> bool:
     if typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0]
@@ -182,12 +173,14 @@ def _fits(annotation: Any, value: Any) -> bool:
 def _checked(s: Setting, value: Any, origin: str) -> Any:
     """`value` as the field's type, or a UsageError naming the key and the type expected."""
     if not _fits(s.type, value):
+        from rnncli.config_file import toml_value, type_name
+
         examples = {int: "3", float: "0.5", bool: "true", str: '"..."'}
         example = (toml_value(s.default) if s.default not in (None, [])
                    else '["runs/a", "runs/b"]' if typing.get_origin(s.type) is list
                    else examples[typing.get_args(s.type)[0]])
         raise UsageError(f"{s.name} = {toml_value(value)} in {origin}: expected "
-                         f"{_type_name(s.type)}, e.g. {s.name} = {example} (in [{s.section}]).")
+                         f"{type_name(s.type)}, e.g. {s.name} = {example} (in [{s.section}]).")
     return float(value) if s.type is float else value
 
 
@@ -204,57 +197,6 @@ def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") 
     return cfg
 
 
-def toml_parser():
-    """tomllib, or on Python 3.10 the same parser from PyPI (tomli)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
-        import tomli as tomllib  # type: ignore[no-redef]
-    return tomllib
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    """The settings of a TOML file, flat; sections ([data], [model], [train]) are optional,
-    but a key given inside one must belong to it. A run's config.json is read too (its
-    "dataset" entry is a record of the data, not a setting)."""
-    tomllib = toml_parser()
-    try:
-        with open(path, "rb") as f:
-            if Path(path).suffix == ".json":
-                raw = {k: v for k, v in json.load(f).items() if k in SECTIONS}
-            else:
-                raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"No config file at {path}: check --config.") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a folder: --config takes a TOML file such as "
-                         f"{Path(path) / 'config.toml'}.") from None
-    except OSError as exc:
-        raise UsageError(f"Cannot read config file {path} ({exc.strerror}): check --config "
-                         "and its permissions.") from None
-    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
-        # TOMLDecodeError and JSONDecodeError are ValueErrors; a JSON list has no .items
-        kind = "JSON" if Path(path).suffix == ".json" else "TOML"
-        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
-        raise UsageError(f"Invalid {kind} in {path} ({reason}): fix the file, or write one "
-                         "with `rnncli train --print-config`.") from None
-    table = settings()
-    flat: dict[str, Any] = {}
-    for k, v in raw.items():
-        if not isinstance(v, dict):
-            flat[k] = v
-            continue
-        if k not in SECTIONS:
-            raise UsageError(f"Unknown section [{k}] in {path}: use [data], [model] or [train] "
-                             f"(keys: {KEYS_DOC}).")
-        for key, value in v.items():
-            home = table[key].section if key in table else k
-            if home != k:
-                raise UsageError(f"{key} belongs in [{home}], not [{k}], in {path}: move it.")
-            flat[key] = value
-    return flat
-
-
 def resolve(preset: str | None = None, file: Path | None = None,
             overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults, then the preset, then the config file, then the command-line options."""
@@ -264,52 +206,12 @@ def resolve(preset: str | None = None, file: Path | None = None,
             raise UsageError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}.")
         apply(cfg, PRESETS[preset], f"preset {preset}")
     if file:
+        from rnncli.config_file import load_toml
+
         apply(cfg, load_toml(file), str(file))
     apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "the options")
     validate(cfg)
     return cfg
-
-
-def toml_value(value: Any) -> str:
-    """A TOML literal for a str, int, float or bool, or a list of them (the types a setting
-    holds)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)  # 0.001, 1e-05, inf, nan: all valid TOML
-    # A JSON string is a TOML basic string once DEL, which JSON leaves raw, is escaped.
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def to_toml(cfg: RunConfig) -> str:
-    """The config as a TOML file that `--config` reads back to the same settings. TOML has
-    no null: an unset (None) key is written as a comment, so the file still lists it."""
-    lines = ["# rnncli run settings: rnncli train --config THIS_FILE",
-             f"# Every key: {KEYS_DOC}."]
-    by_section: dict[str, list[Setting]] = {}
-    for s in settings().values():
-        by_section.setdefault(s.section, []).append(s)
-    for section, items in by_section.items():
-        lines += ["", f"[{section}]"]
-        values = getattr(cfg, section)
-        for s in items:
-            value = getattr(values, s.name)
-            entry = (f"{s.name} = {toml_value(value)}" if value is not None
-                     else f"# {s.name} = (unset)")
-            lines.append(f"{entry:<32} # {s.help}")
-    return "\n".join(lines) + "\n"
-
-
-def keys_table() -> str:
-    """The README's table of config keys, generated from the fields above."""
-    rows = ["| key | section | type | default | meaning |", "|---|---|---|---|---|"]
-    for s in settings().values():
-        default = "unset" if s.default is None else toml_value(s.default)  # [] for a list
-        kind = _type_name(s.type, article=False)
-        rows.append(f"| `{s.name}` | {s.section} | {kind} | `{default}` | {s.help} |")
-    return "\n".join(rows) + "\n"
 
 
 def validate(cfg: RunConfig) -> None:
@@ -372,6 +274,3 @@ def bucket_for(cfg: RunConfig) -> bool:
         return cfg.train.bucket
     return cfg.model.pooling == "masked-max"
 
-
-if __name__ == "__main__":
-    print(keys_table(), end="")

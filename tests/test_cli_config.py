@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import config, runs, text
+from rnncli import config, config_file, runs, text
 from rnncli.cli import app
 
 runner = CliRunner()
-tomllib = config.toml_parser()
+tomllib = config_file.toml_parser()
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -111,8 +111,8 @@ def test_a_run_config_json_is_read_too(tmp_path):
 
 
 def test_readme_lists_every_key_as_config_py_defines_it():
-    assert config.keys_table() in README.read_text(), (
-        "README's key table is stale: paste the output of `python -m rnncli.config`")
+    assert config_file.keys_table() in README.read_text(), (
+        "README's key table is stale: paste the output of `python -m rnncli.config_file`")
 
 
 def test_choices_match_the_modules_that_use_them():
@@ -121,7 +121,7 @@ def test_choices_match_the_modules_that_use_them():
 
 def test_toml_values_round_trip_through_a_parser():
     for value in ("pre", 'a "quoted" \\ value\x7f\n', 0.001, 1e-05, 3, True, False, 1.0):
-        assert tomllib.loads(f"x = {config.toml_value(value)}")["x"] == value
+        assert tomllib.loads(f"x = {config_file.toml_value(value)}")["x"] == value
 
 
 @pytest.mark.slow

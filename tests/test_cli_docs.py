@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import typer
 
-from rnncli import config, runs
+from rnncli import config_file, runs
 from rnncli.cli import app
 
-tomllib = config.toml_parser()
+tomllib = config_file.toml_parser()
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from rnncli import config, runs
+from rnncli import config, config_file, runs
 from rnncli.cli.common import (
     Command,
     DataDir,
@@ -127,7 +127,7 @@ def setting(key: str, *decls: str, **kw: Any) -> Any:
     field in config.py, so --help, --print-config and the README say the same."""
     s = config.settings()[key]
     shown = ("unset" if s.default is None else "none" if s.default == []
-             else config.toml_value(s.default).strip('"'))
+             else config_file.toml_value(s.default).strip('"'))
     return typer.Option(*(decls or (f"--{key.replace('_', '-')}",)),
                         help=s.help[0].upper() + s.help[1:] + ".", show_default=shown,
                         rich_help_panel=PANELS[s.section], **kw)
@@ -200,7 +200,7 @@ def train(
     overrides = {k: v for k, v in given.items() if k in config.settings()}
     cfg = config.resolve(preset, config_file, overrides)
     if print_config:
-        sys.stdout.write(config.to_toml(cfg))
+        sys.stdout.write(cfg.to_toml())
         return
     from rnncli import dataset
     from rnncli.training import train as run_training
