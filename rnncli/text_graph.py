@@ -32,15 +32,16 @@ import itertools
 import numpy as np
 
 from rnncli import text
-from rnncli.onnx_graph import HYBRID_SMALL_BATCH, INPUT, _Graph
+from rnncli.onnx_graph import HYBRID_SMALL_BATCH, INPUT, OUTPUT, _Graph
 from rnncli.preprocessing import Preprocessing
 
 TEXT_INPUT = "text"
 KNOWN_OUTPUT = "known_words"
+LABEL_OUTPUT = "label"  # so a client needs neither the metadata nor the threshold
 LOCALE = "C.UTF-8"
 APOSTROPHES = "'\u2019\u2018`"  # what tokenize() turns into "'"
 DOTTED_CAPITAL_I = "\u0130"
-MIN_OPSET = 13  # ReduceSum with axes as an input
+MIN_OPSET = 15  # Shape with start and end
 _DROP = -1  # LabelEncoder value for tokens that are not words (padding, markup)
 
 
@@ -79,97 +80,123 @@ def vocabulary_keys(prep: Preprocessing) -> tuple[list[str], list[int]]:
     return keys, ids
 
 
-def _tokens(g: _Graph, c) -> str:
+class _TextGraph(_Graph):
+    """Node and constant names under "text/", apart from the id graph's."""
+
+    def __init__(self):
+        super().__init__("text/")
+
+    def k(self, name: str, value) -> str:
+        """A constant: strings as a string tensor, numbers as int64 unless given typed."""
+        if isinstance(value, np.ndarray):
+            arr = value
+        elif isinstance(np.ravel(value)[0], str):
+            arr = np.array(value, dtype=object)
+        else:
+            arr = np.array(value, np.int64)
+        return self.const("text/" + name, arr)
+
+    def column(self, like: str, value, name: str) -> str:
+        """A [rows of `like`, 1] column filled with `value` (a 1x1 list)."""
+        rows = self.one("Shape", [like], name + "_rows", start=0, end=1)
+        shape = self.one("Concat", [rows, self.k("one_1d", [1])], name + "_shape", axis=0)
+        return self.one("Expand", [self.k(name + "_value", value), shape], name)
+
+
+def _tokens(g: _TextGraph) -> str:
     """[N, T + 1] tokens of each review (original case), "" after its last token."""
     toks = g.one("Tokenizer", [TEXT_INPUT], "tokenize", domain="com.microsoft", mark=0,
                  pad_value="", mincharnum=1, tokenexp=token_pattern())
     # One extra empty column keeps the width >= 1 when no review has a word.
-    n_1 = g.one("Shape", [TEXT_INPUT], "batch_1d")
-    blank = g.one("Expand", [c("blank_2d", np.array([[""]], object)),
-                             g.one("Concat", [n_1, c("one_1d", [1])], "blank_shape", axis=0)],
-                  "blank_column")
-    return g.one("Concat", [toks, blank], "tokens", axis=1)
+    return g.one("Concat", [toks, g.column(TEXT_INPUT, [[""]], "blank")], "tokens", axis=1)
 
 
-def _lookup(g: _Graph, c, tokens: str, prep: Preprocessing) -> str:
+def _lookup(g: _TextGraph, tokens: str, prep: Preprocessing) -> str:
     """[N, T + 1] int64: a word's id, OOV, or _DROP for padding and markup."""
-    flat = g.one("Reshape", [tokens, c("flat", [-1])], "tokens_flat")
-    low = g.one("StringNormalizer", [flat], "lower", case_change_action="LOWER",
-                is_case_sensitive=1, locale=LOCALE)
+    low = g.one("StringNormalizer", [g.one("Reshape", [tokens, g.k("flat", [-1])], "flat")],
+                "lower", case_change_action="LOWER", is_case_sensitive=1, locale=LOCALE)
     keys, ids = vocabulary_keys(prep)
     found = g.one("LabelEncoder", [low], "vocabulary", domain="ai.onnx.ml",
                   keys_strings=keys + [""], values_int64s=ids + [_DROP],
                   default_int64=text.OOV)
-    # Markup never is a vocabulary word: only OOV tokens are checked for a leading '<'.
-    oov_at = g.one("Reshape", [g.one("NonZero", [g.one("Equal", [found, c("oov", text.OOV)],
-                                                       "is_oov")], "oov_where"),
-                               c("flat_again", [-1])], "oov_at")
-    oov = g.one("Concat", [g.one("Gather", [low, oov_at], "oov_tokens"),
-                           c("blank_1d", np.array([""], object))], "oov_tokens_1", axis=0)
+    # Markup is never a vocabulary word: only OOV tokens are checked for a leading '<'.
+    is_oov = g.one("Equal", [found, g.k("oov", text.OOV)], "is_oov")
+    oov_at = g.one("Reshape", [g.one("NonZero", [is_oov], "oov_where"), g.k("flat", [-1])],
+                   "oov_at")
+    # A trailing "" keeps the Tokenizer's input non-empty; its output is [K + 1, 0 or 1].
+    oov = g.one("Concat", [g.one("Gather", [low, oov_at], "oov_tokens"), g.k("blank_1d", [""])],
+                "oov_tokens_1", axis=0)
     lt = g.one("Tokenizer", [oov], "leading_lt", domain="com.microsoft", mark=0,
-               pad_value="", mincharnum=1, tokenexp="^<")  # [K + 1, 0 or 1]
-    k_1 = g.one("Shape", [oov], "oov_count")
-    lt = g.one("Concat", [lt, g.one("Expand", [c("blank_2d_b", np.array([[""]], object)),
-                                              g.one("Concat", [k_1, c("one_1d_b", [1])],
-                                                    "lt_shape", axis=0)], "lt_blank")],
-               "leading_lt_1", axis=1)
-    first = g.one("Gather", [lt, c("zero", 0)], "leading_lt_first", axis=1)
+               pad_value="", mincharnum=1, tokenexp="^<")
+    lt = g.one("Concat", [lt, g.column(oov, [[""]], "lt_blank")], "leading_lt_1", axis=1)
+    first = g.one("Gather", [lt, g.k("zero", 0)], "leading_lt_first", axis=1)
     mapped = g.one("LabelEncoder", [first], "markup", domain="ai.onnx.ml",
                    keys_strings=["<"], values_int64s=[_DROP], default_int64=text.OOV)
-    mapped = g.one("Slice", [mapped, c("s0", [0]), c("s_last", [-1])], "markup_k")
+    mapped = g.one("Slice", [mapped, g.k("zero_1d", [0]), g.k("minus_1d", [-1])], "markup_k")
     fixed = g.one("ScatterElements", [found, oov_at, mapped], "drop_markup", axis=0)
     return g.one("Reshape", [fixed, g.one("Shape", [tokens], "tokens_shape")], "token_ids")
 
 
-def _place(g: _Graph, c, ids: str, prep: Preprocessing, trim_small_only: bool) -> str:
+def _width(g: _TextGraph, length: str, prep: Preprocessing, trim_small_only: bool) -> str:
+    """Steps fed to the id graph: maxlen, or with trim_padding the longest review's."""
+    m = g.k("maxlen", prep.maxlen)
+    if not prep.trim_padding:
+        return m
+    width = g.one("Min", [m, g.one("ReduceMax", [length], "longest", keepdims=0)], "trimmed")
+    if not trim_small_only:
+        return width
+    # A hybrid graph runs large full-length batches fastest (as predict_texts feeds it).
+    batch = g.one("Shape", [TEXT_INPUT], "batch_size", start=0, end=1)
+    large = g.one("Greater", [g.one("Squeeze", [batch], "batch"),
+                              g.k("small", HYBRID_SMALL_BATCH)], "is_large")
+    return g.one("Where", [large, m, width], "width")
+
+
+def _place(g: _TextGraph, ids: str, prep: Preprocessing, trim_small_only: bool) -> str:
     """[N, width] int32 model input: start marker + word ids, padded and truncated the way
     text.pad_sequences does it."""
-    keep = g.one("Cast", [g.one("Greater", [ids, c("drop", _DROP)], "is_word")], "keep",
+    keep = g.one("Cast", [g.one("Greater", [ids, g.k("drop", _DROP)], "is_word")], "keep",
                  to=7)
-    n_1 = g.one("Shape", [TEXT_INPUT], "batch_1d_b")
-    ones = g.one("Expand", [c("one_2d", [[1]]), g.one("Concat", [n_1, c("one_1d_c", [1])],
-                                                         "ones_shape", axis=0)], "ones")
-    seq = g.one("Concat", [ones, ids], "with_start", axis=1)  # index 0: start marker
+    ones = g.column(TEXT_INPUT, [[text.START]], "start_column")
+    seq = g.one("Concat", [ones, ids], "with_start", axis=1)  # index 0: the start marker
     kept = g.one("Concat", [ones, keep], "kept", axis=1)
-    j = g.one("Sub", [g.one("CumSum", [kept, c("axis1", 1)], "cumsum"), c("one", 1)], "j")
-    length = g.one("ReduceSum", [kept, c("axes1", [1])], "length", keepdims=1)  # [N, 1]
-    m = c("maxlen", prep.maxlen)
-    width = m
-    if prep.trim_padding:
-        longest = g.one("ReduceMax", [length], "longest", keepdims=0)
-        width = g.one("Min", [m, longest], "trimmed_width")
-        if trim_small_only:  # a hybrid graph runs large full-length batches fastest
-            large = g.one("Greater", [g.one("Squeeze", [n_1], "batch"),
-                                      c("small", HYBRID_SMALL_BATCH)], "is_large")
-            width = g.one("Where", [large, m, width], "width")
+    j = g.one("Sub", [g.one("CumSum", [kept, g.k("one", 1)], "cumsum"), g.k("one", 1)], "j")
+    length = g.one("ReduceSum", [kept, g.k("one_1d", [1])], "length", keepdims=1)  # [N, 1]
+    width = _width(g, length, prep, trim_small_only)
     gap = g.one("Sub", [width, length], "gap")  # < 0: the review is truncated
     pre_pad, pre_cut = prep.padding == "pre", prep.truncating == "pre"
     if pre_pad and pre_cut:
         offset = gap
-    elif pre_pad:
-        offset = g.one("Max", [gap, c("zero_b", 0)], "offset")
-    elif pre_cut:
-        offset = g.one("Min", [gap, c("zero_c", 0)], "offset")
+    elif pre_pad:  # only a review that fits is shifted right
+        offset = g.one("Max", [gap, g.k("zero", 0)], "offset")
+    elif pre_cut:  # only a review that does not fit loses its head
+        offset = g.one("Min", [gap, g.k("zero", 0)], "offset")
     else:
-        offset = c("zero_d", 0)
+        offset = g.k("zero", 0)
     pos = g.one("Add", [j, offset], "position")
-    inside = g.one("And", [g.one("Cast", [kept], "kept_bool", to=9),
-                           g.one("And", [g.one("GreaterOrEqual", [pos, c("zero_e", 0)], "ge0"),
-                                         g.one("Less", [pos, width], "lt_width")], "in_row")],
-                   "placed")
-    # Everything not placed goes to one extra column, with value 0, cut off afterwards.
-    target = g.one("Where", [inside, pos, width], "target")
-    value = g.one("Where", [inside, seq, c("zero_f", 0)], "value")
-    shape = g.one("Concat", [n_1, g.one("Reshape", [g.one("Add", [width, c("one_b", 1)],
-                                                          "width_1"), c("flat_w", [1])],
-                                        "width_1d")], "canvas_shape", axis=0)
-    canvas = g.one("ConstantOfShape", [shape], "canvas",
-                   value=_int64_tensor(0))
-    placed = g.one("ScatterElements", [canvas, target, value], "scatter", axis=1)
-    cut = g.one("Slice", [placed, c("s0_b", [0]), g.one("Reshape", [width, c("flat_w2", [1])],
-                                                        "width_end"), c("axis1_1d", [1])],
-                "cut")
+    in_row = g.one("And", [g.one("GreaterOrEqual", [pos, g.k("zero", 0)], "ge0"),
+                           g.one("Less", [pos, width], "lt_width")], "in_row")
+    placed = g.one("And", [g.one("Cast", [kept], "kept_bool", to=9), in_row], "placed")
+    # Whatever is not placed goes, as 0, to one extra column that is cut off afterwards.
+    target = g.one("Where", [placed, pos, width], "target")
+    value = g.one("Where", [placed, seq, g.k("zero", 0)], "value")
+    width_1d = g.one("Reshape", [width, g.k("one_1d", [1])], "width_1d")
+    shape = g.one("Concat", [g.one("Shape", [TEXT_INPUT], "rows"),
+                             g.one("Add", [width_1d, g.k("one_1d", [1])], "width_1")],
+                  "canvas_shape", axis=0)
+    canvas = g.one("ConstantOfShape", [shape], "canvas", value=_int64_tensor(0))
+    scattered = g.one("ScatterElements", [canvas, target, value], "scatter", axis=1)
+    cut = g.one("Slice", [scattered, g.k("zero_1d", [0]), width_1d, g.k("one_1d", [1])], "cut")
     return g.one("Cast", [cut], "ids_int32", to=6)
+
+
+def _label(g: _TextGraph, prep: Preprocessing) -> str:
+    """[N] the label predict would print, from the model's own threshold."""
+    at = g.one("GreaterOrEqual", [OUTPUT, g.k("threshold", np.array(prep.threshold,
+                                                                     np.float32))], "at")
+    return g.one("Where", [g.one("Reshape", [at, g.k("flat", [-1])], "at_1d"),
+                           g.k("positive", prep.labels[1]), g.k("negative", prep.labels[0])],
+                 "label")
 
 
 def _int64_tensor(v: int):
@@ -180,7 +207,7 @@ def _int64_tensor(v: int):
 
 def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bool = True):
     """The id model behind a text front end: input "text" [batch] string, outputs
-    "probability" [batch, 1] and "known_words" [batch] int64.
+    "probability" [batch, 1], "known_words" [batch] int64 and "label" [batch] string.
 
     With `with_model=False` the graph stops at the model input ("ids" [batch, steps] int32)
     and "known_words": what validation compares id for id with Preprocessing.encode.
@@ -193,33 +220,33 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
     opset = next(o.version for o in id_model.opset_import if o.domain in ("", "ai.onnx"))
     if opset < MIN_OPSET:
         raise ValueError(f"the id model's opset {opset} is below {MIN_OPSET}")
-    g = _Graph("text/")
-
-    def c(name: str, value) -> str:
-        arr = np.array(value, dtype=object if isinstance(value, np.ndarray)
-                       and value.dtype == object else np.int64)
-        return g.const("text/" + name, arr)
-
-    ids = _lookup(g, c, _tokens(g, c), prep)
-    known = g.one("ReduceSum", [g.one("Cast", [g.one("Greater", [ids, c("oov_b", text.OOV)],
-                                                     "is_known")], "known_i", to=7),
-                                c("axes1_b", [1])], "known", keepdims=0)
-    g.nodes.append(helper.make_node("Identity", [known], [KNOWN_OUTPUT], name="text/known_out"))
-    model_input = _place(g, c, ids, prep, props.get("rnncli.graph") == "hybrid")
-    g.nodes.append(helper.make_node("Identity", [model_input], [INPUT], name="text/ids_out"))
-
-    text_in = helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])
-    known_out = helper.make_tensor_value_info(KNOWN_OUTPUT, TensorProto.INT64, ["batch"])
-    inits = list(g.inits.values())
-    if with_model:
+    g = _TextGraph()
+    ids = _lookup(g, _tokens(g), prep)
+    is_known = g.one("Cast", [g.one("Greater", [ids, g.k("oov", text.OOV)], "is_known")],
+                     "known_i", to=7)
+    outs = {KNOWN_OUTPUT: g.one("ReduceSum", [is_known, g.k("one_1d", [1])], "known",
+                                keepdims=0),
+            INPUT: _place(g, ids, prep, props.get("rnncli.graph") == "hybrid")}
+    types = {KNOWN_OUTPUT: (TensorProto.INT64, ["batch"]),
+             INPUT: (TensorProto.INT32, ["batch", "steps"]),
+             LABEL_OUTPUT: (TensorProto.STRING, ["batch"])}
+    g.nodes += [helper.make_node("Identity", [v], [k], name=f"text/{k}_out")
+                for k, v in outs.items()]
+    outputs = [helper.make_tensor_value_info(k, *types[k]) for k in outs if k != INPUT]
+    if with_model:  # the id graph reads "ids"; after it, "label" reads its "probability"
+        tail = _TextGraph()
+        tail.nodes.append(helper.make_node("Identity", [_label(tail, prep)], [LABEL_OUTPUT],
+                                           name="text/label_out"))
         src = id_model.graph
-        nodes, outputs = g.nodes + list(src.node), [*src.output, known_out]
-        inits += list(src.initializer)
-        value_info = list(src.value_info)
+        nodes = g.nodes + list(src.node) + tail.nodes
+        outputs = [*src.output, *outputs, helper.make_tensor_value_info(
+            LABEL_OUTPUT, *types[LABEL_OUTPUT])]
+        inits = list({**g.inits, **tail.inits}.values()) + list(src.initializer)
+        value_info = src.value_info
     else:
-        nodes, value_info = g.nodes, []
-        outputs = [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", "steps"]),
-                   known_out]
+        nodes, inits, value_info = g.nodes, list(g.inits.values()), []
+        outputs = [helper.make_tensor_value_info(INPUT, *types[INPUT]), *outputs]
+    text_in = helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])
     graph = helper.make_graph(nodes, "rnncli_text", [text_in], outputs, initializer=inits,
                               value_info=value_info)
     imports = {o.domain or "": o.version for o in id_model.opset_import}

@@ -15,6 +15,8 @@ import numpy as np
 
 from rnncli import dataset
 from rnncli.errors import ModelError
+from rnncli.onnx_graph import OUTPUT
+from rnncli.text_graph import KNOWN_OUTPUT, TEXT_INPUT
 
 CHAR_BUDGET = 1 << 20
 MAX_GROUP = 256
@@ -39,12 +41,11 @@ def run_text_model(session, texts: list[str], workers: int = 1) -> tuple[np.ndar
     probs, known = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.int64)
     if not texts:
         return probs, known  # the graph needs at least one review
-    out_names = [o.name for o in session.get_outputs()]
-    in_name = session.get_inputs()[0].name
+    out_names = [OUTPUT, KNOWN_OUTPUT]
     groups = _groups(texts)
 
     def run(idx: np.ndarray) -> None:
-        p, k = session.run(out_names, {in_name: np.array([texts[i] for i in idx], object)})
+        p, k = session.run(out_names, {TEXT_INPUT: np.array([texts[i] for i in idx], object)})
         probs[idx], known[idx] = p.reshape(-1), k
 
     if workers > 1 and len(groups) > 1:
