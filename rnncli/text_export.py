@@ -65,14 +65,17 @@ def megabyte_review(prep: Preprocessing) -> str:
     """A 1 MiB review of vocabulary words in every case and apostrophe, with markup, ending
     in a tail that the model's last maxlen ids come from."""
     rng = np.random.default_rng(0)
-    words = prep.vocabulary[: max(1, prep.num_words - 3)] or ["film"]
-    pieces = []
-    for w in rng.choice(words, size=MEGABYTE // 4):
-        w = str(w).replace("'", str(rng.choice(["'", "\u2019", "`"])))
-        pieces.append(w.upper() if rng.random() < 0.1 else w)
-        pieces.append(str(rng.choice([" ", " ", ", ", ". <br /><br />", "_", "<i>"])))
-    body = "".join(pieces)[: MEGABYTE - 40]
-    return body + " \u2026THE END: don\u2019t <b>miss</b> it"
+    words = np.array(prep.vocabulary[: max(1, prep.num_words - 3)] or ["film"], object)
+    n = MEGABYTE // 4
+    chosen = words[rng.integers(0, len(words), n)]
+    upper = rng.random(n) < 0.1
+    seps = np.array([" ", " ", ", ", ". <br /><br />", "_", "<i>"], object)[
+        rng.integers(0, 6, n)]
+    marks = ["'", "\u2019", "`"]
+    body = "".join(f"{w.upper() if up else w}{sep}".replace("'", marks[i % 3])
+                   for i, (w, up, sep) in enumerate(zip(chosen, upper, seps)))
+    tail = " \u2026THE END: don\u2019t <b>miss</b> it"
+    return body[: MEGABYTE - len(tail)] + tail
 
 
 def lowercase_divergences() -> dict[str, str]:
