@@ -45,27 +45,32 @@ MIN_OPSET = 15  # Shape with start and end
 _DROP = -1  # LabelEncoder value for tokens that are not words (padding, markup)
 
 
+def _code(ch: str) -> str:
+    return f"\\x{{{ord(ch):x}}}"
+
+
 @functools.lru_cache(maxsize=1)
 def word_class() -> str:
     """An RE2 character class of what Python's `\\w` matches, less "_" (tokenize() turns it
     into a space) and U+0130 (see the module docstring), for this Python's Unicode."""
     ranges, start = [], None
     for cp in range(0x110001):
-        inside = cp < 0x110000 and chr(cp).isalnum() and cp != 0x130
+        inside = cp < 0x110000 and chr(cp).isalnum() and chr(cp) != DOTTED_CAPITAL_I
         if inside and start is None:
             start = cp
         elif not inside and start is not None:
-            ranges.append(f"\\x{{{start:x}}}" + (f"-\\x{{{cp - 1:x}}}" if cp - 1 > start else ""))
+            ranges.append(_code(chr(start)) + ("-" + _code(chr(cp - 1)) if cp - 1 > start else ""))
             start = None
     return "[" + "".join(ranges) + "]"
 
 
 def token_pattern() -> str:
     """Markup, or a word: runs of word characters joined by single apostrophes, where a
-    run may end in U+0130 and then ends the word (leftmost-longest, as the Tokenizer runs
-    RE2)."""
-    w, a = word_class(), "['\\x{2019}\\x{2018}`]"
-    return f"<[^>]*>|(?:{w}+{a})*(?:{w}+|{w}*\\x{{130}})"
+    run may end in U+0130 and then ends the word. The Tokenizer runs RE2 leftmost-longest,
+    Python's re leftmost-first with greedy repeats: on this pattern both take the longest
+    match at each start, so they find the same tokens."""
+    w, a = word_class(), "[" + "".join(_code(c) for c in APOSTROPHES) + "]"
+    return f"<[^>]*>|(?:{w}+{a})*(?:{w}+|{w}*{_code(DOTTED_CAPITAL_I)})"
 
 
 def vocabulary_keys(prep: Preprocessing) -> tuple[list[str], list[int]]:
