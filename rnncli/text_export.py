@@ -20,9 +20,10 @@ import numpy as np
 from rnncli import dataset
 from rnncli.errors import DataError, ExportError, ModelError
 from rnncli.fsutil import atomic_path
+from rnncli.onnx_export import _session
 from rnncli.onnx_graph import HYBRID_SMALL_BATCH
 from rnncli.preprocessing import Preprocessing
-from rnncli.text_graph import LOCALE, TEXT_INPUT, build_text_graph
+from rnncli.text_graph import DOTTED_CAPITAL_I, LOCALE, TEXT_INPUT, build_text_graph
 
 SUFFIX = ".text.onnx"
 BATCH = 256
@@ -82,10 +83,7 @@ def lowercase_divergences() -> dict[str, str]:
     """Word characters that StringNormalizer (LOCALE) lowers otherwise than Python does,
     to what it gives: U+0130 is expected (the pattern closes it), others come from an older
     or newer Unicode in the C library."""
-    import onnxruntime as ort
     from onnx import TensorProto, helper
-
-    from rnncli.inference import session_options
 
     node = helper.make_node("StringNormalizer", ["x"], ["y"], case_change_action="LOWER",
                             locale=LOCALE)
@@ -93,8 +91,7 @@ def lowercase_divergences() -> dict[str, str]:
         "x", TensorProto.STRING, ["n"])], [helper.make_tensor_value_info(
             "y", TensorProto.STRING, ["n"])])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    sess = ort.InferenceSession(proto.SerializeToString(), session_options(),
-                                providers=["CPUExecutionProvider"])
+    sess = _session(proto)
     chars = [chr(c) for c in range(0x110000)
              if not 0xD800 <= c < 0xE000 and chr(c).isalnum() and chr(c).lower() != chr(c)]
     got = sess.run(None, {"x": np.array(chars, object)})[0]
@@ -108,7 +105,7 @@ def risky_texts(prep: Preprocessing, divergent: dict[str, str]) -> list[str]:
     for word in prep.vocabulary[: max(0, prep.num_words - 3)]:
         for ch in divergent:
             for low in {ch.lower(), divergent[ch]} - {""}:
-                if ch != "\u0130" and low in word:
+                if ch != DOTTED_CAPITAL_I and low in word:
                     texts.append(word.replace(low, ch) + " film")
         if "\u03c3" in word or "\u03c2" in word:
             up = word.upper()
@@ -151,15 +148,6 @@ class TextExportReport:
 
 def text_path_for(id_path: Path) -> Path:
     return id_path.with_name(id_path.name.removesuffix(".onnx") + SUFFIX)
-
-
-def _session(proto):
-    import onnxruntime as ort
-
-    from rnncli.inference import session_options
-
-    return ort.InferenceSession(proto.SerializeToString(), session_options(),
-                                providers=["CPUExecutionProvider"])
 
 
 def _describe(texts: list[str], i: int) -> str:
