@@ -194,6 +194,14 @@ def test_export_then_predict_and_evaluate(prepared, tmp_path):
         model.predict_ids(np.zeros((1, 20), np.int32))
     res = runner.invoke(app, ["export", "onnx", "--model", str(text_path), "--text-input"])
     assert res.exit_code == 1 and "already takes text" in res.stderr
+    code = ("import sys\nfrom rnncli.cli import app\n"
+            f"sys.argv = ['rnncli', 'predict', 'great film', '--model', {str(text_path)!r}]\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(' '.join({m.split('.')[0] for m in sys.modules}), file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert not set(res.stderr.split()) & {"tensorflow", "keras", "tf2onnx", "onnx"}
 
 
 def no_dotted_i_rule(pattern=text_graph.token_pattern) -> str:
