@@ -33,7 +33,8 @@ Graph = Literal["auto", "hybrid", "unrolled", "native", "native-folded", "tf2onn
 @handle_errors
 def onnx(
     model: Annotated[Path, typer.Option(
-        "--model", help="Run folder or .keras file to export.")] = runs.DEFAULT_OUTPUT,
+        "--model", help="Run folder or .keras file to export (.onnx with --text-input).")]
+    = runs.DEFAULT_OUTPUT,
     output: Annotated[Path | None, typer.Option(
         "--output", show_default="model.onnx beside the model",
         help="ONNX file to write.")] = None,
@@ -48,6 +49,9 @@ def onnx(
         "--quantize", help="Also write a dynamic int8 model.")] = False,
     record_test: Annotated[bool, typer.Option(
         "--record-test", help="Score on the test split; store it in the file.")] = False,
+    text_input: Annotated[bool, typer.Option(
+        "--text-input", help="Also write *.text.onnx: review text in, tokenizer inside, "
+                             "checked against the Python tokenizer.")] = False,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
@@ -59,13 +63,20 @@ def onnx(
     """
     from rnncli import dataset
     from rnncli.onnx_export import export_onnx
+    from rnncli.text_export import export_text_graph
 
     ref = runs.find_model(model)
+    home = dataset.data_home(data_dir)
+    if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
+        text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
+        return print_json(text.to_dict()) if as_json else out.print(text.summary())
     output = output or ref.path.parent / runs.ONNX
     with runs.native_stderr_silenced():
-        report = export_onnx(ref, output, dataset.data_home(data_dir), opset=opset, atol=atol,
+        report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test)
+    text = (export_text_graph(report.output, home, atol=atol, n_reviews=reviews)
+            if text_input else None)
     rows = [{"graph": c.name, "max_abs_diff": c.max_diff, "latency_us": c.latency_us,
              "reviews_per_s": c.throughput, "error": c.error} for c in report.candidates]
     if as_json:
@@ -73,7 +84,8 @@ def onnx(
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
                            "real_reviews": report.real_reviews, "atol": report.atol,
                            "candidates": rows, "quantized": report.quantized,
-                           "recorded": report.recorded})
+                           "recorded": report.recorded,
+                           "text_input": text and text.to_dict()})
     what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
     err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}")
     from rich.table import Table
@@ -99,3 +111,5 @@ def onnx(
     for path, metrics in report.recorded.items():
         out.print(f"recorded in {path}: test accuracy {metrics['rnncli.test_accuracy']} on "
                   f"{metrics['rnncli.test_reviews']} reviews")
+    if text:
+        out.print(text.summary())
