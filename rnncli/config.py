@@ -24,6 +24,7 @@ from rnncli.errors import UsageError
 # the choices and defaults below.
 CELLS = ("simple", "lstm", "gru")
 POOLINGS = ("last", "max", "mean", "masked-max")
+EMBEDDING_INITS = ("uniform", "normal")
 PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
 MONITORS = ("val_accuracy", "val_loss")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -56,6 +57,10 @@ class ModelConfig:
     layers: int = setting(1, "stacked recurrent layers")
     bidirectional: bool = setting(False, "read each review both ways")
     embedding_dim: int = setting(128, "Embedding output size")
+    embedding_init: str = setting("uniform", "Embedding initializer: uniform (Keras's, +-0.05) "
+                                             "or normal (standard normal)")
+    embedding_dropout: float = setting(0.0, "dropout on each embedded token, drawn anew at "
+                                            "every step")
     dropout: float = setting(0.0, "dropout on recurrent layer inputs")
     recurrent_dropout: float = setting(0.0, "dropout on the recurrent state (slower kernels)")
     pooling: str = setting("last", "last (final state), max, mean, or masked-max (real tokens "
@@ -235,6 +240,9 @@ def validate(cfg: RunConfig) -> None:
          "--dropout and --recurrent-dropout must be in [0, 1)."),
         (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use {', '.join(POOLINGS)}."),
         (0 <= m.head_dropout < 1, "--head-dropout must be in [0, 1)."),
+        (0 <= m.embedding_dropout < 1, "--embedding-dropout must be in [0, 1)."),
+        (m.embedding_init in EMBEDDING_INITS,
+         f"--embedding-init {m.embedding_init!r}: use {' or '.join(EMBEDDING_INITS)}."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),

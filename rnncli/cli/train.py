@@ -155,6 +155,8 @@ def train(
     bidirectional: Annotated[bool | None, setting(
         "bidirectional", "--bidirectional/--unidirectional")] = None,
     embedding_dim: Annotated[int | None, setting("embedding_dim")] = None,
+    embedding_init: Annotated[str | None, setting("embedding_init")] = None,
+    embedding_dropout: Annotated[float | None, setting("embedding_dropout")] = None,
     dropout: Annotated[float | None, setting("dropout")] = None,
     recurrent_dropout: Annotated[float | None, setting("recurrent_dropout")] = None,
     pooling: Annotated[Pooling | None, setting("pooling")] = None,
