@@ -7,22 +7,29 @@
 A Cell holds its Keras layer class, its ONNX op and attributes, how Keras's gate blocks map
 to ONNX's, how the Keras weights split, and one step function written against a small ops
 interface: NumpyOps below computes pad states, onnx_ops.OnnxOps emits the unrolled graph's
-nodes, so both come from the same definition. numpy only.
+nodes, so both come from the same definition. numpy is imported where it is used: config
+reads this registry for `--help` and completion, which must stay light.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rnncli.errors import GraphUnsupported, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class NumpyOps:
     """The step functions' operations on numpy arrays (float64 for the pad states)."""
+
+    def __init__(self):
+        import numpy
+
+        self.np = numpy
 
     def linear(self, h, weight, bias):  # h @ weight + bias
         return h @ weight + bias
@@ -37,13 +44,13 @@ class NumpyOps:
         return a * b
 
     def sigmoid(self, v):
-        return 1.0 / (1.0 + np.exp(-v))
+        return 1.0 / (1.0 + self.np.exp(-v))
 
     def tanh(self, v):
-        return np.tanh(v)
+        return self.np.tanh(v)
 
     def split(self, v, n: int):  # n equal blocks of the last axis
-        return np.split(v, n, axis=-1)
+        return self.np.split(v, n, axis=-1)
 
 
 def _simple_step(o, xw, state, recurrent, recurrent_bias):
@@ -99,11 +106,15 @@ class Cell:
 
     def to_onnx(self, matrix: np.ndarray) -> np.ndarray:
         """Reorder the gate blocks of the last axis from Keras's order to ONNX's."""
+        import numpy as np
+
         blocks = np.split(matrix, self.gates, axis=-1)
         return np.concatenate([blocks[k] for k in self.onnx_gate_order], axis=-1)
 
     def weights(self, layer) -> CellWeights:
         """Split a Keras recurrent layer's weights, checking every setting and shape."""
+        import numpy as np
+
         if type(layer).__name__ != self.keras_layer:
             raise GraphUnsupported(f"layer {layer.name} is a {type(layer).__name__}, expected "
                                    f"{self.keras_layer} for cell {self.name!r}")
@@ -165,6 +176,8 @@ def run_steps(cell: Cell, w: CellWeights, xs: np.ndarray,
               state: tuple[np.ndarray, ...] | None = None) -> list[tuple[np.ndarray, ...]]:
     """The state after each row of `xs` ([steps, input]) from `state` (zeros), in float64;
     the first entry is the starting state."""
+    import numpy as np
+
     o = NumpyOps()
     kernel, recurrent, b_in, b_rec = (np.asarray(a, np.float64) for a in
                                       (w.kernel, w.recurrent, w.input_bias, w.recurrent_bias))

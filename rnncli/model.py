@@ -15,8 +15,8 @@ from rnncli.cells import get_cell
 from rnncli.config import RunConfig, unroll_for
 from rnncli.poolings import get_pooling
 
-# Layer names are a contract with the ONNX graphs (onnx_graph.py reads weights by name):
-# embedding, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
+# Layer names are a contract with the ONNX graphs (model_weights.py reads weights by name):
+# embedding, embedding_dropout, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
 
 
 def build_model(cfg: RunConfig):
@@ -26,8 +26,14 @@ def build_model(cfg: RunConfig):
     pool = get_pooling(m.pooling)
     # Masked models take any width up to maxlen: batches are cut to their longest review.
     inputs = keras.Input(shape=(None if pool.masked else d.maxlen,), dtype="int32", name="ids")
+    # "normal" starts every word far apart, so a word seen in a few reviews (a title, a
+    # name) moves little from noise: less to memorise about the movies of the train split.
+    init = "uniform" if m.embedding_init == "uniform" else keras.initializers.RandomNormal(
+        stddev=1.0)
     x = keras.layers.Embedding(d.num_words, m.embedding_dim, mask_zero=pool.masked,
-                               name="embedding")(inputs)
+                               embeddings_initializer=init, name="embedding")(inputs)
+    if m.embedding_dropout:
+        x = keras.layers.Dropout(m.embedding_dropout, name="embedding_dropout")(x)
     cell = getattr(keras.layers, get_cell(m.cell).keras_layer)
     for i in range(m.layers):
         last = i == m.layers - 1

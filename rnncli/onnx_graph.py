@@ -50,7 +50,7 @@ from rnncli.onnx_ops import (
 )
 from rnncli.poolings import get_pooling
 
-GRAPH_KINDS = ("hybrid", "native-folded", "native", "unrolled")
+GRAPH_KINDS = ("hybrid", "unrolled", "native", "native-folded")
 # Batches up to this size take the native branch of the hybrid graph.
 HYBRID_SMALL_BATCH = 8
 
@@ -229,16 +229,16 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
     dense_head(g, model, features, out)
 
 
-def _finish(nodes, consts: dict, opset: int, name: str):
+def _finish(nodes, inits: dict, opset: int, name: str):
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         nodes, name,
         # Width is symbolic: every kind accepts rows shorter than maxlen.
         [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", "steps"])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
-        initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()],
+        initializer=list(inits.values()),
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="rnncli")
@@ -264,7 +264,7 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
             unrolled(g, model, cfg, OUTPUT)
         else:
             _native(g, model, cfg, kind == "native-folded", OUTPUT)
-        return _finish(g.nodes, consts, opset, "rnncli_" + kind)
+        return _finish(g.nodes, g.inits, opset, "rnncli_" + kind)
     from onnx import TensorProto, helper
 
     # Both branches read their weights from the outer graph's initializers, so the If node
@@ -289,4 +289,4 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
     top.nodes.append(helper.make_node("If", [use_unrolled], [OUTPUT], name="by_batch_size",
                                       then_branch=branch(large, "large_probability"),
                                       else_branch=branch(small, "small_probability")))
-    return _finish(top.nodes, consts, opset, "rnncli_hybrid")
+    return _finish(top.nodes, top.inits, opset, "rnncli_hybrid")

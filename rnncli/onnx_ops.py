@@ -30,6 +30,13 @@ class GraphBuilder:
         self._count = 0
         self._shapes: dict[str, tuple[str, str]] = {}
 
+    @property
+    def inits(self) -> dict:
+        """The constants as ONNX initializers, by name."""
+        from onnx import numpy_helper
+
+        return {k: numpy_helper.from_array(v, k) for k, v in self.consts.items()}
+
     def const(self, name: str, value) -> str:
         # Not np.ascontiguousarray: it turns a 0-d index into shape [1].
         value = np.array(value, order="C")
