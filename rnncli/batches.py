@@ -93,17 +93,18 @@ def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
 
 
 def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: int | None,
-                  shuffle: bool = True):
+                  shuffle: bool = True, first_epoch: int = 0):
     """A keras PyDataset over epoch_batches, made anew after every epoch.
 
     `seed` None means no randomness at all (validation: no crops, fixed order).
+    `first_epoch`: the epochs already done, so a resumed run sees the batches it would have.
     """
     import keras
 
     class EpochBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.epoch = 0
+            self.epoch = first_epoch
             self._make()
 
         def _make(self):

@@ -54,6 +54,7 @@ class TrainConfig:
     clipvalue: float = 0.0  # clip each gradient value instead; 0 turns it off
     early_stopping: int | None = None  # stop after this many epochs without improvement
     monitor: str = "val_accuracy"  # what "best epoch" means
+    restore_best: bool = True  # model.keras holds the best epoch's weights; False: the last's
     seed: int = 1337  # weights, shuffling and dropout
     strategy: str = "default"  # tf.distribute: default, mirrored or multi-worker
     jit_compile: bool = True  # XLA: same math, fewer kernel launches

@@ -38,3 +38,7 @@ class ExportError(RnncliError):
 
 class TrainingError(RnncliError):
     """Training could not go on (for example a NaN loss)."""
+
+
+class MissingExtraError(RnncliError):
+    """A command needs packages of an optional extra that is not installed."""

@@ -176,7 +176,7 @@ def test_evaluate_bad_models(prepared, tmp_path):
 
 
 def test_learning_curves_chart_and_png(tmp_path):
-    from rnncli.cli.train import curves_chart, save_png
+    from rnncli.cli.train_display import curves_chart, save_png
 
     history = [{"epoch": e, "loss": 0.7 - 0.1 * e, "accuracy": 0.5 + 0.1 * e,
                 "val_loss": 0.65 - 0.05 * e, "val_accuracy": 0.55 + 0.05 * e}

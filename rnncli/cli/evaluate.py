@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rnncli import dataset, runs
+from rnncli import dataset, runs, tf_runtime
 from rnncli.cli.common import err, handle_errors, out, print_json
 
 
@@ -35,7 +35,7 @@ def evaluate(
     ref = runs.find_model(model)
     if ref.bundled:
         err.print(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
-    with runs.native_stderr_silenced():
+    with tf_runtime.quiet():
         report = evaluate_model(ref, home, split, limit)
     if as_json:
         return print_json(report)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rnncli import dataset, runs
+from rnncli import dataset, runs, tf_runtime
 from rnncli.cli.common import err, handle_errors, out, print_json
 
 app = typer.Typer(help="Export a trained model.", no_args_is_help=True)
@@ -41,7 +41,7 @@ def onnx(
 
     ref = runs.find_model(model)
     output = output or ref.path.parent / runs.ONNX
-    with runs.native_stderr_silenced():
+    with tf_runtime.quiet(hide_gpus=True):
         report = export_onnx(ref, output, dataset.data_home(data_dir), opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test)
