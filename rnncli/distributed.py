@@ -45,7 +45,10 @@ def _steps(model, strategy, cfg: RunConfig):
     import tensorflow as tf
 
     t = cfg.train
-    signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32)]
+    # Batches cut to their longest review have any width; others have maxlen (which an
+    # unrolled layer needs to know).
+    width = None if bucket_for(cfg) else cfg.data.maxlen
+    signature = [tf.TensorSpec([None, width], tf.int32), tf.TensorSpec([None], tf.float32)]
 
     def share(x, y):
         # This replica's rows of the global batch; shares differ by one row at most.

@@ -70,7 +70,8 @@ def validation_inputs(prep: Preprocessing, home: Path,
 
 def _tf2onnx_graph(model, maxlen: int, opset: int):
     import tensorflow as tf
-    import tf2onnx
+
+    tf2onnx = tf_runtime.import_tf2onnx()
 
     spec = [tf.TensorSpec([None, maxlen], tf.int32, name=INPUT)]
 

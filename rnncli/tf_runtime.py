@@ -141,6 +141,15 @@ def import_tensorflow(what: str = "Training"):
     return tf
 
 
+def import_tf2onnx():
+    """tf2onnx with its converter loaded; importing tf2onnx.convert sets TF_CPP_MIN_LOG_LEVEL
+    for the whole process, which is put back here."""
+    with env_set(TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL")):
+        import tf2onnx
+        import tf2onnx.convert  # noqa: F401  (loaded lazily otherwise, outside this scope)
+    return tf2onnx
+
+
 def split_cpu(tf, devices: int | None) -> None:
     """Show the CPU as `devices` logical devices (to try a mirrored strategy on one host)."""
     if not devices or devices < 2:

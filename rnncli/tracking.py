@@ -94,8 +94,8 @@ class EpochTracker:
         """Record the epoch and save its files; True when training must stop."""
         logs = {k: float(v) for k, v in logs.items()}
         seconds = time.perf_counter() - self.started
-        if not all(math.isfinite(v) for v in logs.values()):
-            self.state.nan_epoch = epoch
+        if self.state.nan_epoch == epoch or not all(math.isfinite(v) for v in logs.values()):
+            self.state.nan_epoch = epoch  # a stopped epoch is not a finished one
             return True
         improved = self.state.record({"epoch": epoch, **logs, "seconds": round(seconds, 3)})
         if self.state.kept_epoch == epoch:
