@@ -203,9 +203,11 @@ def worker_role(strategy: str) -> WorkerRole:
         cluster, task = tf_config["cluster"], tf_config["task"]
         kind, index = task["type"], int(task["index"])
         count = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"TF_CONFIG is not a valid cluster description ({exc!r}): see "
-                         "`rnncli train --help` under --strategy.") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(
+            f"TF_CONFIG is not a valid cluster description ({type(exc).__name__}: {exc}): "
+            'set it to JSON such as {"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
+            '"task": {"type": "worker", "index": 0}}.') from None
     # As in TensorFlow's multi-worker guide: the "chief" task if the cluster names one,
     # else worker 0.
     chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)

@@ -3,9 +3,9 @@
     reporter = ProgressReporter()        # passed to training.train; stderr
     report(result, Path("artifacts"))    # chart on stdout; the model's place and next steps
 
-While the first steps compile, the bar says "compiling the model..." (about 18 s with XLA
-on 2 cores), and "validating..." while validation runs; from the first step on it shows
-when the run should end.
+While the first steps compile (with XLA, most of the first epoch's extra time in
+benchmarks/bench_train.py), the bar says "compiling the model...", and "validating..."
+while validation runs; from the first step on it shows when the run should end.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from rnncli.cli.common import err, fail, out
 class EtaClock:
     """Time left in the run, from the pace of the steps after compilation.
 
-    The first steps of a process wait for the model to compile (about 18 s with XLA here),
-    and its first epoch also compiles validation, so neither counts towards the pace.
+    The first steps of a process wait for the model to compile, and its first epoch also
+    compiles validation, so neither counts towards the pace.
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -147,20 +147,16 @@ def curves_chart(history: list[dict], best_epoch: int | None = None, height: int
     return "\n".join(rows)
 
 
-def save_png(history: list[dict], path: Path, best_epoch: int | None = None) -> bool:
-    """Loss and accuracy per epoch, train and validation, the best epoch marked.
-
-    False when matplotlib is missing (it comes with the `[train]` extra).
-    """
+def curves_figure(history: list[dict], best_epoch: int | None = None):
+    """Loss and accuracy per epoch, train and validation, the best epoch marked; None when
+    matplotlib is missing (it comes with the `[train]` extra)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
-    from rnncli.fsutil import atomic_path
-
+        return None
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     for key, ax in (("loss", ax1), ("accuracy", ax2)):
@@ -174,6 +170,17 @@ def save_png(history: list[dict], path: Path, best_epoch: int | None = None) -> 
         ax.set_title(f"{key} per epoch")
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def save_png(history: list[dict], path: Path, best_epoch: int | None = None) -> bool:
+    fig = curves_figure(history, best_epoch)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    from rnncli.fsutil import atomic_path
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
