@@ -147,35 +147,35 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     else:
         state = RunState(cfg.train.epochs, cfg.train.monitor, cfg.train.restore_best)
     data = load_data(cfg, home)
-    if run:
-        runs.begin(run)
-        if not run.resumed:
-            write_settings(run.work, cfg, meta, home)
 
     t = cfg.train
     jit = t.jit_compile and t.strategy == "default"
-    tf = tf_runtime.import_tensorflow()
-    tf_runtime.split_cpu(tf, cpu_devices)
     tracker = EpochTracker(state, run.work if run else None, t.early_stopping, reporter)
     result = TrainResult(output=Path(output), role=role)
     started = time.perf_counter()
-    with tf_runtime.seeded(t.seed, deterministic_ops=not jit):
-        strategy = tf_runtime.make_strategy(tf, t.strategy)
-        checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
-        model = build_compiled(cfg, strategy, jit, checkpoint)
-        try:
+    if run:
+        runs.begin(run)
+    try:  # from here on, whatever stops the run leaves the folder usable
+        if run and not run.resumed:
+            write_settings(run.work, cfg, meta, home)
+        tf = tf_runtime.import_tensorflow()
+        tf_runtime.split_cpu(tf, cpu_devices)
+        with tf_runtime.seeded(t.seed, deterministic_ops=not jit):
+            strategy = tf_runtime.make_strategy(tf, t.strategy)
+            checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
+            model = build_compiled(cfg, strategy, jit, checkpoint)
             if t.strategy == "multi-worker":
                 from rnncli.distributed import fit_together
 
                 fit_together(model, strategy, cfg, data, tracker)
             else:
                 fit_keras(model, strategy, cfg, data, tracker, done)
-        except KeyboardInterrupt:
-            result.interrupted = True
-        except BaseException:
-            if run and not run.resumed and state.kept_epoch is None:
-                runs.discard(run)
-            raise
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except BaseException:
+        if run and not run.resumed and state.kept_epoch is None:
+            runs.discard(run)
+        raise
     result.seconds = time.perf_counter() - started
     return finish(run, state, result)
 

@@ -190,6 +190,9 @@ def save_png(history: list[dict], path: Path, best_epoch: int | None = None) -> 
 def report(result, output: Path) -> None:
     """The chart, where the model went and what to run next; an interruption exits 130."""
     if not result.role.chief:
+        if result.interrupted:
+            raise fail("Interrupted; the chief (worker 0) decides what the run folder keeps.",
+                       130)
         out.print(f"worker {result.role.index} of {result.role.count}: trained "
                   f"{len(result.history)} epochs with the chief, which wrote the run folder; "
                   f"weights fingerprint {result.fingerprint}")
