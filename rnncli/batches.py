@@ -92,11 +92,28 @@ def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
              y[g].astype(np.float32)) for g in groups]
 
 
+def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teachers: list, weight: float
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Targets `weight` x (mean teacher probability on the batch as cropped) + the rest x label.
+
+    Computed when an epoch's batches are made (between epochs, outside the input pipeline),
+    so each teacher sees exactly the input the student is trained on.
+    """
+    out = []
+    for x, y in batches:
+        p = np.mean([np.asarray(t.predict_on_batch(x), np.float32).reshape(-1)
+                     for t in teachers], axis=0)
+        out.append((x, (weight * p + (1 - weight) * y).astype(np.float32)))
+    return out
+
+
 def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: int | None,
-                  shuffle: bool = True, first_epoch: int = 0):
+                  shuffle: bool = True, teachers: list | None = None,
+                  distill_weight: float = 0.0, first_epoch: int = 0):
     """A keras PyDataset over epoch_batches, made anew after every epoch.
 
-    `seed` None means no randomness at all (validation: no crops, fixed order).
+    `seed` None means no randomness at all (validation: no crops, fixed order). With
+    `teachers` (Keras models that take any width, i.e. masked ones), targets are distilled.
     `first_epoch`: the epochs already done, so a resumed run sees the batches it would have.
     """
     import keras
@@ -110,6 +127,8 @@ def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: 
         def _make(self):
             rng = None if seed is None else np.random.default_rng([seed, self.epoch])
             self.batches = epoch_batches(rows, y, plan, rng, shuffle)
+            if teachers:
+                self.batches = distilled(self.batches, teachers, distill_weight)
 
         def __len__(self):
             return len(self.batches)

@@ -64,6 +64,8 @@ class TrainConfig:
     crop_max: int = 80  # longest crop window, in words
     bucket: bool | None = None  # batches of similar length, cut to their longest review;
     # None: on for masked-max pooling, the only models for which cutting is exact
+    teachers: list[str] = field(default_factory=list)  # run folders of masked-max models
+    distill_weight: float = 0.7  # target = w x mean teacher probability + (1 - w) x label
 
 
 @dataclass
@@ -179,6 +181,9 @@ def validate(cfg: RunConfig) -> None:
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
         (0 <= t.crop_prob <= 1, f"--crop-prob {t.crop_prob} must be between 0 and 1."),
         (1 <= t.crop_min <= t.crop_max, "--crop-min must be 1 or more and <= --crop-max."),
+        (0 <= t.distill_weight <= 1, "--distill-weight must be between 0 and 1."),
+        (not t.teachers or t.strategy == "default",
+         "--teacher trains on one device: use --strategy default."),
         (not t.bucket or m.pooling == "masked-max",
          "--bucket cuts batches, which is exact only with --pooling masked-max."),
     ]

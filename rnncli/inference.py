@@ -90,13 +90,21 @@ class OnnxModel:
         self.preprocessing = Preprocessing.from_metadata(props)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        # `export onnx --text-input` graphs tokenize in the graph (rnncli.text_input).
+        self.takes_text = self.session.get_inputs()[0].type == "tensor(string)"
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Probabilities for an already padded int32 id matrix."""
+        if self.takes_text:
+            raise ModelError(f"{self.path} takes review text, not ids: use predict_texts.")
         return run_batches(self.session, x, batch_size, self.workers, self.input_name,
                            self.output_name)
 
     def predict_texts(self, texts: list[str], threshold: float | None = None) -> list[Prediction]:
+        if self.takes_text:
+            from rnncli.text_input import text_predictions
+
+            return text_predictions(self, texts, threshold)
         prep = self.preprocessing
         threshold = prep.threshold if threshold is None else threshold
         # A hybrid graph runs large full-length batches on its unrolled branch; everything

@@ -62,11 +62,21 @@ def compile_model(model, cfg: RunConfig, jit_compile: bool | None = None,
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate, **clip),
         loss="binary_crossentropy",
-        metrics=["accuracy"],
+        # Distilled targets are soft (0.7 x teacher + 0.3 x label): Keras's accuracy compares
+        # them to 0/1 exactly, so both sides are thresholded at 0.5 instead.
+        metrics=[thresholded_accuracy] if t.teachers else ["accuracy"],
         jit_compile=t.jit_compile if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution or t.steps_per_execution,
     )
 
+
+def thresholded_accuracy(y_true, y_pred):
+    from keras import ops
+
+    return ops.mean(ops.cast(ops.equal(y_true > 0.5, y_pred > 0.5), "float32"), axis=-1)
+
+
+thresholded_accuracy.__name__ = "accuracy"  # the history's column name, as plain Keras
 
 _MASKED_MAX = None
 

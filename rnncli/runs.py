@@ -36,9 +36,10 @@ BACKUP = ".backup"  # epoch-NNNN.keras: the last finished epoch, with optimizer 
 STAGING = ".next"  # a run in progress, until it has a model
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
+ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
 # What a new run replaces: a stale export beside a new model would be served by mistake.
 RUN_FILES = (MODEL, BEST, CONFIG, PREPROCESSING, HISTORY_JSON, HISTORY_CSV, CURVES_PNG,
-             LAST_RUN, BACKUP, ONNX, ONNX_INT8)
+             LAST_RUN, BACKUP, ONNX, ONNX_INT8, ONNX_TEXT)
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "model.onnx"
 
 

@@ -72,11 +72,15 @@ def load_data(cfg: RunConfig, home: Path) -> TrainingData:
     return TrainingData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:])
 
 
-def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None:
+def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:
     d = cfg.data
     vocab = dataset.load_vocabulary(home).truncated(d.num_words)
-    prep = Preprocessing(vocabulary=vocab.words, num_words=d.num_words, maxlen=d.maxlen,
+    return Preprocessing(vocabulary=vocab.words, num_words=d.num_words, maxlen=d.maxlen,
                          padding=d.padding, truncating=d.truncating, source=meta["source"])
+
+
+def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None:
+    prep = preprocessing_for(cfg, meta, home)
     atomic_write_json(folder / runs.CONFIG, {**cfg.to_dict(), "dataset": {
         "source": meta["source"], "checksum": meta["checksum"],
         "tokenizer_version": meta["tokenizer_version"]}})
@@ -169,7 +173,9 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
 
                 fit_together(model, strategy, cfg, data, tracker)
             else:
-                fit_keras(model, strategy, cfg, data, tracker, done)
+                teachers = (load_teachers(t.teachers, preprocessing_for(cfg, meta, home))
+                            if t.teachers else [])
+                fit_keras(model, strategy, cfg, data, tracker, done, teachers)
     except KeyboardInterrupt:
         result.interrupted = True
     except BaseException:
@@ -195,18 +201,39 @@ def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None)
     return model
 
 
+def load_teachers(folders: list[str], prep: Preprocessing) -> list:
+    """Teacher models for distillation; each must read the student's ids the same way."""
+    models = []
+    for folder in folders:
+        ref = runs.find_model(Path(folder))
+        if ref.kind != "keras":
+            raise UsageError(f"Teacher {folder} has no Keras model: give a run folder.")
+        theirs = runs.keras_preprocessing(ref.path)
+        if (theirs.vocabulary[: prep.num_words - 3] != prep.vocabulary
+                or theirs.num_words < prep.num_words or theirs.maxlen != prep.maxlen):
+            raise UsageError(f"Teacher {folder} reads reviews differently (vocabulary, "
+                             "num_words or maxlen): train teachers on the same data settings.")
+        model = tf_runtime.load_keras_model(ref.path)
+        if model.get_layer("embedding").mask_zero is not True:
+            raise UsageError(f"Teacher {folder} is not a masked-max model: distillation cuts "
+                             "batches, which only masked models read exactly.")
+        models.append(model)
+    return models
+
+
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
-              first_epoch: int) -> None:
+              first_epoch: int, teachers: list) -> None:
     """model.fit for one device or a MirroredStrategy over local devices."""
     d, t = cfg.data, cfg.train
     bucket = bucket_for(cfg)
     val_batch = t.batch_size * max(1, 1024 // t.batch_size)
     args: dict = {"validation_data": (data.x_val, data.y_val), "validation_batch_size": val_batch}
-    if t.strategy == "default" and (t.crop_prob > 0 or bucket):
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket or teachers):
         from rnncli.batches import BatchPlan, keras_batches, real_rows
 
         plan = BatchPlan(t.batch_size, d.maxlen, t.crop_prob, t.crop_min, t.crop_max, bucket)
-        args = {"x": keras_batches(real_rows(data.x), data.y, plan, t.seed, first_epoch),
+        args = {"x": keras_batches(real_rows(data.x), data.y, plan, t.seed, teachers=teachers,
+                                   distill_weight=t.distill_weight, first_epoch=first_epoch),
                 "validation_data": keras_batches(real_rows(data.x_val), data.y_val,
                                                  BatchPlan(val_batch, d.maxlen, bucket=bucket),
                                                  None, shuffle=False)}
