@@ -83,7 +83,9 @@ class EpochTracker:
             self.state.nan_epoch = self.state.epoch
             return True
         if self.reporter:
-            self.reporter.batch_end(step)
+            # Keras reports the last step a compiled call could have run (steps_per_execution
+            # past the end of a short epoch), not the last one it ran.
+            self.reporter.batch_end(min(step, self.steps) if self.steps else step)
         return False
 
     def validation_begin(self) -> None:
