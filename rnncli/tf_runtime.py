@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from rnncli.errors import MissingExtraError, ModelError, UsageError
 
 TRAIN_EXTRA = 'pip install "rnncli[train]"'
@@ -171,6 +169,7 @@ def seeded(seed: int, deterministic_ops: bool) -> Iterator[None]:
     themselves, so only the non-XLA path asks for it.
     """
     import keras
+    import numpy as np
     from tensorflow.python.framework import config as tf_config
 
     py_state, np_state = random.getstate(), np.random.get_state()

@@ -84,6 +84,7 @@ def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None
     atomic_write_json(folder / runs.CONFIG, {**cfg.to_dict(), "dataset": {
         "source": meta["source"], "checksum": meta["checksum"],
         "tokenizer_version": meta["tokenizer_version"]}})
+    atomic_write_text(folder / runs.CONFIG_TOML, cfg.to_toml())
     atomic_write_json(folder / runs.PREPROCESSING, prep.to_dict())
 
 
@@ -122,6 +123,7 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
                              f"--epochs must be more than {done} to resume it.")
         resumed.train.epochs = cfg.train.epochs
         atomic_write_json(run.work / runs.CONFIG, {**saved, **resumed.to_dict()})
+        atomic_write_text(run.work / runs.CONFIG_TOML, resumed.to_toml())
     t = resumed.train
     state = RunState(t.epochs, t.monitor, t.restore_best)
     for row in runs.read_history(run.work)[0]:
