@@ -70,12 +70,16 @@ EDGE_CASES = [
     "<<nested>> <a href='x'>link</a>", "a<>b", "< br / >x",
     "Don't stop; it's the director's cut.", "Don\u2019t \u2018quoted\u2019", "`tick` it`s",
     "'a'", "''", "a''b", "a'b'c'", "rock'n'roll", "'tis o' the", "x'_y", "a'<br>b",
-    "snake_case __dunder__ _", "10/10, 3.5 stars, 1,000,000 and 2nd", "\u00b2 \u00bd \u0663\u0664",
-    "\u6620\u753b\u306f\u7d20\u6674\u3089\u3057\u3044\u3002\u30a2\u30cb\u30e1", "\ud55c\uad6d\uc5b4 \ub9ac\ubdf0",
+    "snake_case __dunder__ _", "10/10, 3.5 stars, 1,000,000 and 2nd",
+    "\u00b2 \u00bd \u0663\u0664",  # superscript, fraction, Arabic-Indic digits
+    "\u6620\u753b\u306f\u7d20\u6674\u3089\u3057\u3044\u3002\u30a2\u30cb\u30e1",  # CJK
+    "\ud55c\uad6d\uc5b4 \ub9ac\ubdf0",  # Hangul
     "great \U0001F600\U0001F44D\U0001F3FD film \U0001F468\u200d\U0001F469\u200d\U0001F467",
-    "\u0641\u064a\u0644\u0645 \u0631\u0627\u0626\u0639! \u05e1\u05e8\u05d8 \u05d8\u05d5\u05d1 \u202eevil\u202c",
-    "\u039f\u0394\u039f\u03a3 \u03a3\u039f\u03a6\u0399\u0391\u03a3. \u03a3", "\u0130stanbul I\u0307",
-    "\u212a kelvin \u01c5 \uff21\uff22\uff23", "cafe\u0301 na\u00efve \u0928\u092e\u0938\u094d\u0924\u0947",
+    "\u0641\u064a\u0644\u0645 \u0631\u0627\u0626\u0639!",  # Arabic (RTL)
+    "\u05e1\u05e8\u05d8 \u05d8\u05d5\u05d1 \u202eevil\u202c",  # Hebrew, bidi override
+    "\u039f\u0394\u039f\u03a3 \u03a3\u039f\u03a6\u0399\u0391\u03a3. \u03a3",  # final sigma
+    "\u0130stanbul I\u0307", "\u212a kelvin \u01c5 \uff21\uff22\uff23",
+    "cafe\u0301 na\u00efve \u0928\u092e\u0938\u094d\u0924\u0947",  # combining marks
     "nul\x00inside\x00", "\x01ctrl\x01", "\x00", "tab\there", "Ame\u0301lie (2001) was 10/10",
 ]
 
