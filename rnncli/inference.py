@@ -23,6 +23,7 @@ from rnncli.preprocessing import FEW, REEXPORT, Encoded, Preprocessing
 from rnncli.windows import encoded_windows
 
 WINDOW_BATCHES = 16  # a stream sorts this many batches' worth of reviews by length
+MIN_WINDOW = 1024  # and at least this many: what a worker process gets per task
 
 
 @dataclass
@@ -199,7 +200,7 @@ class OnnxModel:
                        window: int | None = None) -> Iterator[Prediction]:
         """Predict an iterable of any length, a window of reviews at a time (memory stays
         bounded), in input order; large inputs are encoded across processes."""
-        window = window or WINDOW_BATCHES * batch_size
+        window = window or max(MIN_WINDOW, WINDOW_BATCHES * batch_size)
         for chunk, encoded in encoded_windows(self.encode, texts, window, self.workers):
             yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
                                          encoded.known, threshold)

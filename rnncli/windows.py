@@ -11,6 +11,7 @@ releases it, so the model runs in the parent's threads meanwhile.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
@@ -36,12 +37,13 @@ def encoded_windows(encode: Callable[[list[str]], T], texts: Iterable[str], wind
     """(window, encode(window)) for consecutive windows of `texts`, in order.
 
     Worker processes start only when the input holds more than one window (a few reviews
-    are encoded sooner than a process starts) and where fork is available (it shares the
-    vocabulary with the workers at no cost; spawn would re-import everything).
+    are encoded sooner than a process starts) and on Linux, where fork shares the
+    vocabulary with the workers at no cost (spawn would re-import everything, and fork is
+    unsafe on macOS).
     """
     chunks = windows(texts, window)
     head = list(islice(chunks, 2))
-    if len(head) < 2 or workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(head) < 2 or workers < 2 or not sys.platform.startswith("linux"):
         for chunk in chain(head, chunks):
             yield chunk, encode(chunk)
         return
