@@ -22,6 +22,11 @@ T = TypeVar("T")
 # Windows queued per worker: enough that no worker waits for the parent, few enough that
 # memory stays bounded on an endless stdin.
 PREFETCH = 2
+# Tokenizing costs about 30 ns a character; the parent spends about 10 us on each review
+# whatever its length (model, output). Below this many characters a review, workers would
+# wait on the parent and only add the cost of sending them texts (measured: one-sentence
+# reviews, ~110 characters, take more CPU and no less time with workers).
+MIN_CHARS_PER_REVIEW = 256
 
 _encode: Callable | None = None  # set in each worker process
 
@@ -37,13 +42,14 @@ def encoded_windows(encode: Callable[[list[str]], T], texts: Iterable[str], wind
     """(window, encode(window)) for consecutive windows of `texts`, in order.
 
     Worker processes start only when the input holds more than one window (a few reviews
-    are encoded sooner than a process starts) and on Linux, where fork shares the
-    vocabulary with the workers at no cost (spawn would re-import everything, and fork is
-    unsafe on macOS).
+    are encoded sooner than a process starts) of reviews long enough to be worth it, and
+    on Linux, where fork shares the vocabulary with the workers at no cost (spawn would
+    re-import everything, and fork is unsafe on macOS).
     """
     chunks = windows(texts, window)
     head = list(islice(chunks, 2))
-    if len(head) < 2 or workers < 2 or not sys.platform.startswith("linux"):
+    if (len(head) < 2 or workers < 2 or not sys.platform.startswith("linux")
+            or sum(map(len, head[0])) < MIN_CHARS_PER_REVIEW * len(head[0])):
         for chunk in chain(head, chunks):
             yield chunk, encode(chunk)
         return

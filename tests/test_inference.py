@@ -183,13 +183,16 @@ def test_large_inputs_are_encoded_in_worker_processes(trimming):
 
     model = _RecordingModel(trimming, workers=2)
     model.pids = []
-    texts = many_reviews(100)
+    texts = [t + " the plot" * 30 for t in many_reviews(100)]  # long enough to pay
     assert_same(list(model.predict_stream(texts, 4, window=10)), texts,
                 padded_reference(model, texts))
     assert len(model.pids) == 10 and os.getpid() not in model.pids
     model.pids = []  # one window: not worth starting processes
     list(model.predict_stream(texts[:10], 4, window=10))
     assert model.pids == [os.getpid()]
+    model.pids = []  # short reviews: the parent's own work per review dominates
+    list(model.predict_stream(["great film"] * 100, 4, window=10))
+    assert model.pids == [os.getpid()] * 10
 
 
 @pytest.mark.parametrize("workers", [1, 2])
