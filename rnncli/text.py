@@ -55,8 +55,8 @@ def tokenize(text: str) -> list[str]:
 # ---------------------------------------------------------------- many texts at once
 #
 # tokenize_many(texts) == [tokenize(t) for t in texts], found over one joined string with
-# bytes.translate and str.split, several times faster than findall. Why each step keeps
-# every text's words:
+# bytes.translate and str.split: about half the CPU of tokenize() per review on IMDB texts.
+# Why each step keeps every text's words:
 # 1. Texts are joined with " NUL " (a NUL inside a text is first made \x01, which plays the
 #    same part: neither word, apostrophe nor markup character). Spaces and NUL are word
 #    separators, so no word crosses a join.
@@ -108,7 +108,7 @@ def take_segments(flat: np.ndarray, lengths: np.ndarray,
 
 
 def tokenize_many(texts: Sequence[str]) -> list[list[str]]:
-    """[tokenize(t) for t in texts], several times faster on large batches."""
+    """[tokenize(t) for t in texts], in about half the time on large batches."""
     out: list[list[str]] = []
     words: list[str] = []
     for w in _marked_tokens(texts):
