@@ -18,6 +18,7 @@ from rnncli.errors import UsageError
 
 CELLS = ("simple", "lstm", "gru")
 STRATEGIES = ("default", "mirrored", "multi-worker")
+POOLINGS = ("last", "max", "mean", "masked-max")
 
 
 @dataclass
@@ -39,7 +40,8 @@ class ModelConfig:
     embedding_dim: int = 128  # Embedding output size
     dropout: float = 0.0  # dropout on recurrent layer inputs
     recurrent_dropout: float = 0.0  # dropout on recurrent state (disables fused kernels)
-    pooling: str = "last"  # last (final state), max or mean over time
+    pooling: str = "last"  # last (final state), max, mean, or masked-max (real tokens only)
+    head_dropout: float = 0.0  # dropout between the pooled features and the dense layer
     unroll: bool | None = None  # unroll the time loop; None: SimpleRNN with maxlen <= 100
 
 
@@ -56,6 +58,13 @@ class TrainConfig:
     strategy: str = "default"  # tf.distribute: default, mirrored or multi-worker
     jit_compile: bool = True  # XLA: same math, fewer kernel launches
     steps_per_execution: int = 25  # batches per compiled call: same updates, less overhead
+    crop_prob: float = 0.0  # share of training reviews replaced by a random window, each epoch
+    crop_min: int = 8  # shortest crop window, in words
+    crop_max: int = 80  # longest crop window, in words
+    bucket: bool | None = None  # batches of similar length, cut to their longest review;
+    # None: on for masked-max pooling, the only models for which cutting is exact
+    teachers: list[str] = field(default_factory=list)  # run folders of masked-max models
+    distill_weight: float = 0.7  # target = w x mean teacher probability + (1 - w) x label
 
 
 @dataclass
@@ -155,7 +164,8 @@ def validate(cfg: RunConfig) -> None:
          "--units, --layers and --embedding-dim must be 1 or more."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,
          "--dropout and --recurrent-dropout must be in [0, 1)."),
-        (m.pooling in ("last", "max", "mean"), f"--pooling {m.pooling!r}: use last, max or mean."),
+        (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use {', '.join(POOLINGS)}."),
+        (0 <= m.head_dropout < 1, "--head-dropout must be in [0, 1)."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),
@@ -168,6 +178,13 @@ def validate(cfg: RunConfig) -> None:
         (t.strategy in STRATEGIES, f"Unknown strategy {t.strategy!r}: use "
                                    f"{', '.join(STRATEGIES)}."),
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
+        (0 <= t.crop_prob <= 1, f"--crop-prob {t.crop_prob} must be between 0 and 1."),
+        (1 <= t.crop_min <= t.crop_max, "--crop-min must be 1 or more and <= --crop-max."),
+        (0 <= t.distill_weight <= 1, "--distill-weight must be between 0 and 1."),
+        (not t.teachers or t.strategy == "default",
+         "--teacher trains on one device: use --strategy default."),
+        (not t.bucket or m.pooling == "masked-max",
+         "--bucket cuts batches, which is exact only with --pooling masked-max."),
     ]
     for ok, message in checks:
         if not ok:
@@ -181,3 +198,9 @@ def unroll_for(cfg: RunConfig) -> bool:
     if cfg.model.unroll is not None:
         return cfg.model.unroll
     return cfg.model.cell == "simple" and cfg.data.maxlen <= 100
+
+
+def bucket_for(cfg: RunConfig) -> bool:
+    if cfg.train.bucket is not None:
+        return cfg.train.bucket
+    return cfg.model.pooling == "masked-max"

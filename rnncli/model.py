@@ -1,7 +1,12 @@
 """Build the Keras model from a RunConfig: Embedding -> SimpleRNN/LSTM/GRU (stacked,
-optionally bidirectional) -> [pooling over time] -> Dense(1, sigmoid).
+optionally bidirectional) -> [pooling over time] -> [dropout] -> Dense(1, sigmoid).
 
     model = build_model(RunConfig())   # the reference recipe
+
+Pooling "masked-max" masks the pad id 0 from the embedding on: the recurrent layers skip
+pad steps (their state passes through unchanged) and the max runs over real tokens only,
+so a review gives the same output whatever its padding, which is what lets training and
+serving cut every batch to its longest review.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ def build_model(cfg: RunConfig):
     import keras
 
     d, m = cfg.data, cfg.model
-    inputs = keras.Input(shape=(d.maxlen,), dtype="int32", name="ids")
-    x = keras.layers.Embedding(d.num_words, m.embedding_dim, name="embedding")(inputs)
+    masked = m.pooling == "masked-max"
+    # Masked models take any width up to maxlen: batches are cut to their longest review.
+    inputs = keras.Input(shape=(None if masked else d.maxlen,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(d.num_words, m.embedding_dim, mask_zero=masked,
+                               name="embedding")(inputs)
     cell = getattr(keras.layers, CELL_LAYERS[m.cell])
     for i in range(m.layers):
         last = i == m.layers - 1
@@ -35,6 +43,10 @@ def build_model(cfg: RunConfig):
         x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
     elif m.pooling == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    elif masked:
+        x = masked_max_pooling()(name="pool")(x)
+    if m.head_dropout:
+        x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
     return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
 
@@ -50,7 +62,57 @@ def compile_model(model, cfg: RunConfig, jit_compile: bool | None = None,
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=t.learning_rate, **clip),
         loss="binary_crossentropy",
-        metrics=["accuracy"],
+        # Distilled targets are soft (0.7 x teacher + 0.3 x label): Keras's accuracy compares
+        # them to 0/1 exactly, so both sides are thresholded at 0.5 instead.
+        metrics=[thresholded_accuracy] if t.teachers else ["accuracy"],
         jit_compile=t.jit_compile if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution or t.steps_per_execution,
     )
+
+
+def thresholded_accuracy(y_true, y_pred):
+    from keras import ops
+
+    return ops.mean(ops.cast(ops.equal(y_true > 0.5, y_pred > 0.5), "float32"), axis=-1)
+
+
+thresholded_accuracy.__name__ = "accuracy"  # the history's column name, as plain Keras
+
+_MASKED_MAX = None
+
+
+def masked_max_pooling():
+    """The Keras layer class for max pooling over unmasked steps, registered for loading.
+
+    Made on first use so that importing this module does not import Keras.
+    """
+    global _MASKED_MAX
+    if _MASKED_MAX is not None:
+        return _MASKED_MAX
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="rnncli")
+    class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+        """Max over time of the steps whose mask is true; a row with none gives zeros."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            if mask is None:
+                return ops.max(inputs, axis=1)
+            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            lowest = ops.full_like(inputs, -3.0e38)
+            pooled = ops.max(ops.where(keep, inputs, lowest), axis=1)
+            return ops.where(ops.any(keep, axis=1), pooled, ops.zeros_like(pooled))
+
+        def compute_mask(self, inputs, mask=None):
+            return None  # one vector per review: nothing left to mask
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], input_shape[2])
+
+    _MASKED_MAX = MaskedGlobalMaxPooling1D
+    return _MASKED_MAX

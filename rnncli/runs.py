@@ -158,6 +158,9 @@ def load_keras_model(model_path: Path):
     quiet_tensorflow()
     import keras
 
+    from rnncli.model import masked_max_pooling
+
+    masked_max_pooling()  # registers the custom layer before a file may name it
     try:
         return keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # keras raises many types for a bad file

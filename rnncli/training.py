@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rnncli import dataset, runs
-from rnncli.config import RunConfig
+from rnncli.config import RunConfig, bucket_for
 from rnncli.errors import TrainingError, UsageError
 from rnncli.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from rnncli.preprocessing import Preprocessing
@@ -161,6 +161,26 @@ def _callbacks(output: Path, cfg: RunConfig, reporter: Reporter | None, steps: i
     return callbacks
 
 
+def load_teachers(folders: list[str], prep: Preprocessing) -> list:
+    """Teacher models for distillation; each must read the student's ids the same way."""
+    models = []
+    for folder in folders:
+        ref = runs.find_model(Path(folder))
+        if ref.kind != "keras":
+            raise UsageError(f"Teacher {folder} has no Keras model: give a run folder.")
+        theirs = runs.keras_preprocessing(ref.path)
+        if (theirs.vocabulary[: prep.num_words - 3] != prep.vocabulary
+                or theirs.num_words < prep.num_words or theirs.maxlen != prep.maxlen):
+            raise UsageError(f"Teacher {folder} reads reviews differently (vocabulary, "
+                             "num_words or maxlen): train teachers on the same data settings.")
+        model = runs.load_keras_model(ref.path)
+        if model.get_layer("embedding").mask_zero is not True:
+            raise UsageError(f"Teacher {folder} is not a masked-max model: distillation cuts "
+                             "batches, which only masked models read exactly.")
+        models.append(model)
+    return models
+
+
 def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
           resume: bool = False, reporter: Reporter | None = None,
           cpu_devices: int | None = None) -> TrainResult:
@@ -202,7 +222,21 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     steps = math.ceil(len(x_tr) / t.batch_size)
     result = TrainResult(output=output)
     started = time.perf_counter()
-    if t.strategy == "default":
+    fit_extra: dict[str, Any] = {}
+    bucket = bucket_for(cfg)
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket or t.teachers):
+        from rnncli.batches import BatchPlan, keras_batches, real_rows
+
+        plan = BatchPlan(t.batch_size, d.maxlen, t.crop_prob, t.crop_min, t.crop_max, bucket)
+        teachers = load_teachers(t.teachers, prep)
+        train_data = {"x": keras_batches(real_rows(x_tr), y_tr, plan, t.seed, teachers=teachers,
+                                         distill_weight=t.distill_weight)}
+        steps = len(train_data["x"])
+        val_plan = BatchPlan(t.batch_size * max(1, 1024 // t.batch_size), d.maxlen,
+                             bucket=bucket)
+        fit_extra["validation_data"] = keras_batches(real_rows(x_val), y_val, val_plan, None,
+                                                     shuffle=False)
+    elif t.strategy == "default":
         train_data = {"x": x_tr, "y": y_tr, "batch_size": t.batch_size, "shuffle": True}
     else:
         # Replicas must get equal shares: a ragged last batch breaks the gradient all-reduce
@@ -220,8 +254,12 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
         train_data = {"x": tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
                       .shuffle(len(x_tr), seed=t.seed).batch(t.batch_size, drop_remainder=True)}
     try:
-        model.fit(**train_data, epochs=t.epochs, validation_data=(x_val, y_val),
-                  validation_batch_size=t.batch_size * max(1, 1024 // t.batch_size), verbose=0,
+        fit_args = {"validation_data": (x_val, y_val),
+                    "validation_batch_size": t.batch_size * max(1, 1024 // t.batch_size),
+                    **fit_extra}
+        if "validation_batch_size" in fit_args and fit_extra:
+            del fit_args["validation_batch_size"]  # batches come from the dataset
+        model.fit(**train_data, epochs=t.epochs, verbose=0, **fit_args,
                   callbacks=_callbacks(output, cfg, reporter, steps, history, state))
     except KeyboardInterrupt:
         result.interrupted = True

@@ -1,0 +1,133 @@
+"""Accuracy on long and short text, beside the linear baseline, measured in one run.
+
+    python benchmarks/bench_accuracy.py artifacts/ rnncli/bundled/model.onnx [--data-dir D]
+
+For each model (a run folder, a .keras or an .onnx file): accuracy on the whole test split,
+and on two short-text sets built from the test split:
+- first sentence: each review's first sentence of 4 words or more, with the review's label;
+- crops: a random window of 8 to 30 words of each review (seed 0), with the review's label.
+Beside them, TF-IDF + logistic regression (scikit-learn, `pip install scikit-learn`)
+trained on the train split, on words and on words + bigrams: the baseline to beat.
+Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rnncli import dataset, runs, text
+from rnncli.evaluation import binary_metrics
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def first_sentence(review: str) -> str | None:
+    clean = re.sub(r"<[^>]*>", " ", review)
+    for sentence in _SENTENCE_END.split(clean):
+        if len(text.tokenize(sentence)) >= 4:
+            return sentence.strip()
+    return None
+
+
+def crops(reviews: list[str], seed: int = 0, lo: int = 8, hi: int = 30) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for review in reviews:
+        words = re.sub(r"<[^>]*>", " ", review).split()
+        k = int(rng.integers(lo, hi + 1))
+        at = int(rng.integers(0, max(1, len(words) - k + 1)))
+        out.append(" ".join(words[at : at + k]))
+    return out
+
+
+def keras_scorer(path: Path):
+    model = runs.load_keras_model(path)
+    prep = runs.keras_preprocessing(path)
+    masked = model.get_layer("embedding").mask_zero is True
+
+    def score(texts: list[str]) -> np.ndarray:
+        ids = [prep.encode_one(t)[0] for t in texts]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        probs = np.zeros(len(texts), np.float32)
+        for at in range(0, len(order), 256):
+            chunk = order[at : at + 256]
+            # Masked models read any width exactly: cut each sorted batch to its longest.
+            width = prep.maxlen if not masked else min(
+                prep.maxlen, 1 + max(len(ids[i]) for i in chunk))
+            x = text.pad_sequences([ids[i] for i in chunk], width, prep.padding,
+                                   prep.truncating)
+            probs[chunk] = np.asarray(model.predict_on_batch(x)).reshape(-1)
+        return probs
+
+    return score
+
+
+def onnx_scorer(path: Path):
+    from rnncli.inference import OnnxModel
+
+    model = OnnxModel(path)
+
+    def score(texts: list[str]) -> np.ndarray:
+        return np.array([p.probability for p in model.predict_stream(iter(texts), 256)],
+                        np.float32)
+
+    return score
+
+
+def scorer(spec: str):
+    ref = runs.find_model(Path(spec), prefer="keras")
+    return (keras_scorer if ref.kind == "keras" else onnx_scorer)(ref.path)
+
+
+def linear_baselines(train_texts, train_y):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    made = {}
+    for name, ngrams in (("tfidf+lr words", (1, 1)), ("tfidf+lr words+bigrams", (1, 2))):
+        vec = TfidfVectorizer(tokenizer=text.tokenize, token_pattern=None, lowercase=False,
+                              ngram_range=ngrams, min_df=2, sublinear_tf=True)
+        clf = LogisticRegression(C=4.0 if ngrams == (1, 2) else 2.0, max_iter=2000)
+        clf.fit(vec.fit_transform(train_texts), train_y)
+        made[name] = lambda texts, v=vec, c=clf: c.predict_proba(v.transform(texts))[:, 1]
+    return made
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="*", help="run folders, .keras or .onnx files")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+    home = dataset.data_home(args.data_dir)
+    test = dataset.load_split(home, "test")
+    test_texts, y = test.texts(), test.labels.astype(np.int64)
+    firsts = [(first_sentence(t), label) for t, label in zip(test_texts, y)]
+    firsts = [(s, label) for s, label in firsts if s]
+    short_texts, short_y = [s for s, _ in firsts], np.array([label for _, label in firsts])
+    crop_texts = crops(test_texts)
+    print(f"test reviews {len(test_texts):,}; first sentences {len(short_texts):,} "
+          f"(median {int(np.median([len(s.split()) for s in short_texts]))} words); "
+          f"crops {len(crop_texts):,} (8-30 words)")
+    scorers = {spec: scorer(spec) for spec in args.models}
+    if not args.no_baseline:
+        train = dataset.load_split(home, "train")
+        scorers.update(linear_baselines(train.texts(), train.labels.astype(np.int64)))
+    print(f"{'model':<44} {'test acc':>9} {'first sent.':>11} {'crops':>7} {'test s':>7}")
+    for name, score in scorers.items():
+        started = time.perf_counter()
+        full = binary_metrics(y, score(test_texts))["accuracy"]
+        seconds = time.perf_counter() - started
+        first = binary_metrics(short_y, score(short_texts))["accuracy"]
+        cropped = binary_metrics(y, score(crop_texts))["accuracy"]
+        print(f"{name[-44:]:<44} {full:9.4f} {first:11.4f} {cropped:7.4f} {seconds:7.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
