@@ -169,6 +169,9 @@ class OnnxModel:
         return np.concatenate(map_concurrently(self._run, chunks, self.workers))
 
     def encode(self, texts: list[str]) -> Encoded:
+        """Reviews as the graph's input before batching; the one step (with _run and
+        _check_signature) a model kind with another input would change. Runs in worker
+        processes on large inputs."""
         return self.preprocessing.encode_flat(texts)
 
     def probabilities(self, encoded: Encoded, batch_size: int = 256) -> np.ndarray:
@@ -185,6 +188,8 @@ class OnnxModel:
 
     def predict_texts(self, texts: Sequence[str], threshold: float | None = None,
                       batch_size: int = 256) -> list[Prediction]:
+        if not texts:
+            return []
         if len(texts) <= FEW:  # the latency path: one call, no sorting
             prep = self.preprocessing
             trim = self.trim and (self.full_length_batch is None

@@ -121,6 +121,7 @@ def test_every_serving_path_gives_the_padded_result_in_input_order(tmp_path, wor
     reference = padded_reference(model, texts)
     assert_same(model.predict_texts(texts, batch_size=7), texts, reference)
     assert_same(model.predict_texts(texts[:3]), texts[:3], padded_reference(model, texts[:3]))
+    assert model.predict_texts([]) == [] and list(model.predict_stream(iter([]))) == []
     for window, batch_size in ((16, 4), (None, 5), (1000, 64)):
         got = list(model.predict_stream(iter(texts), batch_size, window=window))
         assert_same(got, texts, reference)
