@@ -173,11 +173,12 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor: float,
         tail = f"   {rate / goal:5.2f}x target {goal:,}/s" if goal else ""
         print(f"  `rnncli predict --file`, {len(texts):,} {name} {'':>{12 - len(name)}}"
               f"{seconds:7.2f} s {rate:9,.0f} reviews/s{tail}")
-        # What the cores allow: start-up as measured, the rest of the CPU spread over them.
+        # A bound that load from other processes cannot move: start-up as measured, the
+        # rest of this run's CPU spread evenly over idle cores.
         cores = os.cpu_count() or 1
         ideal = start + max(0.0, cpu - start_cpu) / cores
-        print(f"    CPU {cpu:.2f} s (process and workers): on {cores} idle cores at most "
-              f"{len(texts) / ideal:,.0f} reviews/s")
+        print(f"    CPU {cpu:.2f} s (process and workers); spread over {cores} idle cores: "
+              f"at most {len(texts) / ideal:,.0f} reviews/s")
 
     # Where a whole-process run spends CPU, per review, one thread each stage.
     texts = sets["full"][:5000]
