@@ -1,11 +1,15 @@
-"""Reading the Stanford aclImdb corpus: from a .tar.gz, an extracted folder, or a URL.
+"""Reading the Stanford aclImdb corpus: from a .tar.gz (or .tar) or an extracted folder.
 
     for review in iter_reviews(Path("aclImdb_v1.tar.gz")):  # Review(split, label, id, ...)
         ...
+    reviews, checksum = read_folder(Path("aclImdb"))
 
 Nothing is extracted to disk: members are read in memory, and a member that could escape a
 folder if it were extracted (absolute path, `..`, a link) is rejected, so a hostile archive
-cannot write anywhere.
+cannot write anywhere. An archive must be whole: its gzip stream must end with its trailer
+(CRC and length verified) and its tar stream with the end-of-archive blocks, so an archive
+cut short, even exactly at a member boundary, is refused instead of read as a smaller
+corpus. Sizes are capped (MAX_*) before anything is read into memory.
 """
 
 from __future__ import annotations
@@ -18,17 +22,30 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from rnncli.errors import DataError, NetworkError
+from rnncli.errors import DataError
 
 ACLIMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # The published archive, as listed by its authors' mirrors (84,125,825 bytes).
 ACLIMDB_SIZE = 84_125_825
 ACLIMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 
+# Limits, far above the real corpus (longest review ~14 KB; the published archive is ~100,000
+# members), so a hostile archive cannot make a fetch take all memory.
+MAX_REVIEW_BYTES = 1 << 20  # one review file
+MAX_ARCHIVE_BYTES = 1 << 30  # the whole uncompressed tar stream, or a folder's reviews
+MAX_MEMBERS = 200_000  # members of an archive, or review files of a folder
+MAX_ID = 2**31 - 1  # review ids are stored as int32
+
 SPLITS = ("train", "test")
 LABELS = ("neg", "pos")
 _REVIEW = re.compile(r"(?:.*/)?aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt")
+# Headers whose whole body tarfile reads into memory before the member they describe.
+_LONG_HEADERS = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                 tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+_BLOCK = 1 << 20
+_REFUSE = "refusing it; use the original aclImdb_v1.tar.gz"
 
 Progress = Callable[[int, int | None], None]
 
@@ -42,7 +59,7 @@ class Review:
     raw: bytes
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+def file_sha256(path: Path, chunk: int = _BLOCK) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -50,12 +67,38 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _parse_name(name: str) -> tuple[str, int, int, int] | None:
+def _parse_name(name: str, where: Path) -> tuple[str, int, int, int] | None:
     match = _REVIEW.fullmatch(name)
     if not match:
         return None
     split, label, rid, rating = match.groups()
+    # Lengths first: int() of thousands of digits is refused by Python itself.
+    if len(rid) > 12 or int(rid) > MAX_ID or len(rating) > 3 or not 1 <= int(rating) <= 10:
+        raise DataError(f"Review {name!r} in {where} has a rating outside 1-10 or an id over "
+                        f"{MAX_ID:,}: {_REFUSE}.")
     return split, LABELS.index(label), int(rid), int(rating)
+
+
+def _check_review_size(name: str, size: int, where: Path) -> None:
+    if size > MAX_REVIEW_BYTES:
+        raise DataError(f"Review {name!r} in {where} is {size:,} bytes, over the limit of "
+                        f"{MAX_REVIEW_BYTES:,} per review: {_REFUSE}.")
+
+
+def _check_count(count: int, where: Path) -> None:
+    if count > MAX_MEMBERS:
+        raise DataError(f"{where} holds more than {MAX_MEMBERS:,} files: {_REFUSE}.")
+
+
+def _check_total(total: int, where: Path) -> None:
+    if total > MAX_ARCHIVE_BYTES:
+        raise DataError(f"{where} holds more than {MAX_ARCHIVE_BYTES:,} bytes uncompressed: "
+                        f"{_REFUSE}.")
+
+
+def _corrupt(path: Path, why: object) -> DataError:
+    return DataError(f"Cannot read {path}: the archive is truncated or corrupt ({why}); "
+                     "download it again or pass an extracted aclImdb/ folder.")
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
@@ -73,42 +116,166 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
         )
 
 
+class _Uncompressed:
+    """The tar stream inside a .tar.gz (or a plain .tar), read front to back for tarfile.
+
+    tarfile's own gzip reader takes a stream that stops early for a normal end; this one
+    fails unless the gzip stream ends with its trailer (zlib checks its CRC and length),
+    and past MAX_ARCHIVE_BYTES.
+    """
+
+    def __init__(self, f: BinaryIO, path: Path):
+        self._f, self._path = f, path
+        self._pending = f.read(6)
+        if self._pending.startswith((b"BZh", b"\xfd7zXZ\x00")):
+            raise DataError(f"{path} is compressed with bzip2 or xz: rnncli reads .tar.gz and "
+                            ".tar; recompress it with gzip or pass the extracted folder.")
+        gzip = self._pending.startswith(b"\x1f\x8b")
+        self._inflate = zlib.decompressobj(31) if gzip else None
+        self._buf, self._pos, self.total = b"", 0, 0
+
+    def _input(self) -> bytes:
+        data, self._pending = self._pending or self._f.read(_BLOCK), b""
+        return data
+
+    def _next_block(self) -> bytes:
+        """The next piece of the tar stream; b"" only at a clean end."""
+        out = b""
+        while not out:
+            d = self._inflate
+            if d is None:
+                out = self._input()
+                if not out:
+                    return b""
+                break
+            if d.eof:
+                data = d.unused_data or self._input()
+                if not data:
+                    return b""
+                d = self._inflate = zlib.decompressobj(31)  # gzip allows several members
+            else:
+                data = d.unconsumed_tail or self._input()
+                if not data:
+                    raise _corrupt(self._path, "the gzip stream stops before its end")
+            out = d.decompress(data, _BLOCK)
+        self.total += len(out)
+        _check_total(self.total, self._path)
+        return out
+
+    def read(self, size: int) -> bytes:
+        if len(self._buf) - self._pos < size:
+            parts, have = [self._buf[self._pos:]], len(self._buf) - self._pos
+            while have < size and (block := self._next_block()):
+                parts.append(block)
+                have += len(block)
+            self._buf, self._pos = b"".join(parts), 0
+        out = self._buf[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
+
+
+def _header_class(path: Path) -> type[tarfile.TarInfo]:
+    """A TarInfo that keeps the last header block read, where the archive must end with
+    zeros, and refuses extended headers too large to hold in memory."""
+
+    class Header(tarfile.TarInfo):
+        last = b""
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):
+            cls.last = buf
+            info = super().frombuf(buf, encoding, errors)
+            if info.type in _LONG_HEADERS:
+                _check_review_size(info.name, info.size, path)
+            return info
+
+    return Header
+
+
+def _check_end(tar: tarfile.TarFile, last: bytes, path: Path) -> None:
+    """The tar stream ends with two zero blocks (then only zeros): tarfile stops at the first
+    zero block, or silently at a cut or a damaged header, so check what stopped it."""
+    if last != tarfile.NUL * tarfile.BLOCKSIZE:
+        raise _corrupt(path, "no end-of-archive marker after the last member")
+    zeros = 0
+    while block := tar.fileobj.read(tarfile.RECORDSIZE):
+        if block.count(0) != len(block):
+            raise _corrupt(path, "data after the end-of-archive marker")
+        zeros += len(block)
+    if zeros < tarfile.BLOCKSIZE:
+        raise _corrupt(path, "the end-of-archive marker is cut short")
+
+
 def _iter_tar(path: Path) -> Iterator[Review]:
     try:
-        # Stream mode reads the gzip once, front to back: the fastest way through 50k members.
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                _check_member(member, path)
-                if not member.isfile():
-                    continue
-                parsed = _parse_name(member.name)
-                if parsed is None:
-                    continue
-                f = tar.extractfile(member)
-                yield Review(*parsed, raw=f.read() if f else b"")
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(
-            f"Cannot read {path}: the archive is truncated or corrupt ({exc}); "
-            "download it again or pass an extracted aclImdb/ folder."
-        ) from None
+        f = open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"Cannot read {path} ({exc.strerror}): check the path given to "
+                        "--from.") from None
+    header = _header_class(path)
+    with f:
+        try:
+            # Stream mode reads the archive once, front to back: the fastest way through
+            # 50k members.
+            with tarfile.open(fileobj=_Uncompressed(f, path), mode="r|", tarinfo=header) as tar:
+                for count, member in enumerate(tar, 1):
+                    _check_count(count, path)
+                    _check_member(member, path)
+                    if not member.isfile():
+                        continue
+                    parsed = _parse_name(member.name, path)
+                    if parsed is None:
+                        continue
+                    _check_review_size(member.name, member.size, path)
+                    data = tar.extractfile(member)
+                    yield Review(*parsed, raw=data.read() if data else b"")
+                _check_end(tar, header.last, path)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise _corrupt(path, exc) from None
 
 
-def _iter_folder(path: Path) -> Iterator[Review]:
+def _refuse_link(path: Path | str) -> DataError:
+    return DataError(f"Link {path} in the corpus folder: refusing it; copy the real files in.")
+
+
+def read_folder(path: Path) -> tuple[list[Review], str]:
+    """Every labelled review in an extracted aclImdb/ folder, and a checksum of them (names,
+    sizes and bytes in a fixed order), so a changed or added review is noticed."""
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
-    for split in SPLITS:
-        for name in LABELS:
-            folder = root / split / name
-            if not folder.is_dir():
-                continue
-            for entry in os.scandir(folder):
-                if entry.is_symlink():
-                    raise DataError(
-                        f"Link {entry.path} in the corpus folder: refusing it; "
-                        "copy the real files in."
-                    )
-                parsed = _parse_name(f"aclImdb/{split}/{name}/{entry.name}")
-                if parsed is not None and entry.is_file():
-                    yield Review(*parsed, raw=Path(entry.path).read_bytes())
+    digest = hashlib.sha256()
+    reviews: list[Review] = []
+    total = 0
+    try:
+        for split in SPLITS:
+            for label in LABELS:
+                folder = root / split / label
+                for part in (path / "aclImdb", root / split, folder):
+                    if part.is_symlink():
+                        raise _refuse_link(part)
+                if not folder.is_dir():
+                    raise DataError(f"{root} has no {split}/{label} folder: pass the whole "
+                                    "extracted aclImdb/ folder.")
+                for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                    if entry.is_symlink():
+                        raise _refuse_link(entry.path)
+                    name = f"aclImdb/{split}/{label}/{entry.name}"
+                    parsed = _parse_name(name, root)
+                    if parsed is None or not entry.is_file(follow_symlinks=False):
+                        continue
+                    _check_review_size(name, entry.stat(follow_symlinks=False).st_size, root)
+                    with open(entry.path, "rb") as f:
+                        raw = f.read(MAX_REVIEW_BYTES + 1)  # the file may grow meanwhile
+                    _check_review_size(name, len(raw), root)
+                    total += len(raw)
+                    _check_count(len(reviews) + 1, root)
+                    _check_total(total, root)
+                    digest.update(f"{name}\0{len(raw)}\0".encode())
+                    digest.update(raw)
+                    reviews.append(Review(*parsed, raw=raw))
+    except OSError as exc:
+        raise DataError(f"Cannot read {exc.filename or root} ({exc.strerror}): check the "
+                        "folder given to --from.") from None
+    return reviews, f"content-sha256:{digest.hexdigest()}"
 
 
 def iter_reviews(path: Path) -> Iterator[Review]:
@@ -116,47 +283,5 @@ def iter_reviews(path: Path) -> Iterator[Review]:
     if not path.exists():
         raise DataError(f"No such file or folder: {path}; check the path given to --from.")
     if path.is_dir():
-        return _iter_folder(path)
+        return iter(read_folder(path)[0])
     return _iter_tar(path)
-
-
-def download(url: str, dest: Path, progress: Progress | None = None,
-             size: int | None = None, sha256: str | None = None) -> Path:
-    """Download `url` to `dest` (via a temporary name) and verify its size and checksum."""
-    import urllib.error
-    import urllib.request
-
-    tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        try:
-            response = urllib.request.urlopen(url, timeout=30)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise NetworkError(
-                f"Cannot download {url} ({reason}); without internet, pass a local copy "
-                "with `rnncli data fetch --from PATH`."
-            ) from None
-        total = int(response.headers.get("Content-Length") or 0) or size
-        digest = hashlib.sha256()
-        done = 0
-        with response, open(tmp, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
-        if size is not None and done != size:
-            raise NetworkError(
-                f"Downloaded {done:,} bytes from {url}, expected {size:,}; "
-                "try again or pass a local copy with --from PATH."
-            )
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise NetworkError(
-                f"Checksum mismatch for {url}; try again or pass a local copy with --from PATH."
-            )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)

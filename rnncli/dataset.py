@@ -1,40 +1,49 @@
-"""Prepared datasets: build them from a source, store them compactly, load splits fast.
+"""Prepared datasets: stored compactly, loaded fast, checked on the way in.
 
-    meta = prepare_aclimdb(Path("aclImdb_v1.tar.gz"), data_home())
+    meta = read_meta(data_home())
     x, y = load_encoded(load_split(data_home(), "train"), num_words=1000, maxlen=80)
 
 A prepared dataset is a folder `<home>/<source>/` holding `meta.json` and a build folder of
 plain `.npy`-in-`.npz` arrays (ids as one flat int32 array plus offsets; no pickle). The
 build is written first and `meta.json` is switched to it last, by an atomic rename, so an
-interrupted fetch leaves the previous dataset as it was.
+interrupted fetch leaves the previous dataset as it was. Whatever is read back is checked
+(keys, types, array shapes), so damage is reported as such, with the repair: `data fetch
+--force`, which replaces a damaged dataset without reading it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rnncli import text
-from rnncli.archive import SPLITS, Review
+from rnncli.archive import SPLITS
 from rnncli.errors import DataError, NotPreparedError
 from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
 
 SOURCES = ("aclimdb", "keras")
 FORMAT_VERSION = 1
-# Keras's imdb.load_data shuffles with seed 113; we do the same, so review N is stable and
-# the validation split (the last 20%, as Keras takes it) holds both labels.
-SHUFFLE_SEED = 113
-_CHUNK = 2000
-
-Step = Callable[[str, int, int | None], None]
+_META_TYPES = {"source": str, "origin": str, "checksum": str, "build": str, "created": str,
+               "tokenizer_version": str, "vocab_size": int, "splits": dict}
+_COUNTS = ("reviews", "pos", "neg", "tokens")
+_BUILD = re.compile(r"build-[\w-]+")
+_BUILD_FILES = ("train.npz", "test.npz", "vocab.txt")
+# What np.load raises on a damaged .npz: truncated (BadZipFile, EOFError), not an array
+# (ValueError), a missing member (KeyError).
+_NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# Array name -> dtype; every one is 1-D.
+_SPLIT_DTYPES = {"tokens": np.int32, "offsets": np.int64, "labels": np.int8,
+                 "ratings": np.int8, "ids": np.int32}
 
 
 def data_home(override: Path | str | None = None) -> Path:
@@ -45,6 +54,11 @@ def data_home(override: Path | str | None = None) -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "rnncli"
+
+
+def damaged(folder: Path, why: str) -> DataError:
+    return DataError(f"Prepared data in {folder} is damaged ({why}): "
+                     "run `rnncli data fetch --force`.")
 
 
 @dataclass
@@ -78,10 +92,17 @@ class Split:
         source kept none."""
         if self.path is None:
             return None
-        with np.load(self.path, allow_pickle=False) as z:
-            if "text_offsets" not in z.files:
-                return None
-            blob, offsets = z["text"], z["text_offsets"]
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if "text_offsets" not in z.files:
+                    return None
+                blob, offsets = z["text"], z["text_offsets"]
+        except _NPZ_ERRORS as exc:
+            raise damaged(self.path.parent.parent, f"{self.path.name}: {exc}") from None
+        if (blob.ndim != 1 or offsets.shape != (len(self) + 1,) or offsets[0] != 0
+                or offsets[-1] != len(blob) or (np.diff(offsets) < 0).any()):
+            raise damaged(self.path.parent.parent,
+                          f"{self.path.name}: texts do not match their offsets")
         stop = len(self) if n is None else min(len(self), start + n)
         return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8", errors="replace")
                 for i in range(start, stop)]
@@ -92,141 +113,7 @@ class Split:
         return texts[0] if texts else None
 
 
-# ---------------------------------------------------------------- building (one pass, parallel)
-
-
-def _tokenize_chunk(job: tuple[str, list[bytes]]) -> tuple:
-    """Tokenize reviews with ids local to this chunk; the parent maps them to global ranks.
-
-    Sending back small int arrays and the chunk's distinct words costs far less than
-    sending every token string between processes.
-    """
-    split, raws = job
-    bad = 0
-    docs = []
-    for raw in raws:
-        try:
-            s = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            s = raw.decode("utf-8", errors="replace")
-            bad += 1
-        docs.append(text.tokenize(s))
-    flat = [w for doc in docs for w in doc]
-    local = {w: i for i, w in enumerate(dict.fromkeys(flat))}
-    ids = np.fromiter(map(local.__getitem__, flat), dtype=np.int32, count=len(flat))
-    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-    counts = np.bincount(ids, minlength=len(local)) if len(local) else np.zeros(0, np.int64)
-    return split, ids, lengths, list(local), counts, bad
-
-
-def _chunks(reviews: Iterable[Review], fields: dict) -> Iterator[tuple[str, list[bytes]]]:
-    """Batches of one split each, in the order their reviews are recorded in `fields`."""
-    batches: dict[str, list[bytes]] = {}
-    for r in reviews:
-        fields.setdefault(r.split, []).append((r.label, r.rating, r.id, r.raw))
-        batch = batches.setdefault(r.split, [])
-        batch.append(r.raw)
-        if len(batch) == _CHUNK:
-            yield r.split, batch
-            batches[r.split] = []
-    for split, batch in batches.items():
-        if batch:
-            yield split, batch
-
-
-def _pool(workers: int):
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ctx.Pool(workers)
-
-
-def tokenize_reviews(reviews: Iterable[Review], step: Step | None = None,
-                     workers: int | None = None) -> tuple[dict[str, list], dict[str, list]]:
-    """Tokenize every review across processes.
-
-    Returns per-split review fields (label, rating, id, raw) and per-split chunk results,
-    both in the same review order.
-    """
-    fields: dict[str, list] = {}
-    results: dict[str, list] = {}
-    workers = workers or int(os.environ.get("RNNCLI_WORKERS", 0)) or os.cpu_count() or 1
-    chunks = _chunks(reviews, fields)
-    done = 0
-    with contextlib.ExitStack() as stack:
-        if workers == 1:
-            mapped = map(_tokenize_chunk, chunks)
-        else:
-            mapped = stack.enter_context(_pool(workers)).imap(_tokenize_chunk, chunks)
-        for res in mapped:
-            results.setdefault(res[0], []).append(res[1:])
-            done += len(res[2])
-            if step:
-                step("tokenize", done, None)
-    return fields, results
-
-
-def build_vocabulary(words_counts: Iterable[tuple[list[str], np.ndarray]]) -> text.Vocabulary:
-    """Rank words by train-split frequency; ties broken alphabetically so builds are stable."""
-    totals: dict[str, int] = {}
-    for words, counts in words_counts:
-        get = totals.get
-        for w, c in zip(words, counts.tolist()):
-            totals[w] = get(w, 0) + c
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-    return text.Vocabulary([w for w, _ in ranked])
-
-
-def assemble(fields: list, results: list, vocab: text.Vocabulary,
-             seed: int = SHUFFLE_SEED) -> dict:
-    """One split's arrays: global ids, offsets, fields and texts, in the stored (shuffled) order."""
-    index = vocab.index
-    parts, lengths, bad = [], [], 0
-    for ids, lens, words, _counts, n_bad in results:
-        mapping = np.fromiter((index.get(w, text.OOV) for w in words), np.int32, len(words))
-        parts.append(mapping[ids] if len(ids) else ids)
-        lengths.append(lens)
-        bad += n_bad
-    tokens = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-    lens = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    labels = np.array([f[0] for f in fields], dtype=np.int8)
-    ratings = np.array([f[1] for f in fields], dtype=np.int8)
-    rids = np.array([f[2] for f in fields], dtype=np.int32)
-    raws = [f[3] for f in fields]
-    # Canonical order first (label, id) so the shuffle does not depend on archive order.
-    order = np.lexsort((rids, labels))
-    order = order[np.random.RandomState(seed).permutation(len(order))]
-    starts, ends = offsets[:-1][order], offsets[1:][order]
-    new_tokens = (np.concatenate([tokens[a:b] for a, b in zip(starts, ends)])
-                  if len(order) else tokens)
-    new_offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
-    raw_sorted = [raws[i] for i in order]
-    text_offsets = np.concatenate([[0], np.cumsum([len(r) for r in raw_sorted])]).astype(np.int64)
-    return {
-        "tokens": new_tokens.astype(np.int32),
-        "offsets": new_offsets,
-        "labels": labels[order],
-        "ratings": ratings[order],
-        "ids": rids[order],
-        "text": np.frombuffer(b"".join(raw_sorted), dtype=np.uint8),
-        "text_offsets": text_offsets,
-        "non_utf8": bad,
-    }
-
-
-def split_summary(arrays: dict) -> dict:
-    labels = arrays["labels"]
-    return {
-        "reviews": int(len(labels)),
-        "pos": int((labels == 1).sum()),
-        "neg": int((labels == 0).sum()),
-        "tokens": int(len(arrays["tokens"])),
-    }
-
-
-# ---------------------------------------------------------------- storing and loading
+# ---------------------------------------------------------------- reading back, checked
 
 
 def _source_dir(home: Path, source: str) -> Path:
@@ -236,64 +123,74 @@ def _source_dir(home: Path, source: str) -> Path:
 def current_source(home: Path) -> str | None:
     try:
         name = (home / "current").read_text().strip()
-    except OSError:
+    except (OSError, ValueError):
         return None
     return name if name in SOURCES else None
 
 
+def _meta_problem(meta: object, source: str) -> str | None:
+    """What is wrong with a meta.json's content, or None."""
+    if not isinstance(meta, dict):
+        return f"meta.json holds a {type(meta).__name__}, not an object"
+    wrong = [k for k, kind in _META_TYPES.items() if not isinstance(meta.get(k), kind)]
+    if wrong:
+        return "meta.json has no valid " + ", ".join(wrong)
+    if meta["source"] != source or not _BUILD.fullmatch(meta["build"]):
+        return "meta.json names another source or build"
+    for split in SPLITS:
+        counts = meta["splits"].get(split)
+        if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int)
+                                                   for k in _COUNTS):
+            return f"meta.json lacks the {split} counts"
+    return None
+
+
 def read_meta(home: Path, source: str | None = None) -> dict:
-    """Metadata of a prepared dataset; raises NotPreparedError when there is none."""
+    """Metadata of a prepared dataset; raises NotPreparedError when there is none and
+    DataError when it is damaged."""
     source = source or current_source(home)
-    path = _source_dir(home, source or "aclimdb") / "meta.json"
+    folder = _source_dir(home, source or "aclimdb")
+    path = folder / "meta.json"
     if source is None or not path.exists():
         raise NotPreparedError(
             f"No prepared dataset in {home}: run `rnncli data fetch` first."
         )
     try:
         meta = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Unreadable {path} ({exc}): run `rnncli data fetch --force`.") from None
-    if meta.get("format_version") != FORMAT_VERSION:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise damaged(folder, f"meta.json unreadable: {exc}") from None
+    if isinstance(meta, dict) and meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise DataError(f"{path} is from another rnncli version: run `rnncli data fetch --force`.")
+    if problem := _meta_problem(meta, source):
+        raise damaged(folder, problem)
     return meta
 
 
-def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabulary,
-          meta: dict) -> dict:
-    """Write a new build, then switch `meta.json` to it; older builds are removed after."""
-    folder = _source_dir(home, source)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix=f"build-{time.strftime('%Y%m%d-%H%M%S')}-", dir=folder))
-    build = target.name
+def existing_meta(home: Path, source: str) -> dict | None:
+    """The prepared dataset's metadata if it looks whole (meta.json sound, its build's files
+    present), else None: a damaged dataset is rebuilt, never read further."""
     try:
-        for name, arrays in splits.items():
-            np.savez(target / f"{name}.npz", **{k: v for k, v in arrays.items()
-                                                if isinstance(v, np.ndarray)})
-        atomic_write_text(target / "vocab.txt", vocab.to_text())
-        meta = {**meta, "build": build, "format_version": FORMAT_VERSION,
-                "tokenizer_version": text.TOKENIZER_VERSION, "vocab_size": len(vocab),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_json(folder / "meta.json", meta)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    store_current(home, source)
-    for old in folder.glob("build-*"):
-        if old.name != build:
-            shutil.rmtree(old, ignore_errors=True)
-    return meta
+        meta = read_meta(home, source)
+    except DataError:
+        return None
+    build = _source_dir(home, source) / meta["build"]
+    return meta if all((build / name).is_file() for name in _BUILD_FILES) else None
 
 
-def store_current(home: Path, source: str) -> None:
-    """Make `source` the dataset that reports and training use by default."""
-    if current_source(home) != source:
-        atomic_write_text(home / "current", source + "\n")
-
-
-def load_vocabulary(home: Path, source: str | None = None) -> text.Vocabulary:
-    meta = read_meta(home, source)
-    path = _source_dir(home, meta["source"]) / meta["build"] / "vocab.txt"
-    return text.Vocabulary.from_text(path.read_text(encoding="utf-8"))
+def _split_problem(arrays: dict[str, np.ndarray], reviews: int) -> str | None:
+    for name, dtype in _SPLIT_DTYPES.items():
+        if arrays[name].dtype != dtype or arrays[name].ndim != 1:
+            return f"{name} is {arrays[name].dtype} of {arrays[name].ndim} dimensions"
+    offsets, tokens = arrays["offsets"], arrays["tokens"]
+    if any(len(arrays[k]) != reviews for k in ("labels", "ratings", "ids")):
+        return f"not {reviews} reviews as meta.json says"
+    if (len(offsets) != reviews + 1 or offsets[0] != 0 or offsets[-1] != len(tokens)
+            or (np.diff(offsets) < 0).any()):
+        return "offsets do not match the tokens"
+    if (len(tokens) and tokens.min() < 0) or ((arrays["labels"] != 0)
+                                              & (arrays["labels"] != 1)).any():
+        return "ids or labels out of range"
+    return None
 
 
 def load_split(home: Path, split: str, source: str | None = None) -> Split:
@@ -301,14 +198,92 @@ def load_split(home: Path, split: str, source: str | None = None) -> Split:
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}: use 'train' or 'test'.")
     meta = read_meta(home, source)
-    path = _source_dir(home, meta["source"]) / meta["build"] / f"{split}.npz"
+    folder = _source_dir(home, meta["source"])
+    path = folder / meta["build"] / f"{split}.npz"
+    if not path.is_file():
+        raise damaged(folder, f"{path.relative_to(folder)} is missing")
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("tokens", "offsets", "labels", "ratings", "ids")}
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"Prepared data at {path} is damaged ({exc}): "
-                        "run `rnncli data fetch --force`.") from None
+            arrays = {k: z[k] for k in _SPLIT_DTYPES}
+    except _NPZ_ERRORS as exc:
+        raise damaged(folder, f"{path.name}: {exc}") from None
+    if problem := _split_problem(arrays, meta["splits"][split]["reviews"]):
+        raise damaged(folder, f"{path.name}: {problem}")
     return Split(name=split, path=path, **arrays)
+
+
+def load_vocabulary(home: Path, source: str | None = None) -> text.Vocabulary:
+    meta = read_meta(home, source)
+    folder = _source_dir(home, meta["source"])
+    path = folder / meta["build"] / "vocab.txt"
+    try:
+        vocab = text.Vocabulary.from_text(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise damaged(folder, f"{path.relative_to(folder)} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise damaged(folder, f"vocab.txt unreadable: {exc}") from None
+    if len(vocab) != meta["vocab_size"]:
+        raise damaged(folder, f"vocab.txt holds {len(vocab):,} words, meta.json says "
+                              f"{meta['vocab_size']:,}")
+    return vocab
+
+
+# ---------------------------------------------------------------- storing
+
+
+def _make_room(folder: Path) -> None:
+    """Clear what a damaged dataset may have left in the way of a new one (never read)."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+    meta = folder / "meta.json"
+    if meta.is_dir() and not meta.is_symlink():
+        shutil.rmtree(meta)
+
+
+def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabulary,
+          meta: dict) -> dict:
+    """Write a new build, then switch `meta.json` to it; older builds are removed after.
+
+    Callers hold the data home's lock (rnncli.fetch), so no other build is in progress.
+    """
+    folder = _source_dir(home, source)
+    try:
+        _make_room(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = Path(tempfile.mkdtemp(prefix=f"build-{stamp}-", dir=folder))
+        try:
+            for name, arrays in splits.items():
+                np.savez(target / f"{name}.npz", **{k: v for k, v in arrays.items()
+                                                    if isinstance(v, np.ndarray)})
+            atomic_write_text(target / "vocab.txt", vocab.to_text())
+            meta = {**meta, "build": target.name, "format_version": FORMAT_VERSION,
+                    "tokenizer_version": text.TOKENIZER_VERSION, "vocab_size": len(vocab),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            atomic_write_json(folder / "meta.json", meta)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    except OSError as exc:
+        raise DataError(f"Cannot write the prepared data to {folder} ({exc.strerror or exc}): "
+                        "free some disk space or pass another --data-dir; the previous "
+                        "dataset is unchanged.") from None
+    store_current(home, source)
+    for old in folder.iterdir():
+        # Earlier builds, and temporary files of fetches killed before they could clean up.
+        if old.name == target.name or not old.name.startswith(("build-", ".meta.tmp-")):
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return meta
+
+
+def store_current(home: Path, source: str) -> None:
+    """Make `source` the dataset that reports and training use by default."""
+    if current_source(home) != source:
+        atomic_write_text(home / "current", source + "\n")
 
 
 def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str = "pre",

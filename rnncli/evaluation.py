@@ -79,6 +79,16 @@ def preprocessing_of(ref: ModelRef):
     return keras_preprocessing(ref.path)
 
 
+def _text_model(ref: ModelRef):
+    """The model, if it is ONNX and takes review text (`export onnx --text-input`)."""
+    if ref.kind != "onnx":
+        return None
+    from rnncli.inference import OnnxModel
+
+    model = OnnxModel(ref.path)
+    return model if model.takes_text else None
+
+
 def encode_split(prep, home: Path, split: str = "test",
                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first `limit` reviews of `split` (all by default) as the model's input and labels.
@@ -107,7 +117,12 @@ def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
                    limit: int | None = None) -> dict:
     """Encode `split` with the model's own preprocessing, predict, and score."""
     prep = preprocessing_of(ref)
-    x, y = encode_split(prep, home, split, limit)
-    prob = predict_probabilities(ref, x)
+    if text_model := _text_model(ref):  # the graph tokenizes the texts itself
+        from rnncli.text_input import split_probabilities
+
+        y, prob = split_probabilities(text_model, home, split, limit)
+    else:
+        x, y = encode_split(prep, home, split, limit)
+        prob = predict_probabilities(ref, x)
     return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
             **binary_metrics(y, prob, prep.threshold)}

@@ -20,7 +20,7 @@ import numpy as np
 
 from rnncli.errors import ModelError
 from rnncli.preprocessing import FEW, REEXPORT, Encoded, Preprocessing
-from rnncli.windows import encoded_windows
+from rnncli.windows import encoded_windows, windows
 
 WINDOW_BATCHES = 16  # a stream sorts this many batches' worth of reviews by length
 MIN_WINDOW = 1024  # and at least this many: what a worker process gets per task
@@ -118,15 +118,23 @@ class OnnxModel:
         self.workers = workers or default_workers()
         self.metadata = dict(props)
         self.preprocessing = prep = Preprocessing.from_metadata(props, str(path))
+        # `export onnx --text-input` graphs tokenize in the graph (rnncli.text_input).
+        self.takes_text = self.session.get_inputs()[0].type == "tensor(string)"
         self.input_name, self.output_name = self._check_signature(prep)
         # Graph facts come from metadata alone: no graph is inspected at serving time.
         self.trim = prep.trim_padding
         self.full_length_batch = self._full_length_batch()
 
     def _check_signature(self, prep: Preprocessing) -> tuple[str, str]:
-        """Names of the one int32 [batch, steps] input and the one float output."""
+        """Names of the one int32 [batch, steps] input and the one float output (a text
+        model: the one string [batch] input and its first output, a float)."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
+        if self.takes_text:
+            if len(shape) != 1 or not outputs or outputs[0].type != "tensor(float)":
+                raise ModelError(f"{self.path} takes text but not as one string [batch] input "
+                                 f"giving a float output first: {REEXPORT}.")
+            return inputs[0].name, outputs[0].name
         if (len(inputs) != 1 or inputs[0].type != "tensor(int32)" or len(shape) != 2
                 or len(outputs) != 1 or outputs[0].type != "tensor(float)"):
             got = ", ".join(f"{i.type} {i.shape}" for i in inputs) or "nothing"
@@ -163,6 +171,8 @@ class OnnxModel:
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Probabilities for an already padded int32 id matrix."""
+        if self.takes_text:
+            raise ModelError(f"{self.path} takes review text, not ids: use predict_texts.")
         if len(x) == 0:
             return np.zeros(0, np.float32)
         chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
@@ -190,6 +200,10 @@ class OnnxModel:
                       batch_size: int = 256) -> list[Prediction]:
         if not texts:
             return []
+        if self.takes_text:
+            from rnncli.text_input import text_predictions
+
+            return text_predictions(self, list(texts), threshold)
         if len(texts) <= FEW:  # the latency path: one call, no sorting
             prep = self.preprocessing
             trim = self.trim and (self.full_length_batch is None
@@ -206,6 +220,10 @@ class OnnxModel:
         """Predict an iterable of any length, a window of reviews at a time (memory stays
         bounded), in input order; large inputs are encoded across processes."""
         window = window or max(MIN_WINDOW, WINDOW_BATCHES * batch_size)
+        if self.takes_text:  # the graph tokenizes: nothing to encode ahead
+            for chunk in windows(texts, window):
+                yield from self.predict_texts(chunk, threshold)
+            return
         for chunk, encoded in encoded_windows(self.encode, texts, window, self.workers):
             yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
                                          encoded.known, threshold)

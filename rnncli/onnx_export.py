@@ -164,7 +164,7 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
                 quantize: bool = False, record_test: bool = False) -> ExportReport:
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
-                         "(a run folder or .keras file).")
+                         "(a run folder or .keras file), or --text-input to wrap it.")
     if graph not in GRAPHS:
         raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
     prep = runs.keras_preprocessing(ref.path)

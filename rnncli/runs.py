@@ -29,9 +29,10 @@ LAST_RUN = "last_run"
 BACKUP = ".backup"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
+ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
 # What --overwrite clears: a stale export beside a new model would be served by mistake.
 RUN_FILES = (MODEL, BEST, CONFIG, PREPROCESSING, HISTORY_JSON, HISTORY_CSV, CURVES_PNG,
-             LAST_RUN, BACKUP, ONNX, ONNX_INT8)
+             LAST_RUN, BACKUP, ONNX, ONNX_INT8, ONNX_TEXT)
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "model.onnx"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -39,17 +40,32 @@ def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, **info) -> None:
     tar.addfile(member, io.BytesIO(data))
 
 
-def write_archive(path: Path, rows=None, extra=None, raw=None) -> Path:
-    """A tiny aclImdb-shaped .tar.gz; `extra(tar)` may add hostile members."""
+def tar_bytes(rows=None, extra=None, raw=None) -> bytes:
+    """An uncompressed aclImdb-shaped tar; `extra(tar)` may add hostile members."""
     rows = synthetic_reviews() if rows is None else rows
-    with tarfile.open(path, "w:gz") as tar:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         add_bytes(tar, "aclImdb/README", b"synthetic")
         for split, label, rid, rating, text in rows:
             data = raw.get((split, label, rid), text.encode()) if raw else text.encode()
             add_bytes(tar, f"aclImdb/{split}/{label}/{rid}_{rating}.txt", data)
         if extra:
             extra(tar)
+    return buf.getvalue()
+
+
+def write_archive(path: Path, rows=None, extra=None, raw=None) -> Path:
+    """A tiny aclImdb-shaped .tar.gz; `extra(tar)` may add hostile members."""
+    path.write_bytes(gzip.compress(tar_bytes(rows, extra, raw), mtime=0))
     return path
+
+
+def one_line_error(res, text: str, code: int = 1) -> None:
+    """A CliRunner result that failed with `code` and one line of stderr holding `text`."""
+    assert res.exit_code == code, res.output
+    assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output, res.exception
+    assert text in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,23 @@
+import errno
 import json
+import os
+import subprocess
+import sys
 import tarfile
+import threading
 import urllib.error
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import add_bytes, synthetic_reviews, write_archive
+from conftest import add_bytes, one_line_error, synthetic_reviews, write_archive
 from typer.testing import CliRunner
 
-from rnncli import dataset, text
+from rnncli import dataset, prepare, text
 from rnncli.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def invoke(*args):
@@ -176,7 +183,7 @@ def test_missing_path_and_missing_split(tmp_path):
     assert res.exit_code == 1 and "No such file or folder" in res.stderr
     only_train = [r for r in synthetic_reviews() if r[0] == "train"]
     res = invoke("data", "fetch", "--from", str(write_archive(tmp_path / "t.tar.gz", only_train)))
-    assert res.exit_code == 1 and "has no test reviews" in res.stderr
+    assert res.exit_code == 1 and "has no test/neg, test/pos reviews" in res.stderr
 
 
 def test_non_utf8_review_is_counted(tmp_path):
@@ -196,7 +203,7 @@ def test_interrupted_fetch_keeps_previous_dataset(archive, tmp_path, monkeypatch
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset, "build_vocabulary", interrupted)
+    monkeypatch.setattr(prepare, "build_vocabulary", interrupted)
     other = write_archive(tmp_path / "other.tar.gz", synthetic_reviews(5, seed=1))
     res = invoke("data", "fetch", "--from", str(other))
     assert res.exit_code == 130 and "Interrupted" in res.stderr
@@ -226,11 +233,217 @@ def test_no_network_suggests_from(monkeypatch):
 
 def test_download_verifies_checksum(tmp_path, archive):
     from rnncli import archive as arch
+    from rnncli import download
 
     url = archive.as_uri()
-    got = arch.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
-    assert got.read_bytes() == archive.read_bytes()
-    with pytest.raises(arch.NetworkError, match="Checksum mismatch"):
-        arch.download(url, tmp_path / "bad.tar.gz", sha256="0" * 64)
+    got = download.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
+    assert got.path.read_bytes() == archive.read_bytes() and got.verified
+    with pytest.raises(download.NetworkError, match="Checksum mismatch"):
+        download.download(url, tmp_path / "bad.tar.gz", sha256="0" * 64)
     assert not (tmp_path / "bad.tar.gz").exists()
-    assert not list(tmp_path.glob("*.part-*"))
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+# ---------------------------------------------------------------- one fetch at a time
+
+
+def test_second_fetch_is_refused_while_one_runs(archive, monkeypatch, _isolated):
+    from rnncli.fetch import fetch
+
+    assert invoke("data", "fetch", "--from", str(archive)).exit_code == 0
+    started, release = threading.Event(), threading.Event()
+    build_vocabulary = prepare.build_vocabulary
+
+    def paused(*args):
+        if not started.is_set():  # only the first fetch waits
+            started.set()
+            release.wait(30)
+        return build_vocabulary(*args)
+
+    monkeypatch.setattr(prepare, "build_vocabulary", paused)
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.update(
+        result=fetch("aclimdb", str(archive), force=True)))
+    thread.start()
+    assert started.wait(30)
+    second = invoke("data", "fetch", "--from", str(archive), "--force")
+    release.set()
+    thread.join(30)
+    one_line_error(second, f"Another `rnncli data fetch` is running on {_isolated}")
+    assert first["result"][1] is True
+    assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
+    assert invoke("data", "decode", "0").exit_code == 0
+
+
+def test_lock_held_by_another_process_refuses_fetch(archive, _isolated):
+    _isolated.mkdir()
+    code = ("import sys; from pathlib import Path; from rnncli.fsutil import exclusive_lock\n"
+            "with exclusive_lock(Path(sys.argv[1])):\n"
+            "    print('held', flush=True); sys.stdin.read()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
+        "PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(_isolated / "fetch.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(invoke("data", "fetch", "--from", str(archive)), "Another `rnncli data")
+    finally:
+        holder.communicate("", timeout=30)
+    assert invoke("data", "fetch", "--from", str(archive)).exit_code == 0
+
+
+def test_planted_symlinks_at_temporary_names_are_not_followed(archive, tmp_path, _isolated):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (_isolated / "aclimdb").mkdir(parents=True)
+    # The names temporary files used to get: predictable from the process id.
+    pid = os.getpid()
+    for planted in (_isolated / "aclimdb" / f".meta.tmp-{pid}.json",
+                    _isolated / f".current.tmp-{pid}"):
+        planted.symlink_to(victim)
+    assert invoke("data", "fetch", "--from", str(archive)).exit_code == 0
+    assert victim.read_text() == "precious"
+
+
+def test_atomic_path_keeps_the_suffix_and_cleans_up(tmp_path):
+    from rnncli.fsutil import atomic_path
+
+    target = tmp_path / "model.keras"
+    with atomic_path(target) as a, atomic_path(target) as b:
+        assert a.suffix == b.suffix == ".keras" and a.parent == b.parent == tmp_path
+        assert a != b and not a.is_symlink()
+        a.write_bytes(b"first")
+        b.write_bytes(b"second")
+    assert target.read_bytes() == b"first"  # the last to finish wins, whole
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+# ---------------------------------------------------------------- damaged prepared data
+
+
+def _build(home):
+    return home / "aclimdb" / json.loads((home / "aclimdb" / "meta.json").read_text())["build"]
+
+
+def _edit_meta(home, change):
+    path = home / "aclimdb" / "meta.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _save_split(home, **changes):
+    path = _build(home) / "train.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(path, **{**arrays, **changes})
+
+
+DAMAGE = {
+    "npz truncated": lambda h: (_build(h) / "train.npz").write_bytes(
+        (_build(h) / "train.npz").read_bytes()[:300]),
+    "npz empty": lambda h: (_build(h) / "train.npz").write_bytes(b""),
+    "npz missing": lambda h: (_build(h) / "train.npz").unlink(),
+    "npz offsets": lambda h: _save_split(h, offsets=np.arange(3, dtype=np.int64)),
+    "npz texts": lambda h: _save_split(h, text_offsets=np.zeros(2, np.int64)),
+    "meta list": lambda h: (h / "aclimdb" / "meta.json").write_text("[]"),
+    "meta not json": lambda h: (h / "aclimdb" / "meta.json").write_text("{"),
+    "meta nested": lambda h: (h / "aclimdb" / "meta.json").write_text("[" * 100_000),
+    "meta keys": lambda h: _edit_meta(h, lambda m: {k: m[k] for k in m if k != "splits"}),
+    "meta build": lambda h: _edit_meta(h, lambda m: {**m, "build": "../../elsewhere"}),
+    "meta folder": lambda h: ((h / "aclimdb" / "meta.json").unlink(),
+                              (h / "aclimdb" / "meta.json").mkdir()),
+    "vocab missing": lambda h: (_build(h) / "vocab.txt").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_prepared_data_is_named_and_force_repairs_it(prepared, archive, _isolated,
+                                                            damage):
+    DAMAGE[damage](_isolated)
+    failed = 0
+    for args in (["info"], ["decode", "0"], ["lengths"]):
+        res = invoke("data", *args)
+        if res.exit_code:
+            failed += 1
+            one_line_error(res, f"Prepared data in {_isolated / 'aclimdb'} is damaged (")
+            assert res.stderr.rstrip().endswith("run `rnncli data fetch --force`.")
+    assert failed, "some reader must notice"
+    res = invoke("data", "fetch", "--from", str(archive), "--force")
+    assert res.exit_code == 0, res.output
+    for args in (["info"], ["decode", "0"], ["lengths"]):
+        assert invoke("data", *args).exit_code == 0
+    assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
+
+
+def test_force_repairs_a_source_folder_that_is_a_file(archive, _isolated):
+    _isolated.mkdir()
+    (_isolated / "aclimdb").write_text("not a folder")
+    assert invoke("data", "fetch", "--from", str(archive), "--force").exit_code == 0
+    assert invoke("data", "decode", "0").exit_code == 0
+
+
+# ---------------------------------------------------------------- the environment fails
+
+
+def test_data_home_that_is_a_file(archive, _isolated):
+    _isolated.write_text("a file")
+    one_line_error(invoke("data", "fetch", "--from", str(archive)),
+                   f"Data home {_isolated} is a file")
+    assert _isolated.read_text() == "a file"
+
+
+def _raise(err, message):
+    def fail(*args, **kwargs):
+        raise OSError(err, message)
+    return fail
+
+
+@pytest.mark.parametrize("where, err, message", [
+    ("numpy.savez", errno.ENOSPC, "No space left on device"),
+    ("tempfile.mkdtemp", errno.EROFS, "Read-only file system"),
+    ("rnncli.fsutil.exclusive_lock", errno.EACCES, "Permission denied"),
+])
+def test_write_failures_keep_the_previous_dataset(prepared, archive, _isolated, monkeypatch,
+                                                  where, err, message):
+    before = json.loads(invoke("data", "info", "--json").stdout)
+    monkeypatch.setattr(where, _raise(err, message))
+    one_line_error(invoke("data", "fetch", "--from", str(archive), "--force"), message)
+    monkeypatch.undo()
+    monkeypatch.setenv("RNNCLI_HOME", str(_isolated))
+    assert json.loads(invoke("data", "info", "--json").stdout) == before
+    assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
+    assert not list((_isolated / "aclimdb").glob(".*tmp*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_data_home(prepared, archive, _isolated):
+    before = json.loads(invoke("data", "info", "--json").stdout)
+    for folder in (_isolated, _isolated / "aclimdb"):
+        folder.chmod(0o555)
+    try:
+        res = invoke("data", "fetch", "--from", str(archive), "--force")
+    finally:
+        for folder in (_isolated, _isolated / "aclimdb"):
+            folder.chmod(0o755)
+    one_line_error(res, "Permission denied")
+    assert json.loads(invoke("data", "info", "--json").stdout) == before
+
+
+def test_unnamed_os_errors_become_one_line(capsys):
+    import typer
+
+    from rnncli.cli.common import handle_errors
+
+    @handle_errors
+    def command():
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/x.npz")
+
+    with pytest.raises(typer.Exit) as exit_info:
+        command()
+    assert exit_info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err == ("Error: Cannot use /data/x.npz (No space left on device): check the path, "
+                   "its permissions and the free disk space.\n")

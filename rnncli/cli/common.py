@@ -56,6 +56,12 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except RnncliError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            # Disk full, a read-only folder, a file where a folder belongs: whatever the
+            # library did not name itself still gets one line.
+            where = f" {exc.filename}" if exc.filename else ""
+            raise fail(f"Cannot use{where} ({exc.strerror or exc}): check the path, its "
+                       "permissions and the free disk space.") from None
         except KeyboardInterrupt:
             raise fail("Interrupted; nothing was half-written.", 130) from None
 

@@ -18,7 +18,8 @@ app = typer.Typer(help="Export a trained model.", no_args_is_help=True)
 @app.command()
 @handle_errors
 def onnx(
-    model: Path = typer.Option(runs.DEFAULT_OUTPUT, "--model", help="Run folder or .keras file."),
+    model: Path = typer.Option(runs.DEFAULT_OUTPUT, "--model",
+                                help="Run folder or .keras file (.onnx with --text-input)."),
     output: Path = typer.Option(None, "--output", help="ONNX file [model folder/model.onnx]."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     atol: float = typer.Option(1e-5, "--atol", help="Largest |ONNX - Keras| accepted."),
@@ -28,6 +29,9 @@ def onnx(
     quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model."),
     record_test: bool = typer.Option(False, "--record-test",
                                      help="Score on the test split; store it in the file."),
+    text_input: bool = typer.Option(False, "--text-input",
+                                    help="Also write *.text.onnx: review text in, tokenizer "
+                                         "inside, checked against the Python tokenizer."),
     data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -38,13 +42,20 @@ def onnx(
     Example: rnncli export onnx --model artifacts/ --quantize
     """
     from rnncli.onnx_export import export_onnx
+    from rnncli.text_export import export_text_graph
 
     ref = runs.find_model(model)
+    home = dataset.data_home(data_dir)
+    if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
+        text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
+        return print_json(text.to_dict()) if as_json else out.print(text.summary())
     output = output or ref.path.parent / runs.ONNX
     with runs.native_stderr_silenced():
-        report = export_onnx(ref, output, dataset.data_home(data_dir), opset=opset, atol=atol,
+        report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test)
+    text = (export_text_graph(report.output, home, atol=atol, n_reviews=reviews)
+            if text_input else None)
     rows = [{"graph": c.name, "max_abs_diff": c.max_diff, "latency_us": c.latency_us,
              "reviews_per_s": c.throughput, "error": c.error} for c in report.candidates]
     if as_json:
@@ -52,7 +63,8 @@ def onnx(
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
                            "real_reviews": report.real_reviews, "atol": report.atol,
                            "candidates": rows, "quantized": report.quantized,
-                           "recorded": report.recorded})
+                           "recorded": report.recorded,
+                           "text_input": text and text.to_dict()})
     what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
     err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}")
     from rich.table import Table
@@ -78,3 +90,5 @@ def onnx(
     for path, metrics in report.recorded.items():
         out.print(f"recorded in {path}: test accuracy {metrics['rnncli.test_accuracy']} on "
                   f"{metrics['rnncli.test_reviews']} reviews")
+    if text:
+        out.print(text.summary())
