@@ -2,69 +2,98 @@
 
     cfg = resolve(preset="lstm", file=Path("run.toml"), overrides={"epochs": 3})
 
-The resolved config is saved next to every model (`config.json`), so any model can be
-rebuilt and any number traced to the settings that made it.
+The resolved config is saved next to every model (`config.json`, and `config.toml`, which
+`rnncli train --config` reads back), so any model can be rebuilt and any number traced to
+the settings that made it. Values read from a file (config_file.py) are checked against
+the field types.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnncli import text
 from rnncli.errors import UsageError
 
+# Module-level imports stay light (no numpy): `rnncli train --help` and TAB completion read
+# the choices and defaults below.
 CELLS = ("simple", "lstm", "gru")
-STRATEGIES = ("default", "mirrored", "multi-worker")
 POOLINGS = ("last", "max", "mean", "masked-max")
+PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
+MONITORS = ("val_accuracy", "val_loss")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+KEYS_DOC = "README, section \"Config file keys\""
+
+
+def setting(default: Any, help: str) -> Any:
+    """A field with its one-line meaning: the help of the option, the comment in
+    `--print-config` and the README's key table all read it. `list` as the default means
+    an empty list."""
+    if default is list:
+        return field(default_factory=list, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class DataConfig:
-    num_words: int = 1000  # vocabulary cut: ids >= num_words become OOV (2)
-    maxlen: int = 80  # every review padded/truncated to this many tokens
-    padding: str = "pre"  # where zeros go, as Keras's pad_sequences
-    truncating: str = "pre"  # which end of a long review is cut
-    validation_split: float = 0.2  # last share of train held out, as Keras's fit takes it
-    limit: int | None = None  # train on the first N reviews only (quick runs)
+    num_words: int = setting(1000, "vocabulary cut: ids >= num_words become OOV (2)")
+    maxlen: int = setting(80, "every review padded/truncated to this many tokens")
+    padding: str = setting("pre", "where zeros go (pre or post), as Keras's pad_sequences")
+    truncating: str = setting("pre", "which end of a long review is cut (pre or post)")
+    validation_split: float = setting(0.2, "last share of train held out for validation")
+    limit: int | None = setting(None, "train on the first N reviews only (unset: all)")
 
 
 @dataclass
 class ModelConfig:
-    cell: str = "simple"  # simple (SimpleRNN), lstm or gru
-    units: int = 32  # recurrent units per layer (per direction)
-    layers: int = 1  # stacked recurrent layers
-    bidirectional: bool = False  # read each review both ways
-    embedding_dim: int = 128  # Embedding output size
-    dropout: float = 0.0  # dropout on recurrent layer inputs
-    recurrent_dropout: float = 0.0  # dropout on recurrent state (disables fused kernels)
-    pooling: str = "last"  # last (final state), max, mean, or masked-max (real tokens only)
-    head_dropout: float = 0.0  # dropout between the pooled features and the dense layer
-    unroll: bool | None = None  # unroll the time loop; None: SimpleRNN with maxlen <= 100
+    cell: str = setting("simple", "recurrent cell: simple (SimpleRNN), lstm or gru")
+    units: int = setting(32, "recurrent units per layer (per direction)")
+    layers: int = setting(1, "stacked recurrent layers")
+    bidirectional: bool = setting(False, "read each review both ways")
+    embedding_dim: int = setting(128, "Embedding output size")
+    dropout: float = setting(0.0, "dropout on recurrent layer inputs")
+    recurrent_dropout: float = setting(0.0, "dropout on the recurrent state (slower kernels)")
+    pooling: str = setting("last", "last (final state), max, mean, or masked-max (real tokens "
+                                   "only) over time")
+    head_dropout: float = setting(0.0, "dropout between the pooled features and the dense layer")
+    unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # samples per gradient step
-    epochs: int = 10  # passes over the training reviews
-    learning_rate: float = 0.001  # Adam step size (Keras's default)
-    clipnorm: float = 1.0  # clip each gradient's norm; 0 turns it off
-    clipvalue: float = 0.0  # clip each gradient value instead; 0 turns it off
-    early_stopping: int | None = None  # stop after this many epochs without improvement
-    monitor: str = "val_accuracy"  # what "best epoch" means
-    seed: int = 1337  # weights, shuffling and dropout
-    strategy: str = "default"  # tf.distribute: default, mirrored or multi-worker
-    jit_compile: bool = True  # XLA: same math, fewer kernel launches
-    steps_per_execution: int = 25  # batches per compiled call: same updates, less overhead
-    crop_prob: float = 0.0  # share of training reviews replaced by a random window, each epoch
-    crop_min: int = 8  # shortest crop window, in words
-    crop_max: int = 80  # longest crop window, in words
-    bucket: bool | None = None  # batches of similar length, cut to their longest review;
-    # None: on for masked-max pooling, the only models for which cutting is exact
-    teachers: list[str] = field(default_factory=list)  # run folders of masked-max models
-    distill_weight: float = 0.7  # target = w x mean teacher probability + (1 - w) x label
+    batch_size: int = setting(32, "samples per gradient step")
+    epochs: int = setting(10, "passes over the training reviews")
+    learning_rate: float = setting(0.001, "Adam step size (Keras's default)")
+    clipnorm: float = setting(1.0, "clip each gradient's norm; 0 turns it off")
+    clipvalue: float = setting(0.0, "clip each gradient value instead; 0 turns it off")
+    early_stopping: int | None = setting(
+        None, "stop after this many epochs without improvement (unset: never)")
+    monitor: str = setting("val_accuracy", "what best epoch means: val_accuracy or val_loss")
+    seed: int = setting(1337, "weights, shuffling and dropout")
+    strategy: str = setting("default", "distribution over devices (tf.distribute): default, "
+                                        "mirrored or multi-worker")
+    jit_compile: bool = setting(True, "XLA compilation: same math, fewer kernel launches")
+    steps_per_execution: int = setting(25, "batches per compiled call: same updates, less "
+                                           "overhead")
+    crop_prob: float = setting(0.0, "share of training reviews replaced by a random window, "
+                                    "each epoch")
+    crop_min: int = setting(8, "shortest crop window, in words")
+    crop_max: int = setting(80, "longest crop window, in words")
+    bucket: bool | None = setting(None, "batches of similar length, cut to their longest "
+                                        "review (unset: on for masked-max pooling, the only "
+                                        "models for which cutting is exact)")
+    teachers: list[str] = setting(list, "run folders of masked-max models to distil from "
+                                        "(repeat --teacher for several)")
+    distill_weight: float = setting(0.7, "target = w x mean teacher probability + (1 - w) x "
+                                         "label")
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 @dataclass
@@ -76,12 +105,38 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_toml(self) -> str:
+        from rnncli.config_file import to_toml
+
+        return to_toml(self)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         cfg = cls()
-        apply(cfg, {k: v for name in ("data", "model", "train")
-                    for k, v in d.get(name, {}).items()})
+        apply(cfg, {k: v for name in SECTIONS for k, v in d.get(name, {}).items()})
         return cfg
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    name: str
+    type: Any  # the annotation, e.g. int or int | None
+    default: Any
+    help: str
+
+
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every config key, in file order: its section, type, default and meaning."""
+    found = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            found[f.name] = Setting(section, f.name, hints[f.name], default,
+                                    f.metadata["help"])
+    return found
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -96,40 +151,50 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _owner(cfg: RunConfig, key: str):
-    for section in (cfg.data, cfg.model, cfg.train):
-        if key in {f.name for f in dataclasses.fields(section)}:
-            return section
-    raise UsageError(f"Unknown setting {key!r}: see `rnncli train --help`.")
+def _unknown(key: str, origin: str) -> UsageError:
+    close = difflib.get_close_matches(key, list(settings()), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UsageError(f"Unknown setting {key!r} in {origin}{hint}: every key is listed in the "
+                      f"{KEYS_DOC}, and `rnncli train --print-config` prints them all.")
 
 
-def apply(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
+def _fits(annotation: Any, value: Any) -> bool:
+    if typing.get_origin(annotation) is list:
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, list) and all(_fits(item, v) for v in value)
+    allowed = [t for t in typing.get_args(annotation) or (annotation,) if t is not type(None)]
+    if isinstance(value, bool):  # bool is an int to Python, never to a config file
+        return bool in allowed
+    if isinstance(value, int):
+        return int in allowed or float in allowed
+    return type(value) in allowed
+
+
+def _checked(s: Setting, value: Any, origin: str) -> Any:
+    """`value` as the field's type, or a UsageError naming the key and the type expected."""
+    if not _fits(s.type, value):
+        from rnncli.config_file import toml_value, type_name
+
+        examples = {int: "3", float: "0.5", bool: "true", str: '"..."'}
+        example = (toml_value(s.default) if s.default not in (None, [])
+                   else '["runs/a", "runs/b"]' if typing.get_origin(s.type) is list
+                   else examples[typing.get_args(s.type)[0]])
+        raise UsageError(f"{s.name} = {toml_value(value)} in {origin}: expected "
+                         f"{type_name(s.type)}, e.g. {s.name} = {example} (in [{s.section}]).")
+    return float(value) if s.type is float else value
+
+
+def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") -> RunConfig:
+    table = settings()
     for key, value in values.items():
         key = key.replace("-", "_")
-        setattr(_owner(cfg, key), key, value)
+        if key not in table:
+            raise _unknown(key, origin)
+        s = table[key]
+        if value is not None:
+            value = _checked(s, value, origin)
+        setattr(getattr(cfg, s.section), key, value)
     return cfg
-
-
-def load_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"No config file at {path}: check --config.") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"Invalid TOML in {path} ({exc}): fix the file.") from None
-    # Sections ([data], [model], [train]) are optional; keys are unique across them.
-    flat: dict[str, Any] = {}
-    for k, v in raw.items():
-        if isinstance(v, dict):
-            flat.update(v)
-        else:
-            flat[k] = v
-    return flat
 
 
 def resolve(preset: str | None = None, file: Path | None = None,
@@ -139,22 +204,26 @@ def resolve(preset: str | None = None, file: Path | None = None,
     if preset:
         if preset not in PRESETS:
             raise UsageError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}.")
-        apply(cfg, PRESETS[preset])
+        apply(cfg, PRESETS[preset], f"preset {preset}")
     if file:
-        apply(cfg, load_toml(file))
-    apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+        from rnncli.config_file import load_toml
+
+        apply(cfg, load_toml(file), str(file))
+    apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "the options")
     validate(cfg)
     return cfg
 
 
 def validate(cfg: RunConfig) -> None:
+    from rnncli import text
+
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
         (d.maxlen >= 1, f"--maxlen {d.maxlen} is too small: use 1 or more."),
         (d.num_words >= text.INDEX_FROM + 1,
          f"--num-words {d.num_words} leaves no word (ids 0-2 are reserved): use 4 or more."),
-        (d.padding in text.PADDING_SIDES, f"--padding {d.padding!r}: use 'pre' or 'post'."),
-        (d.truncating in text.PADDING_SIDES,
+        (d.padding in PADDING_SIDES, f"--padding {d.padding!r}: use 'pre' or 'post'."),
+        (d.truncating in PADDING_SIDES,
          f"--truncating {d.truncating!r}: use 'pre' or 'post'."),
         (0 < d.validation_split < 1,
          f"--validation-split {d.validation_split} must be between 0 and 1 (exclusive)."),
@@ -174,7 +243,7 @@ def validate(cfg: RunConfig) -> None:
          "--clipnorm and --clipvalue are alternatives: set the other to 0."),
         (t.early_stopping is None or t.early_stopping >= 1,
          "--early-stopping needs a patience of 1 or more epochs."),
-        (t.monitor in ("val_accuracy", "val_loss"), "--monitor: use val_accuracy or val_loss."),
+        (t.monitor in MONITORS, "--monitor: use val_accuracy or val_loss."),
         (t.strategy in STRATEGIES, f"Unknown strategy {t.strategy!r}: use "
                                    f"{', '.join(STRATEGIES)}."),
         (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
@@ -204,3 +273,4 @@ def bucket_for(cfg: RunConfig) -> bool:
     if cfg.train.bucket is not None:
         return cfg.train.bucket
     return cfg.model.pooling == "masked-max"
+

@@ -21,6 +21,7 @@ DEFAULT_OUTPUT = Path("artifacts")
 MODEL = "model.keras"
 BEST = "best.keras"
 CONFIG = "config.json"
+CONFIG_TOML = "config.toml"  # the same settings, for `rnncli train --config`
 PREPROCESSING = "preprocessing.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
@@ -31,8 +32,8 @@ ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
 # What --overwrite clears: a stale export beside a new model would be served by mistake.
-RUN_FILES = (MODEL, BEST, CONFIG, PREPROCESSING, HISTORY_JSON, HISTORY_CSV, CURVES_PNG,
-             LAST_RUN, BACKUP, ONNX, ONNX_INT8, ONNX_TEXT)
+RUN_FILES = (MODEL, BEST, CONFIG, CONFIG_TOML, PREPROCESSING, HISTORY_JSON, HISTORY_CSV,
+             CURVES_PNG, LAST_RUN, BACKUP, ONNX, ONNX_INT8, ONNX_TEXT)
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "model.onnx"
 
 

@@ -202,6 +202,7 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     atomic_write_json(output / runs.CONFIG, {**cfg.to_dict(), "dataset": {
         "source": meta["source"], "checksum": meta["checksum"],
         "tokenizer_version": meta["tokenizer_version"]}})
+    atomic_write_text(output / runs.CONFIG_TOML, cfg.to_toml())
     atomic_write_json(output / runs.PREPROCESSING, prep.to_dict())
 
     jit = t.jit_compile and t.strategy == "default"

@@ -28,3 +28,35 @@ def test_completion_answers_for_commands(monkeypatch, capsys):
         app(prog_name="rnncli")
     words = capsys.readouterr().out.split()
     assert {"data", "train", "evaluate", "export", "predict"} <= set(words)
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("rnncli predict --format ", {"table", "json", "jsonl", "csv"}),
+    ("rnncli train --cell ", {"simple", "lstm", "gru"}),
+    ("rnncli train --preset ", {"recipe", "lstm", "gru", "best"}),
+    ("rnncli train --pooling ", {"last", "max", "mean", "masked-max"}),
+    ("rnncli export onnx --graph ", {"auto", "hybrid", "unrolled", "native", "native-folded",
+                                     "tf2onnx"}),
+    ("rnncli evaluate --split ", {"train", "test"}),
+    ("rnncli data lengths --padding ", {"pre", "post"}),
+])
+def test_option_values_complete(monkeypatch, capsys, words, expected):
+    from rnncli.cli import app
+
+    monkeypatch.setenv("_RNNCLI_COMPLETE", "complete_bash")
+    monkeypatch.setenv("COMP_WORDS", words)
+    monkeypatch.setenv("COMP_CWORD", str(len(words.split())))
+    with pytest.raises(SystemExit):
+        app(prog_name="rnncli")
+    assert set(capsys.readouterr().out.split()) == expected
+
+
+def test_choice_lists_match_the_library():
+    from typing import get_args
+
+    from rnncli import archive, dataset, onnx_export
+    from rnncli.cli import common, data, export
+
+    assert get_args(export.Graph) == onnx_export.GRAPHS
+    assert get_args(common.SplitName) == archive.SPLITS
+    assert get_args(data.Source) == dataset.SOURCES

@@ -144,11 +144,11 @@ def test_predict_formats(exported, fmt):
     elif fmt == "jsonl":
         rows = [json.loads(line) for line in lines]
     elif fmt == "csv":
-        assert lines[0] == "label,probability,known_words,text"
-        rows = [dict(zip(["label", "probability", "known_words"], line.split(",")[:3]))
+        assert lines[0] == "line,label,probability,known_words,text"
+        rows = [dict(zip(["label", "probability", "known_words"], line.split(",")[1:4]))
                 for line in lines[1:]]
     else:
-        rows = [{"label": line.split()[0]} for line in lines]
+        rows = [{"label": line.split()[1]} for line in lines]
     assert len(rows) == 2
     assert all(r["label"] in ("positive", "negative") for r in rows)
 
@@ -173,9 +173,11 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
                               "jsonl", "--threshold", "0"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["text"] for r in rows] == ["great film", "zzzz qqqq xxxx"]
-    assert rows[1]["known_words"] == 0
-    assert all(r["label"] == "positive" for r in rows)  # threshold 0: everything positive
+    assert [r["text"] for r in rows] == ["great film", "", "", "zzzz qqqq xxxx"]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4]
+    assert rows[3]["known_words"] == 0
+    assert rows[1]["label"] is None and rows[2]["probability"] is None  # blank lines
+    assert all(rows[i]["label"] == "positive" for i in (0, 3))  # threshold 0: all positive
     res = runner.invoke(app, ["predict", "--file", "-", "--model", model, "--format", "jsonl"],
                         input="great film\nawful film\n")
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2
@@ -187,9 +189,9 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
         (["   "], "Review 1 is empty"),
         ([""], "Review 1 is empty"),
         ([], "Nothing to predict"),
-        (["ok", "--format", "xml"], "--format 'xml' is not known"),
+        (["ok", "--format", "xml"], "'xml' is not one of"),
         (["ok", "--threshold", "2"], "between 0 and 1"),
-        (["ok", "--file", "missing.txt"], "Cannot read missing.txt"),
+        (["--file", "missing.txt"], "Cannot read missing.txt"),
     ],
 )
 def test_predict_bad_input(exported, args, message):

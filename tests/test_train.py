@@ -140,11 +140,11 @@ def test_config_file_preset_and_options(prepared, tmp_path):
     [
         (["--maxlen", "0"], "--maxlen 0 is too small"),
         (["--num-words", "3"], "use 4 or more"),
-        (["--cell", "transformer"], "Unknown cell 'transformer'"),
+        (["--cell", "transformer"], "'transformer' is not one of 'simple', 'lstm', 'gru'"),
         (["--epochs", "-1"], "--epochs -1"),
         (["--validation-split", "0"], "between 0 and 1"),
         (["--validation-split", "1.5"], "between 0 and 1"),
-        (["--preset", "huge"], "Unknown preset 'huge'"),
+        (["--preset", "huge"], "'huge' is not one of 'recipe', 'lstm', 'gru', 'best'"),
         (["--clipvalue", "0.5"], "alternatives"),
         (["--config", "missing.toml"], "No config file"),
     ],

@@ -1,27 +1,27 @@
 """The `rnncli` command: one sub-app per command group, each in its own module.
 
     $ rnncli --help
+
+Commands are listed in cli/lazy.py (COMMANDS) and imported only when used, so
+`rnncli predict` loads neither the training nor the data commands.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rnncli import __version__
-from rnncli.cli import data, evaluate, export, predict, train
+from rnncli.cli.lazy import LazyGroup
 
 app = typer.Typer(
     name="rnncli",
-    help="Recurrent neural networks on text: IMDB data, training, ONNX export, fast predict.",
+    cls=LazyGroup,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(data.app, name="data")
-app.command("train")(train.train)
-app.command("evaluate")(evaluate.evaluate)
-app.add_typer(export.app, name="export")
-app.command("predict")(predict.predict)
 
 
 def _version(value: bool) -> None:
@@ -32,15 +32,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          metavar="", help="Print the version and exit.")]
+    = False,
 ) -> None:
-    """rnncli: from the IMDB review corpus to a served sentiment model.
+    """Recurrent neural networks on text: from the IMDB review corpus to a served sentiment
+    model.
 
-    Example: rnncli data fetch --from aclImdb_v1.tar.gz && rnncli train
-    && rnncli predict "great film"
+    Example: rnncli data fetch && rnncli train && rnncli predict "great film"
     """
 
 
 def main() -> None:
-    app()
+    # The name is fixed so that `python -m rnncli` shows and completes as `rnncli` too.
+    app(prog_name="rnncli")

@@ -1,21 +1,50 @@
-"""Shared pieces of the command layer: consoles, error mapping, JSON output."""
+"""Shared pieces of the command layer: options declared once, consoles, errors, strict JSON.
+
+    def info(data_dir: DataDir = None, as_json: Json = False): ...
+
+Each shared option is one `Annotated` alias, so `--data-dir` means and shows the same in
+every command. Defaults that are not a plain value (a folder found at run time) are shown
+with `show_default="..."`: Typer prints them as `[default: (...)]`, where brackets written
+in the help text itself would be read as rich markup and vanish.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
+from rnncli.cli.lazy import Command, Group
 from rnncli.errors import RnncliError
+
+__all__ = ["Command", "Group"]
+
+SplitName = Literal["train", "test"]  # archive.SPLITS (a test checks)
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", envvar="RNNCLI_HOME", show_default="$XDG_CACHE_HOME/rnncli or ~/.cache/rnncli",
+    help="Data home: where `rnncli data fetch` stores the prepared corpus.")]
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (NaN as null).")]
+ModelPath = Annotated[Path | None, typer.Option(
+    "--model", show_default="artifacts/, else the bundled model",
+    help="Run folder, or a .keras or .onnx model file.")]
+Split = Annotated[SplitName, typer.Option("--split", help="Which split of the corpus.")]
+Limit = Annotated[int | None, typer.Option(
+    "--limit", min=1, show_default="all", help="Use the first N reviews only.")]
+NumWords = Annotated[int | None, typer.Option(
+    "--num-words", min=1, show_default="the whole vocabulary",
+    help="Vocabulary cut, as training uses it: ids >= N count as unknown words.")]
 
 
 class _LazyConsole:
     """A rich Console made on first use: importing rich.console costs start-up time that
-    `predict --format jsonl` never needs."""
+    `predict` never needs."""
 
     def __init__(self, **options: Any):
         self._options = options
@@ -39,6 +68,11 @@ out = _LazyConsole(highlight=False, soft_wrap=True)
 err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def note(message: str) -> None:
+    """A one-line diagnostic on stderr, without loading rich."""
+    sys.stderr.write(message + "\n")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -68,5 +102,24 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def strict(obj: Any) -> Any:
+    """`obj` with every NaN or infinity replaced by None: JSON has no such numbers, and
+    `json.dumps` would write the invalid tokens NaN and Infinity."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return strict(obj.item())
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(strict(obj), indent=indent, ensure_ascii=False, allow_nan=False,
+                      default=str)
+
+
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_text(obj, indent=2) + "\n")

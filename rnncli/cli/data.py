@@ -8,41 +8,69 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 
-from rnncli import dataset, reports
-from rnncli.cli.common import err, handle_errors, out, print_json
+from rnncli.cli.common import (
+    Command,
+    DataDir,
+    Group,
+    Json,
+    NumWords,
+    Split,
+    err,
+    handle_errors,
+    out,
+    print_json,
+)
 from rnncli.errors import UsageError
 
-app = typer.Typer(help="Get the IMDB corpus and inspect it.", no_args_is_help=True)
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
+                  help="Get the IMDB corpus and inspect it.\n\n"
+                       "Example: rnncli data fetch && rnncli data info")
 
-DataDir = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME",
-                       help="Data home (default: the per-user cache folder).")
-Json = typer.Option(False, "--json", help="Print the result as JSON.")
+Source = Literal["aclimdb", "keras"]  # dataset.SOURCES (a test checks)
+Side = Literal["pre", "post"]
 
 
-@app.command()
+def _is_url(origin: str) -> bool:
+    return origin.startswith(("http://", "https://", "ftp://"))  # as fetch.py reads --from
+
+
+@app.command(cls=Command)
 @handle_errors
 def fetch(
-    source: str = typer.Option("aclimdb", "--source", help="aclimdb (Stanford archive) or keras."),
-    origin: str = typer.Option(None, "--from",
-                               help="Local .tar.gz, extracted aclImdb/ folder, or URL."),
-    data_dir: Path = DataDir,
-    force: bool = typer.Option(False, "--force", help="Rebuild even if already prepared."),
+    source: Annotated[Source, typer.Option(
+        "--source", help="aclimdb (the Stanford archive) or keras (Keras's imdb.npz).")]
+    = "aclimdb",
+    origin: Annotated[str | None, typer.Option(
+        "--from", show_default="the official download",
+        help="Local .tar.gz, extracted aclImdb/ folder, or URL (offline: a local copy).")]
+    = None,
+    data_dir: DataDir = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Rebuild even if already prepared.")] = False,
 ) -> None:
     """Download (or copy) the corpus, tokenize it and store it in the data home.
 
-    Example: rnncli data fetch --from ../shared/data/aclImdb_v1.tar.gz
+    Without --from it downloads the official archive (84 MB) and checks its SHA-256.
+
+    Example: rnncli data fetch --from ~/Downloads/aclImdb_v1.tar.gz
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from rnncli import dataset
     from rnncli.fetch import fetch as do_fetch
 
+    if origin and not _is_url(origin):
+        # Stored in meta.json and shown by `data info`: absolute, so it means the same later.
+        origin = str(Path(origin).expanduser().resolve())
     started = time.perf_counter()
+    # Off a terminal a transient bar only leaves an empty line behind.
     with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[shown]}"),
-                  TimeElapsedColumn(), console=err.real, transient=True) as bar:
+                  TextColumn("{task.fields[shown]}"), TimeElapsedColumn(), console=err.real,
+                  transient=True, disable=not err.real.is_terminal) as bar:
         tasks: dict[str, int] = {}
 
         def step(stage: str, done: int, total: int | None) -> None:
@@ -67,17 +95,19 @@ def fetch(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def info(
-    num_words: int = typer.Option(None, "--num-words", help="Vocabulary cut, as training uses it."),
-    data_dir: Path = DataDir,
-    as_json: bool = Json,
+    num_words: NumWords = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Reviews per split and label, vocabulary size and length percentiles.
 
     Example: rnncli data info --num-words 1000
     """
+    from rnncli import dataset, reports
+
     report = reports.info_report(dataset.data_home(data_dir), num_words)
     if as_json:
         return print_json(report)
@@ -102,14 +132,14 @@ def info(
         out.print(f"{report['non_utf8']} reviews were not UTF-8 (decoded with replacement).")
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def decode(
-    index: str = typer.Argument(..., help="Review number within the split (0-based)."),
-    split: str = typer.Option("train", "--split", help="train or test."),
-    num_words: int = typer.Option(None, "--num-words", help="Show words beyond this cut as ?."),
-    data_dir: Path = DataDir,
-    as_json: bool = Json,
+    index: Annotated[str, typer.Argument(help="Review number within the split (0-based).")],
+    split: Split = "train",
+    num_words: NumWords = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Decode an encoded review back to words, with its label, rating and original text.
 
@@ -119,6 +149,8 @@ def decode(
         n = int(index)
     except ValueError:
         raise UsageError(f"Review number {index!r} is not a number: use e.g. 0.") from None
+    from rnncli import dataset, reports
+
     report = reports.decode_report(dataset.data_home(data_dir), n, split, num_words)
     if as_json:
         return print_json(report)
@@ -132,20 +164,24 @@ def decode(
         out.print(report["text"], markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def lengths(
-    maxlen: int = typer.Option(80, "--maxlen", help="Length every review is padded/truncated to."),
-    padding: str = typer.Option("pre", "--padding", help="pre or post: where padding goes."),
-    truncating: str = typer.Option("pre", "--truncating", help="pre or post: which end is cut."),
-    split: str = typer.Option("train", "--split", help="train or test."),
-    data_dir: Path = DataDir,
-    as_json: bool = Json,
+    maxlen: Annotated[int, typer.Option(
+        "--maxlen", help="Length every review is padded/truncated to.")] = 80,
+    padding: Annotated[Side, typer.Option("--padding", help="Where padding goes.")] = "pre",
+    truncating: Annotated[Side, typer.Option(
+        "--truncating", help="Which end of a long review is cut.")] = "pre",
+    split: Split = "train",
+    data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Show what padding/truncating to --maxlen does to the reviews.
 
     Example: rnncli data lengths --maxlen 80 --truncating pre
     """
+    from rnncli import dataset, reports
+
     report = reports.length_report(dataset.load_split(dataset.data_home(data_dir), split),
                                    maxlen, padding, truncating)
     if as_json:

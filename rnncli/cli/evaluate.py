@@ -5,22 +5,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
-from rnncli import dataset, runs
-from rnncli.cli.common import err, handle_errors, out, print_json
+from rnncli import runs
+from rnncli.cli.common import (
+    Command,
+    DataDir,
+    Json,
+    Limit,
+    ModelPath,
+    Split,
+    handle_errors,
+    note,
+    out,
+    print_json,
+)
+
+app = typer.Typer(add_completion=False)
 
 
+@app.command("evaluate", cls=Command)
 @handle_errors
 def evaluate(
-    model: Path = typer.Option(None, "--model",
-                               help="Run folder, .keras or .onnx [artifacts/, else bundled]."),
-    split: str = typer.Option("test", "--split", help="train or test."),
-    limit: int = typer.Option(None, "--limit", help="Score the first N reviews only."),
-    data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    model: ModelPath = None,
+    split: Split = "test",
+    limit: Limit = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Loss, accuracy, precision, recall, F1, ROC AUC and the confusion matrix.
 
@@ -28,13 +39,14 @@ def evaluate(
 
     Example: rnncli evaluate --model artifacts/model.onnx --split test
     """
+    from rnncli import dataset
     from rnncli.evaluation import evaluate_model
 
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before loading a model
     ref = runs.find_model(model)
     if ref.bundled:
-        err.print(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
+        note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     with runs.native_stderr_silenced():
         report = evaluate_model(ref, home, split, limit)
     if as_json:

@@ -6,34 +6,54 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 
-from rnncli import dataset, runs
-from rnncli.cli.common import err, handle_errors, out, print_json
+from rnncli import runs
+from rnncli.cli.common import (
+    Command,
+    DataDir,
+    Group,
+    Json,
+    err,
+    handle_errors,
+    out,
+    print_json,
+)
 
-app = typer.Typer(help="Export a trained model.", no_args_is_help=True)
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
+                  help="Export a trained model.\n\nExample: rnncli export onnx --model artifacts/")
+
+# onnx_export.GRAPHS, spelled out so that completing `--graph` imports no numpy (a test checks).
+Graph = Literal["auto", "hybrid", "unrolled", "native", "native-folded", "tf2onnx"]
 
 
-@app.command()
+@app.command(cls=Command)
 @handle_errors
 def onnx(
-    model: Path = typer.Option(runs.DEFAULT_OUTPUT, "--model",
-                                help="Run folder or .keras file (.onnx with --text-input)."),
-    output: Path = typer.Option(None, "--output", help="ONNX file [model folder/model.onnx]."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
-    atol: float = typer.Option(1e-5, "--atol", help="Largest |ONNX - Keras| accepted."),
-    reviews: int = typer.Option(1000, "--reviews", help="Test reviews compared with Keras."),
-    graph: str = typer.Option("auto", "--graph",
-                              help="auto (fastest valid), native-folded, native or tf2onnx."),
-    quantize: bool = typer.Option(False, "--quantize", help="Also write a dynamic int8 model."),
-    record_test: bool = typer.Option(False, "--record-test",
-                                     help="Score on the test split; store it in the file."),
-    text_input: bool = typer.Option(False, "--text-input",
-                                    help="Also write *.text.onnx: review text in, tokenizer "
-                                         "inside, checked against the Python tokenizer."),
-    data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    model: Annotated[Path, typer.Option(
+        "--model", help="Run folder or .keras file to export (.onnx with --text-input).")]
+    = runs.DEFAULT_OUTPUT,
+    output: Annotated[Path | None, typer.Option(
+        "--output", show_default="model.onnx beside the model",
+        help="ONNX file to write.")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=1, help="ONNX opset.")] = 17,
+    atol: Annotated[float, typer.Option(
+        "--atol", min=0, help="Largest |ONNX - Keras| accepted.")] = 1e-5,
+    reviews: Annotated[int, typer.Option(
+        "--reviews", min=1, help="Test reviews compared with Keras.")] = 1000,
+    graph: Annotated[Graph, typer.Option(
+        "--graph", help="Graph kind; auto keeps the fastest that matches Keras.")] = "auto",
+    quantize: Annotated[bool, typer.Option(
+        "--quantize", help="Also write a dynamic int8 model.")] = False,
+    record_test: Annotated[bool, typer.Option(
+        "--record-test", help="Score on the test split; store it in the file.")] = False,
+    text_input: Annotated[bool, typer.Option(
+        "--text-input", help="Also write *.text.onnx: review text in, tokenizer inside, "
+                             "checked against the Python tokenizer.")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Convert to ONNX, check it against Keras on real test reviews, and keep the fastest graph.
 
@@ -41,6 +61,7 @@ def onnx(
 
     Example: rnncli export onnx --model artifacts/ --quantize
     """
+    from rnncli import dataset
     from rnncli.onnx_export import export_onnx
     from rnncli.text_export import export_text_graph
 

@@ -2,32 +2,56 @@
 
     $ rnncli predict "a wonderful, moving film" "a boring waste of time"
     $ rnncli predict --file reviews.txt --format jsonl > scores.jsonl
+    $ cat reviews.txt | rnncli predict --format csv       # or: rnncli predict - < reviews.txt
+
+Reviews come from exactly one place: the arguments, `--file PATH` (`-` is stdin), a lone
+`-` argument, or stdin when it is not a terminal and nothing else is given (then it must
+hold at least one line). Every input gives one output row, numbered by `line` (the
+argument's position, or the line in the file): a blank line of a file gets label and
+probability null (empty in csv, `-` in the table), so rows stay aligned with the input.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import itertools
 import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated, Literal, NamedTuple
 
 import typer
 
 from rnncli import runs
-from rnncli.cli.common import err, handle_errors
+from rnncli.cli.common import Command, ModelPath, handle_errors, json_text, note
 from rnncli.errors import UsageError
 
-FORMATS = ("table", "json", "jsonl", "csv")
+app = typer.Typer(add_completion=False)
+
+Format = Literal["table", "json", "jsonl", "csv"]
+STDIN = "-"
 
 
-def read_lines(path: str) -> Iterator[str]:
-    """Reviews from a file, one per line (`-` is stdin), streamed; blank lines skipped."""
+class Row(NamedTuple):
+    line: int
+    text: str
+    label: str | None  # None for a blank line
+    probability: float | None
+    known_words: int
+
+    def as_dict(self) -> dict:
+        p = None if self.probability is None else round(self.probability, 6)
+        return {"line": self.line, "text": self.text, "label": self.label, "probability": p,
+                "known_words": self.known_words}
+
+
+def read_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, review) for every line of a file (`-` is stdin), streamed; a blank
+    line is kept, as an empty review."""
     try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        stream = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise UsageError(f"Cannot read {path} ({exc.strerror}): check --file.") from None
-    name = "stdin" if path == "-" else path
+    name = "stdin" if path == STDIN else path
     with stream:
         for number, raw in enumerate(stream, start=1):
             try:
@@ -35,68 +59,126 @@ def read_lines(path: str) -> Iterator[str]:
             except UnicodeDecodeError:
                 raise UsageError(f"Line {number} of {name} is not UTF-8: convert the file "
                                  "(e.g. iconv -t utf-8).") from None
-            line = line.strip()
-            if line:
-                yield line
+            yield number, line.strip()
 
 
-def check_texts(texts: list[str]) -> list[str]:
-    for i, t in enumerate(texts, start=1):
-        if not t.strip():
-            raise UsageError(f"Review {i} is empty: give some text to predict.")
-    return texts
+def _stdin_is_piped() -> bool:
+    try:
+        return sys.stdin is not None and not sys.stdin.isatty()
+    except (AttributeError, ValueError):  # closed or replaced
+        return False
 
 
+def choose_input(texts: list[str], file: str | None) -> Iterable[tuple[int, str]]:
+    """The one source of reviews the arguments name (see the module docstring)."""
+    if texts and file:
+        raise UsageError("Give reviews as arguments or with --file, not both: put the "
+                         "arguments in the file, or drop --file.")
+    if texts == [STDIN]:
+        return read_lines(STDIN)
+    if texts:
+        if STDIN in texts:
+            raise UsageError("`-` (read stdin) must be the only argument: "
+                             "rnncli predict - < reviews.txt")
+        for i, t in enumerate(texts, start=1):
+            if not t.strip():
+                raise UsageError(f"Review {i} is empty: give some text to predict.")
+        return list(enumerate(texts, start=1))
+    if file:
+        return read_lines(file)
+    nothing = UsageError("Nothing to predict: give a review as an argument, --file PATH, or "
+                         "pipe reviews on stdin (one per line).")
+    if not _stdin_is_piped():
+        raise nothing
+    # Read only because nothing else was given: an empty stdin (a script run with
+    # </dev/null) is more likely a mistake than an empty input, unlike an explicit `-`.
+    lines = read_lines(STDIN)
+    first = next(lines, None)
+    if first is None:
+        raise nothing
+    return itertools.chain([first], lines)
+
+
+def aligned(lines: Iterable[tuple[int, str]],
+            predict: Callable[[Iterable[str]], Iterable]) -> Iterator[Row]:
+    """One Row per input line, in input order: the model sees only the non-blank reviews,
+    and blank lines are put back between its predictions."""
+    pending: deque[tuple[int, str]] = deque()
+
+    def reviews() -> Iterator[str]:
+        for number, text in lines:
+            pending.append((number, text))
+            if text:
+                yield text
+
+    for p in predict(reviews()):
+        while True:
+            number, text = pending.popleft()
+            if text:
+                yield Row(number, text, p.label, p.probability, p.known_words)
+                break
+            yield Row(number, text, None, None, 0)
+    for number, text in pending:  # blank lines after the last review
+        yield Row(number, text, None, None, 0)
+
+
+@app.command("predict", cls=Command)
 @handle_errors
 def predict(
-    texts: list[str] = typer.Argument(None, help="Reviews to score."),
-    file: str = typer.Option(None, "--file", help="One review per line; - reads stdin."),
-    model: Path = typer.Option(None, "--model",
-                               help="ONNX file or run folder [artifacts/, else bundled]."),
-    output_format: str = typer.Option("table", "--format", help="table, json, jsonl or csv."),
-    threshold: float = typer.Option(None, "--threshold", help="Positive at or above [0.5]."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Reviews per model call."),
+    texts: Annotated[list[str] | None, typer.Argument(
+        help="Reviews to score; `-` reads them from stdin, one per line.",
+        show_default=False)] = None,
+    file: Annotated[str | None, typer.Option(
+        "--file", show_default="stdin when piped",
+        help="One review per line; - reads stdin.")] = None,
+    model: ModelPath = None,
+    output_format: Annotated[Format, typer.Option(
+        "--format", help="Output: an aligned table, a JSON array, JSON lines or CSV.")]
+    = "table",
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0, max=1, show_default="the model's, 0.5 unless recorded",
+        help="Positive at or above this probability.")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Reviews per model call.")] = 256,
 ) -> None:
     """Predict the sentiment of reviews: label, probability and known-word count.
+
+    Every input line gives one output row (`line` field); a blank line gets a null label.
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
     from rnncli.inference import OnnxModel
 
-    if output_format not in FORMATS:
-        raise UsageError(f"--format {output_format!r} is not known: use {', '.join(FORMATS)}.")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UsageError(f"--threshold {threshold} must be between 0 and 1.")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size} must be 1 or more.")
-    if not texts and not file:
-        raise UsageError("Nothing to predict: give a review as an argument or --file PATH.")
+    source = choose_input(list(texts or []), file)
     ref = runs.find_model(model, prefer="onnx")
     if ref.kind != "onnx":
         raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
     if ref.bundled:
-        err.print(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
+        note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     onnx_model = OnnxModel(ref.path)
-    source = read_lines(file) if file else iter(check_texts(list(texts)))
-    results = onnx_model.predict_stream(source, batch_size, threshold)
+    rows = aligned(source, lambda reviews: onnx_model.predict_stream(reviews, batch_size,
+                                                                       threshold))
+    write_rows(rows, output_format)
+
+
+def write_rows(rows: Iterable[Row], output_format: str) -> None:
     write = sys.stdout.write
     if output_format == "jsonl":
-        for r in results:
-            write(json.dumps(_row(r), ensure_ascii=False) + "\n")
+        for r in rows:
+            write(json_text(r.as_dict()) + "\n")
     elif output_format == "json":
-        write(json.dumps([_row(r) for r in results], indent=2, ensure_ascii=False) + "\n")
+        write(json_text([r.as_dict() for r in rows], indent=2) + "\n")
     elif output_format == "csv":
+        import csv
+
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["label", "probability", "known_words", "text"])
-        for r in results:
-            writer.writerow([r.label, f"{r.probability:.6f}", r.known_words, r.text])
+        writer.writerow(["line", "label", "probability", "known_words", "text"])
+        for r in rows:
+            p = "" if r.probability is None else f"{r.probability:.6f}"
+            writer.writerow([r.line, r.label or "", p, r.known_words, r.text])
     else:
-        for r in results:
+        for r in rows:
             shown = r.text if len(r.text) <= 60 else r.text[:57] + "..."
-            write(f"{r.label:<8} {r.probability:6.3f}  {r.known_words:>4} known  {shown}\n")
-
-
-def _row(r) -> dict:
-    return {"text": r.text, "label": r.label, "probability": round(r.probability, 6),
-            "known_words": r.known_words}
+            p = "     -" if r.probability is None else f"{r.probability:6.3f}"
+            write(f"{r.line:>4}  {r.label or '-':<8} {p}  {r.known_words:>4} known  {shown}\n")

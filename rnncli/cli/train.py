@@ -2,16 +2,29 @@
 
     $ rnncli train                       # the reference recipe, 10 epochs
     $ rnncli train --cell lstm --epochs 3 --output artifacts/lstm
+    $ rnncli train --preset best --print-config > best.toml   # then: --config best.toml
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import typer
 
-from rnncli import config, dataset, runs
-from rnncli.cli.common import err, fail, handle_errors, out
+from rnncli import config, config_file, runs
+from rnncli.cli.common import (
+    Command,
+    DataDir,
+    Limit,
+    err,
+    fail,
+    handle_errors,
+    out,
+)
+
+app = typer.Typer(add_completion=False)
 
 
 class ProgressReporter:
@@ -100,83 +113,98 @@ def save_png(history: list[dict], path: Path) -> bool:
     return True
 
 
+Preset = Literal[tuple(config.PRESETS)]
+Cell = Literal[config.CELLS]
+Pooling = Literal[config.POOLINGS]
+Side = Literal[config.PADDING_SIDES]
+Monitor = Literal[config.MONITORS]
+Strategy = Literal[config.STRATEGIES]
+PANELS = {"data": "Data settings", "model": "Model settings", "train": "Training settings"}
+
+
+def setting(key: str, *decls: str, **kw: Any) -> Any:
+    """The option for config key `key`: its help and the default it shows come from the
+    field in config.py, so --help, --print-config and the README say the same."""
+    s = config.settings()[key]
+    shown = ("unset" if s.default is None else "none" if s.default == []
+             else config_file.toml_value(s.default).strip('"'))
+    return typer.Option(*(decls or (f"--{key.replace('_', '-')}",)),
+                        help=s.help[0].upper() + s.help[1:] + ".", show_default=shown,
+                        rich_help_panel=PANELS[s.section], **kw)
+
+
+@app.command("train", cls=Command)
 @handle_errors
 def train(
-    preset: str = typer.Option(None, "--preset",
-                               help=f"Named settings: {', '.join(config.PRESETS)}."),
-    config_file: Path = typer.Option(None, "--config", help="TOML file; options override it."),
-    cell: str = typer.Option(None, "--cell", help="simple, lstm or gru."),
-    units: int = typer.Option(None, "--units", help="Recurrent units per layer [32]."),
-    layers: int = typer.Option(None, "--layers", help="Stacked recurrent layers [1]."),
-    bidirectional: bool = typer.Option(None, "--bidirectional/--unidirectional",
-                                       help="Read reviews both ways."),
-    embedding_dim: int = typer.Option(None, "--embedding-dim", help="Embedding size [128]."),
-    pooling: str = typer.Option(None, "--pooling",
-                                help="last, max, mean or masked-max over time [last]."),
-    head_dropout: float = typer.Option(None, "--head-dropout",
-                                       help="Dropout before the dense layer [0]."),
-    num_words: int = typer.Option(None, "--num-words", help="Vocabulary cut [1000]."),
-    maxlen: int = typer.Option(None, "--maxlen", help="Tokens per review [80]."),
-    padding: str = typer.Option(None, "--padding", help="pre or post [pre]."),
-    truncating: str = typer.Option(None, "--truncating", help="pre or post [pre]."),
-    dropout: float = typer.Option(None, "--dropout", help="Input dropout of recurrent layers."),
-    recurrent_dropout: float = typer.Option(None, "--recurrent-dropout",
-                                            help="Dropout on the recurrent state."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Batch size [32]."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs [10]."),
-    learning_rate: float = typer.Option(None, "--learning-rate", help="Adam learning rate."),
-    clipnorm: float = typer.Option(None, "--clipnorm", help="Gradient norm clip [1.0]; 0 off."),
-    clipvalue: float = typer.Option(None, "--clipvalue", help="Gradient value clip; 0 off."),
-    validation_split: float = typer.Option(None, "--validation-split", help="Held out [0.2]."),
-    early_stopping: int = typer.Option(None, "--early-stopping", metavar="PATIENCE",
-                                       help="Stop after PATIENCE epochs without improvement."),
-    monitor: str = typer.Option(None, "--monitor", help="val_accuracy or val_loss."),
-    seed: int = typer.Option(None, "--seed", help="Random seed [1337]."),
-    crop_prob: float = typer.Option(None, "--crop-prob",
-                                    help="Share of reviews cropped to a random window [0]."),
-    crop_min: int = typer.Option(None, "--crop-min", help="Shortest crop, in words [8]."),
-    crop_max: int = typer.Option(None, "--crop-max", help="Longest crop, in words [80]."),
-    bucket: bool = typer.Option(None, "--bucket/--no-bucket",
-                                help="Batches of similar length [on for masked-max]."),
-    teacher: list[Path] = typer.Option(None, "--teacher",
-                                       help="Run folder of a masked-max model to distil from "
-                                            "(repeat for several)."),
-    distill_weight: float = typer.Option(None, "--distill-weight",
-                                         help="Weight of the teachers in the target [0.7]."),
-    limit: int = typer.Option(None, "--limit", help="Train on the first N reviews only."),
-    strategy: str = typer.Option(None, "--strategy", help="default, mirrored or multi-worker."),
-    jit: bool = typer.Option(None, "--jit/--no-jit", help="XLA compilation [on]."),
-    unroll: bool = typer.Option(None, "--unroll/--no-unroll",
-                                help="Unroll the time loop [SimpleRNN, maxlen <= 100]."),
-    cpu_devices: int = typer.Option(None, "--cpu-devices", hidden=True,
-                                    help="Split the CPU into N logical devices."),
-    output: Path = typer.Option(runs.DEFAULT_OUTPUT, "--output", help="Run folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run in --output."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output."),
-    data_dir: Path = typer.Option(None, "--data-dir", envvar="RNNCLI_HOME", help="Data home."),
+    preset: Annotated[Preset | None, typer.Option(
+        "--preset", show_default="recipe", help="Named settings (config.py PRESETS).")] = None,
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", show_default="none",
+        help="TOML file, as --print-config writes it; options override it.")] = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print the resolved settings as TOML and exit.")] = False,
+    num_words: Annotated[int | None, setting("num_words")] = None,
+    maxlen: Annotated[int | None, setting("maxlen")] = None,
+    padding: Annotated[Side | None, setting("padding")] = None,
+    truncating: Annotated[Side | None, setting("truncating")] = None,
+    validation_split: Annotated[float | None, setting("validation_split")] = None,
+    limit: Limit = None,
+    cell: Annotated[Cell | None, setting("cell")] = None,
+    units: Annotated[int | None, setting("units")] = None,
+    layers: Annotated[int | None, setting("layers")] = None,
+    bidirectional: Annotated[bool | None, setting(
+        "bidirectional", "--bidirectional/--unidirectional")] = None,
+    embedding_dim: Annotated[int | None, setting("embedding_dim")] = None,
+    dropout: Annotated[float | None, setting("dropout")] = None,
+    recurrent_dropout: Annotated[float | None, setting("recurrent_dropout")] = None,
+    pooling: Annotated[Pooling | None, setting("pooling")] = None,
+    head_dropout: Annotated[float | None, setting("head_dropout")] = None,
+    unroll: Annotated[bool | None, setting("unroll", "--unroll/--no-unroll")] = None,
+    batch_size: Annotated[int | None, setting("batch_size")] = None,
+    epochs: Annotated[int | None, setting("epochs")] = None,
+    learning_rate: Annotated[float | None, setting("learning_rate")] = None,
+    clipnorm: Annotated[float | None, setting("clipnorm")] = None,
+    clipvalue: Annotated[float | None, setting("clipvalue")] = None,
+    early_stopping: Annotated[int | None, setting(
+        "early_stopping", metavar="PATIENCE")] = None,
+    monitor: Annotated[Monitor | None, setting("monitor")] = None,
+    seed: Annotated[int | None, setting("seed")] = None,
+    strategy: Annotated[Strategy | None, setting("strategy")] = None,
+    jit_compile: Annotated[bool | None, setting("jit_compile", "--jit/--no-jit")] = None,
+    crop_prob: Annotated[float | None, setting("crop_prob")] = None,
+    crop_min: Annotated[int | None, setting("crop_min")] = None,
+    crop_max: Annotated[int | None, setting("crop_max")] = None,
+    bucket: Annotated[bool | None, setting("bucket", "--bucket/--no-bucket")] = None,
+    teachers: Annotated[list[Path] | None, setting("teachers", "--teacher")] = None,
+    distill_weight: Annotated[float | None, setting("distill_weight")] = None,
+    cpu_devices: Annotated[int | None, typer.Option(
+        "--cpu-devices", hidden=True, help="Split the CPU into N logical devices.")] = None,
+    output: Annotated[Path, typer.Option("--output", help="Run folder.")] = runs.DEFAULT_OUTPUT,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a run in --output.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --output.")] = False,
+    data_dir: DataDir = None,
 ) -> None:
     """Train Embedding -> SimpleRNN/LSTM/GRU -> Dense on the prepared IMDB train split.
 
-    Defaults are the reference recipe (num_words 1000, maxlen 80, SimpleRNN(32), adam,
-    batch 32, 10 epochs, validation split 0.2) plus gradient clipping and best-epoch restore.
+    Defaults: the reference recipe's hyperparameters (num_words 1000, maxlen 80,
+    SimpleRNN(32), adam, batch 32, 10 epochs, validation split 0.2), plus gradient
+    clipping and best-epoch restore. Each setting comes from the first of: the option
+    given, the --config file, the --preset, the default.
 
     Example: rnncli train --cell lstm --epochs 5 --output artifacts/lstm
     """
+    # Every option named after a config key overrides that key (None: not given).
+    given = dict(locals(), teachers=[str(p) for p in teachers] if teachers else None)
+    overrides = {k: v for k, v in given.items() if k in config.settings()}
+    cfg = config.resolve(preset, config_file, overrides)
+    if print_config:
+        sys.stdout.write(cfg.to_toml())
+        return
+    from rnncli import dataset
     from rnncli.training import train as run_training
 
-    overrides = dict(cell=cell, units=units, layers=layers, bidirectional=bidirectional,
-                     embedding_dim=embedding_dim, pooling=pooling, head_dropout=head_dropout,
-                     crop_prob=crop_prob, crop_min=crop_min, crop_max=crop_max, bucket=bucket,
-                     teachers=[str(p) for p in teacher] if teacher else None,
-                     distill_weight=distill_weight,
-                     num_words=num_words,
-                     maxlen=maxlen, padding=padding, truncating=truncating, dropout=dropout,
-                     recurrent_dropout=recurrent_dropout, batch_size=batch_size, epochs=epochs,
-                     learning_rate=learning_rate, clipnorm=clipnorm, clipvalue=clipvalue,
-                     validation_split=validation_split, early_stopping=early_stopping,
-                     monitor=monitor, seed=seed, limit=limit, strategy=strategy,
-                     jit_compile=jit, unroll=unroll)
-    cfg = config.resolve(preset, config_file, overrides)
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before TensorFlow loads
     reporter = ProgressReporter()

@@ -1,0 +1,91 @@
+"""Cold start of the command as a user meets it, beside the floor, measured in one run.
+
+    python benchmarks/bench_startup.py                           # bundled model
+    python benchmarks/bench_startup.py --model artifacts/model.onnx --runs 7
+
+Each round runs every command once as a fresh process (interleaved, so a busy moment
+costs all of them alike); the median of the rounds is reported. The floor is
+`python -c "import onnxruntime, numpy"`: what any process serving an ONNX model with
+numpy pays before it does anything. Targets: `rnncli predict "great film"` <= 1.5x the
+floor, with the bundled model and with an exported one. `rnncli --help` and a TAB
+completion (`rnncli predict --f<TAB>`) are shown beside the bare interpreter.
+Commands run as pip's console script does, from an empty folder, so the bundled model is
+the default one (no artifacts/ there), and with compiled bytecode, as after `pip install`:
+the first, untimed round writes it to a temporary cache (PYTHONPYCACHEPREFIX), even where
+PYTHONDONTWRITEBYTECODE is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# What pip's `rnncli` console script runs, for whichever rnncli is importable.
+SCRIPT = "import sys; from rnncli.cli import main; sys.argv[0] = 'rnncli'; sys.exit(main())"
+RNNCLI = [sys.executable, "-c", SCRIPT]
+
+
+def commands(model: Path | None) -> dict[str, tuple[list[str], dict[str, str]]]:
+    completion_env = {"_RNNCLI_COMPLETE": "complete_bash",
+                      "COMP_WORDS": "rnncli predict --f", "COMP_CWORD": "2"}
+    cmds = {
+        "floor: import onnxruntime, numpy": (
+            [sys.executable, "-c", "import onnxruntime, numpy"], {}),
+        "python -c pass": ([sys.executable, "-c", "pass"], {}),
+        'predict "great film" (bundled)': ([*RNNCLI, "predict", "great film"], {}),
+        "rnncli --help": ([*RNNCLI, "--help"], {}),
+        "TAB: predict --f<TAB>": (RNNCLI, completion_env),
+    }
+    if model is not None:
+        cmds['predict "great film" --model'] = (
+            [*RNNCLI, "predict", "great film", "--model", str(model.resolve())], {})
+    return cmds
+
+
+def run_once(cmd: list[str], extra_env: dict[str, str], cwd: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra_env, PYTHONPYCACHEPREFIX=os.path.join(cwd, ".pycache"))
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    seconds = time.perf_counter() - t
+    if res.returncode != 0 or (SCRIPT in cmd and not res.stdout.strip()):
+        sys.exit(f"{' '.join(cmd)} failed (exit {res.returncode}): {res.stderr.strip()[:300]}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="an exported .onnx model to time as well")
+    ap.add_argument("--runs", type=int, default=7, help="rounds; the median is reported")
+    args = ap.parse_args()
+    if args.model is not None and not args.model.is_file():
+        sys.exit(f"No ONNX file at {args.model}: pass the exported model.onnx.")
+    cmds = commands(args.model)
+    times: dict[str, list[float]] = {name: [] for name in cmds}
+    with tempfile.TemporaryDirectory() as cwd:
+        for cmd, env in cmds.values():  # warm the file cache once, untimed
+            run_once(cmd, env, cwd)
+        for _ in range(args.runs):
+            for name, (cmd, env) in cmds.items():
+                times[name].append(run_once(cmd, env, cwd))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    floor = medians["floor: import onnxruntime, numpy"]
+    print(f"median of {args.runs} cold starts, {os.cpu_count()} CPUs")
+    print(f"{'command':<36} {'seconds':>8} {'x floor':>8}")
+    for name, seconds in medians.items():
+        print(f"{name:<36} {seconds:8.3f} {seconds / floor:7.2f}x")
+    for name in medians:
+        if name.startswith("predict"):
+            ratio = medians[name] / floor
+            verdict = "ok" if ratio <= 1.5 else "over"
+            print(f"target {name}: <= 1.5x floor -> {ratio:.2f}x {verdict}")
+
+
+if __name__ == "__main__":
+    main()

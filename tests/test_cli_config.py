@@ -1,0 +1,137 @@
+"""Config files: `train --print-config` writes TOML that `--config` reads back, every key is
+documented, and a bad file is refused with its key named before anything is written."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnncli import config, config_file, runs, text
+from rnncli.cli import app
+
+runner = CliRunner()
+tomllib = config_file.toml_parser()
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def train(*args):
+    return runner.invoke(app, ["train", *args])
+
+
+def printed(*args) -> str:
+    res = train(*args, "--print-config")
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+@pytest.mark.parametrize("preset", [None, "best"])
+def test_printed_config_is_the_resolved_config(preset):
+    out = printed(*(["--preset", preset] if preset else []))
+    assert config.RunConfig.from_dict(tomllib.loads(out)) == config.resolve(preset)
+
+
+@pytest.mark.parametrize("args", [[], ["--preset", "best"],
+                                  ["--preset", "lstm", "--limit", "500", "--no-jit",
+                                   "--learning-rate", "0.01", "--unroll"]])
+def test_printed_config_reads_back_to_the_same_settings(tmp_path, args):
+    first = printed(*args)
+    (tmp_path / "run.toml").write_text(first)
+    assert printed("--config", "run.toml") == first
+
+
+def test_options_override_the_file_and_unset_keys_are_comments(tmp_path):
+    (tmp_path / "run.toml").write_text('[model]\ncell = "gru"\nunits = 6\n[train]\nepochs = 1\n')
+    out = printed("--config", "run.toml", "--units", "5")
+    values = tomllib.loads(out)
+    assert values["model"]["cell"] == "gru" and values["model"]["units"] == 5
+    assert values["train"]["epochs"] == 1 and values["data"]["maxlen"] == 80
+    assert "limit" not in values["data"] and "# limit = (unset)" in out
+
+
+def test_print_config_needs_no_prepared_data(tmp_path):
+    assert not (tmp_path / "home").exists()
+    printed("--epochs", "2")
+    assert not (tmp_path / "home").exists() and not (tmp_path / "artifacts").exists()
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[train]\nepochs = "3"\n', 'epochs = "3" in run.toml: expected an integer'),
+    ("[data]\nmaxlen = 3.5\n", "maxlen = 3.5 in run.toml: expected an integer"),
+    ("[model]\nbidirectional = 1\n", "bidirectional = 1 in run.toml: expected a boolean"),
+    ('[train]\nlearning_rate = "fast"\n', "expected a number"),
+    ("epoch = 3\n", "Unknown setting 'epoch' in run.toml (did you mean 'epochs'?)"),
+    ("[model]\nepochs = 3\n", "epochs belongs in [train], not [model]"),
+    ("[training]\nepochs = 3\n", "Unknown section [training]"),
+    ("[train\n", "Invalid TOML in run.toml"),
+])
+def test_bad_config_names_the_key_and_leaves_no_run_folder(tmp_path, toml, message):
+    (tmp_path / "run.toml").write_text(toml)
+    res = train("--config", "run.toml", "--output", "run")
+    assert res.exit_code == 2
+    assert message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_key_points_to_the_documented_list(tmp_path):
+    (tmp_path / "run.toml").write_text("colour = 3\n")
+    res = train("--config", "run.toml")
+    assert config.KEYS_DOC in res.stderr and "--print-config" in res.stderr
+    heading = config.KEYS_DOC.split('"')[1]
+    assert f"#### {heading}" in README.read_text(), "the message names a README section"
+
+
+@pytest.mark.parametrize("kind", ["folder", "unreadable", "not-utf8", "json-list"])
+def test_config_that_is_not_a_readable_file(tmp_path, kind):
+    target = tmp_path / "cfg"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "unreadable":
+        target.write_text("epochs = 1\n")
+        target.chmod(0)
+        if os.access(target, os.R_OK):
+            pytest.skip("running as a user who reads any file (root)")
+    elif kind == "not-utf8":
+        target.write_bytes(b"cell = \"\xff\"\n")
+    else:
+        target = tmp_path / "config.json"
+        target.write_text("[]")
+    res = train("--config", str(target))
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and str(target) in res.stderr
+
+
+def test_a_run_config_json_is_read_too(tmp_path):
+    run = config.resolve("gru", None, {"epochs": 2}).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**run, "dataset": {"checksum": "x"}}))
+    assert tomllib.loads(printed("--config", "config.json")) == tomllib.loads(
+        printed("--preset", "gru", "--epochs", "2"))
+
+
+def test_readme_lists_every_key_as_config_py_defines_it():
+    assert config_file.keys_table() in README.read_text(), (
+        "README's key table is stale: paste the output of `python -m rnncli.config_file`")
+
+
+def test_choices_match_the_modules_that_use_them():
+    assert config.PADDING_SIDES == text.PADDING_SIDES
+
+
+def test_toml_values_round_trip_through_a_parser():
+    for value in ("pre", 'a "quoted" \\ value\x7f\n', 0.001, 1e-05, 3, True, False, 1.0):
+        assert tomllib.loads(f"x = {config_file.toml_value(value)}")["x"] == value
+
+
+@pytest.mark.slow
+def test_run_folder_config_toml_reproduces_the_run(prepared, tmp_path):
+    args = ["--epochs", "1", "--limit", "40", "--units", "4", "--embedding-dim", "8",
+            "--num-words", "30", "--maxlen", "20", "--cell", "gru"]
+    res = train(*args, "--output", "run")
+    assert res.exit_code == 0, res.output
+    saved = tmp_path / "run" / runs.CONFIG_TOML
+    assert printed("--config", str(saved)) == printed(*args)
+    as_json = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
+    assert config.RunConfig.from_dict(tomllib.loads(saved.read_text())) == \
+        config.RunConfig.from_dict(as_json)

@@ -1,0 +1,27 @@
+"""`rnncli data` output details: clean stderr off a terminal, origins that stay meaningful."""
+
+import json
+
+from typer.testing import CliRunner
+
+from rnncli.cli import app
+
+runner = CliRunner()
+
+
+def test_fetch_writes_no_empty_line_off_a_terminal(archive):
+    res = runner.invoke(app, ["data", "fetch", "--from", str(archive)])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert lines and all(line.strip() for line in lines), res.stderr
+    assert lines[0].startswith("Prepared aclimdb")
+
+
+def test_info_shows_the_origin_as_an_absolute_path(archive, tmp_path):
+    # the fixture's cwd is tmp_path, where the archive lies: pass it relative
+    res = runner.invoke(app, ["data", "fetch", "--from", archive.name])
+    assert res.exit_code == 0, res.output
+    info = json.loads(runner.invoke(app, ["data", "info", "--json"]).stdout)
+    assert info["origin"] == str(archive.resolve())
+    shown = runner.invoke(app, ["data", "info"]).stdout.splitlines()[0]
+    assert f"({archive.resolve()})" in shown
