@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli import dataset, runs, text
+from rnncli import dataset, runs, text, tf_runtime
 from rnncli.evaluation import binary_metrics
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -46,7 +46,7 @@ def crops(reviews: list[str], seed: int = 0, lo: int = 8, hi: int = 30) -> list[
 
 
 def keras_scorer(path: Path):
-    model = runs.load_keras_model(path)
+    model = tf_runtime.load_keras_model(path)
     prep = runs.keras_preprocessing(path)
     masked = model.get_layer("embedding").mask_zero is True
 

@@ -75,7 +75,7 @@ def main() -> None:
     text_rate = len(texts) / (time.perf_counter() - t)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from rnncli.runs import load_keras_model
+    from rnncli.tf_runtime import load_keras_model
 
     model = load_keras_model(keras_path)
     model.predict(x[:2048], batch_size=1024, verbose=0)

@@ -109,18 +109,19 @@ def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teachers: list, weig
 
 def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: int | None,
                   shuffle: bool = True, teachers: list | None = None,
-                  distill_weight: float = 0.0):
+                  distill_weight: float = 0.0, first_epoch: int = 0):
     """A keras PyDataset over epoch_batches, made anew after every epoch.
 
     `seed` None means no randomness at all (validation: no crops, fixed order). With
     `teachers` (Keras models that take any width, i.e. masked ones), targets are distilled.
+    `first_epoch`: the epochs already done, so a resumed run sees the batches it would have.
     """
     import keras
 
     class EpochBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.epoch = 0
+            self.epoch = first_epoch
             self._make()
 
         def _make(self):

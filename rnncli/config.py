@@ -80,6 +80,8 @@ class TrainConfig:
     early_stopping: int | None = setting(
         None, "stop after this many epochs without improvement (unset: never)")
     monitor: str = setting("val_accuracy", "what best epoch means: val_accuracy or val_loss")
+    restore_best: bool = setting(True, "model.keras holds the best epoch's weights; false: "
+                                       "the last epoch's")
     seed: int = setting(1337, "weights, shuffling and dropout")
     strategy: str = setting("default", "distribution over devices (tf.distribute): default, "
                                         "mirrored or multi-worker")

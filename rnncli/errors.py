@@ -42,3 +42,7 @@ class TrainingError(RnncliError):
 
 class GraphUnsupported(ExportError):
     """A model that a hand-built ONNX graph does not implement: refused with its reason."""
+
+
+class MissingExtraError(RnncliError):
+    """A command needs packages of an optional extra that is not installed."""

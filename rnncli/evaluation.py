@@ -63,7 +63,7 @@ def predict_probabilities(ref: ModelRef, x: np.ndarray, batch_size: int = 1024) 
         from rnncli.inference import OnnxModel
 
         return OnnxModel(ref.path).predict_ids(x, batch_size)
-    from rnncli.runs import load_keras_model
+    from rnncli.tf_runtime import load_keras_model
 
     model = load_keras_model(ref.path)
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()

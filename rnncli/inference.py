@@ -2,19 +2,28 @@
 
     model = OnnxModel(Path("artifacts/model.onnx"))
     model.predict_texts(["a great film"])   # [Prediction(label='positive', ...)]
+
+A graph whose metadata says it takes rows shorter than maxlen (`rnncli.trim_padding`) runs
+each batch only as many steps as the batch's longest review needs. Streams sort a window of
+reviews by length, so that similar lengths share a batch, and give results back in input
+order.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rnncli.errors import ModelError
-from rnncli.preprocessing import Preprocessing
+from rnncli.preprocessing import FEW, REEXPORT, Encoded, Preprocessing
+from rnncli.windows import encoded_windows, windows
+
+WINDOW_BATCHES = 16  # a stream sorts this many batches' worth of reviews by length
+MIN_WINDOW = 1024  # and at least this many: what a worker process gets per task
 
 
 @dataclass
@@ -43,24 +52,47 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def map_concurrently(fn: Callable, items: Sequence, workers: int) -> list:
+    """[fn(i) for i in items], on up to `workers` threads: onnxruntime releases the GIL, so
+    model calls on several batches use several cores."""
+    if workers == 1 or len(items) < 2:
+        return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def run_batches(session, x: np.ndarray, batch_size: int, workers: int, input_name: str,
                 output_name: str) -> np.ndarray:
-    """Run `x` in batches; with workers > 1, batches run concurrently (onnxruntime releases
-    the GIL), which is how a batch job uses every core."""
+    """Run `x` in batches, concurrently with workers > 1."""
     def run(chunk):
         return session.run([output_name], {input_name: chunk})[0].reshape(-1)
 
     if len(x) == 0:
         return np.zeros(0, np.float32)
-    if len(x) <= batch_size:
-        return run(x)  # the single-call case: predict's latency path
     chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
-    if workers == 1:
-        return np.concatenate([run(c) for c in chunks])
-    from concurrent.futures import ThreadPoolExecutor
+    return np.concatenate(map_concurrently(run, chunks, workers))
 
-    with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
-        return np.concatenate(list(pool.map(run, chunks)))
+
+def plan_batches(lengths: np.ndarray, batch_size: int, maxlen: int, trim: bool,
+                 full_length_batch: int | None = None) -> list[tuple[np.ndarray | slice, int]]:
+    """(rows, width) of each model call for reviews of `lengths` ids (start marker not counted).
+
+    Without `trim` the graph takes only maxlen-wide rows: batches in input order. With it,
+    reviews are sorted by length and each batch is padded to its own longest review, except
+    batches larger than `full_length_batch`, which the graph runs faster at full length.
+    """
+    n = len(lengths)
+    if not trim:
+        return [(slice(i, min(i + batch_size, n)), maxlen) for i in range(0, n, batch_size)]
+    order = np.argsort(lengths, kind="stable")
+    plan = []
+    for i in range(0, n, batch_size):
+        rows = order[i : i + batch_size]
+        full = full_length_batch is not None and len(rows) > full_length_batch
+        plan.append((rows, maxlen if full else min(maxlen, 1 + int(lengths[rows[-1]]))))
+    return plan
 
 
 class OnnxModel:
@@ -76,9 +108,8 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), session_options(),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            raise ModelError(f"Cannot load {path}: not a valid ONNX model ({first}); "
-                             "re-export it with `rnncli export onnx`.") from None
+            raise ModelError(f"Cannot load {path}: not a valid ONNX model ({_first_line(exc)}); "
+                             f"{REEXPORT}.") from None
         props = self.session.get_modelmeta().custom_metadata_map
         if not any(k.startswith("rnncli.") for k in props):
             raise ModelError(f"{path} has no rnncli metadata (vocabulary, maxlen): export it "
@@ -86,44 +117,126 @@ class OnnxModel:
         self.path = path
         self.workers = workers or default_workers()
         self.metadata = dict(props)
-        self.preprocessing = Preprocessing.from_metadata(props)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        self.preprocessing = prep = Preprocessing.from_metadata(props, str(path))
         # `export onnx --text-input` graphs tokenize in the graph (rnncli.text_input).
         self.takes_text = self.session.get_inputs()[0].type == "tensor(string)"
+        self.input_name, self.output_name = self._check_signature(prep)
+        # Graph facts come from metadata alone: no graph is inspected at serving time.
+        self.trim = prep.trim_padding
+        self.full_length_batch = self._full_length_batch()
+
+    def _check_signature(self, prep: Preprocessing) -> tuple[str, str]:
+        """Names of the one int32 [batch, steps] input and the one float output (a text
+        model: the one string [batch] input and its first output, a float)."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if self.takes_text:
+            if len(shape) != 1 or not outputs or outputs[0].type != "tensor(float)":
+                raise ModelError(f"{self.path} takes text but not as one string [batch] input "
+                                 f"giving a float output first: {REEXPORT}.")
+            return inputs[0].name, outputs[0].name
+        if (len(inputs) != 1 or inputs[0].type != "tensor(int32)" or len(shape) != 2
+                or len(outputs) != 1 or outputs[0].type != "tensor(float)"):
+            got = ", ".join(f"{i.type} {i.shape}" for i in inputs) or "nothing"
+            gives = ", ".join(o.type for o in outputs) or "nothing"
+            raise ModelError(f"{self.path} carries rnncli metadata but its graph takes {got} "
+                             f"and gives {gives}, not one int32 [batch, steps] input and one "
+                             f"float output: {REEXPORT}.")
+        steps = shape[1]
+        if isinstance(steps, int) and (steps != prep.maxlen or prep.trim_padding):
+            raise ModelError(f"{self.path}: the graph takes {steps} steps, its metadata says "
+                             f"maxlen {prep.maxlen}"
+                             f"{' and shorter rows' if prep.trim_padding else ''}: {REEXPORT}.")
+        return inputs[0].name, outputs[0].name
+
+    def _full_length_batch(self) -> int | None:
+        value = self.metadata.get("rnncli.full_length_batch")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise ModelError(f"{self.path} metadata: rnncli.full_length_batch is {value!r}, "
+                             f"not a whole number: {REEXPORT}.")
+        return int(value)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run([self.output_name], {self.input_name: x})[0].reshape(-1)
+        except Exception as exc:  # a graph that loads but fails on its own input
+            raise ModelError(f"{self.path} failed on a batch of {x.shape} ids "
+                             f"({_first_line(exc)}): {REEXPORT}.") from None
+        if len(out) != len(x):
+            raise ModelError(f"{self.path} gave {len(out)} outputs for {len(x)} reviews: "
+                             f"{REEXPORT}.")
+        return out
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Probabilities for an already padded int32 id matrix."""
         if self.takes_text:
             raise ModelError(f"{self.path} takes review text, not ids: use predict_texts.")
-        return run_batches(self.session, x, batch_size, self.workers, self.input_name,
-                           self.output_name)
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        return np.concatenate(map_concurrently(self._run, chunks, self.workers))
 
-    def predict_texts(self, texts: list[str], threshold: float | None = None) -> list[Prediction]:
+    def encode(self, texts: list[str]) -> Encoded:
+        """Reviews as the graph's input before batching; the one step (with _run and
+        _check_signature) a model kind with another input would change. Runs in worker
+        processes on large inputs."""
+        return self.preprocessing.encode_flat(texts)
+
+    def probabilities(self, encoded: Encoded, batch_size: int = 256) -> np.ndarray:
+        """Probabilities of encoded reviews, in their order, batched by length."""
+        prep = self.preprocessing
+        plan = plan_batches(encoded.lengths, batch_size, prep.maxlen, self.trim,
+                            self.full_length_batch)
+        outs = map_concurrently(lambda item: self._run(prep.pad(encoded, *item)), plan,
+                                self.workers)
+        probs = np.empty(len(encoded.lengths), np.float32)
+        for (rows, _), out in zip(plan, outs):
+            probs[rows] = out
+        return probs
+
+    def predict_texts(self, texts: Sequence[str], threshold: float | None = None,
+                      batch_size: int = 256) -> list[Prediction]:
+        if not texts:
+            return []
         if self.takes_text:
             from rnncli.text_input import text_predictions
 
-            return text_predictions(self, texts, threshold)
-        prep = self.preprocessing
-        threshold = prep.threshold if threshold is None else threshold
-        # Above rnncli.full_length_batch rows a graph runs faster on maxlen-wide rows (the
-        # hybrid's unrolled branch); otherwise only as many steps as the longest review.
-        limit = int(self.metadata.get("rnncli.full_length_batch", len(texts)))
-        trim = prep.trim_padding and len(texts) <= limit
-        x, known = prep.encode(texts, trim=trim)
-        probs = self.predict_ids(x, max(1, len(texts)))
-        positive, negative = prep.labels[1], prep.labels[0]
-        return [Prediction(t, positive if p >= threshold else negative, float(p), int(k))
-                for t, p, k in zip(texts, probs.tolist(), known.tolist())]
+            return text_predictions(self, list(texts), threshold)
+        if len(texts) <= FEW:  # the latency path: one call, no sorting
+            prep = self.preprocessing
+            trim = self.trim and (self.full_length_batch is None
+                                  or len(texts) <= self.full_length_batch)
+            x, known = prep.encode(texts, trim=trim)
+            return self._predictions(texts, self._run(x), known, threshold)
+        encoded = self.encode(list(texts))
+        return self._predictions(texts, self.probabilities(encoded, batch_size), encoded.known,
+                                 threshold)
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = 256,
-                       threshold: float | None = None) -> Iterator[Prediction]:
-        """Predict an iterable of any length in batches: memory stays bounded."""
-        batch: list[str] = []
-        for t in texts:
-            batch.append(t)
-            if len(batch) == batch_size:
-                yield from self.predict_texts(batch, threshold)
-                batch = []
-        if batch:
-            yield from self.predict_texts(batch, threshold)
+                       threshold: float | None = None,
+                       window: int | None = None) -> Iterator[Prediction]:
+        """Predict an iterable of any length, a window of reviews at a time (memory stays
+        bounded), in input order; large inputs are encoded across processes."""
+        window = window or max(MIN_WINDOW, WINDOW_BATCHES * batch_size)
+        if self.takes_text:  # the graph tokenizes: nothing to encode ahead
+            for chunk in windows(texts, window):
+                yield from self.predict_texts(chunk, threshold)
+            return
+        for chunk, encoded in encoded_windows(self.encode, texts, window, self.workers):
+            yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
+                                         encoded.known, threshold)
+
+    def _predictions(self, texts: Sequence[str], probs: np.ndarray, known: np.ndarray,
+                     threshold: float | None) -> list[Prediction]:
+        prep = self.preprocessing
+        threshold = prep.threshold if threshold is None else threshold
+        negative, positive = prep.labels
+        return [Prediction(t, positive if p >= threshold else negative, p, k)
+                for t, p, k in zip(texts, probs.tolist(), known.tolist())]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__

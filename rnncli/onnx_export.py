@@ -16,13 +16,12 @@ export: it never falls back quietly to another graph.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rnncli import runs
+from rnncli import runs, tf_runtime
 from rnncli.config import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
 from rnncli.fsutil import atomic_path, read_json
@@ -86,18 +85,10 @@ def validation_inputs(prep: Preprocessing, home: Path,
     return x, None, False
 
 
-def _quiet_python_loggers() -> None:
-    """tf2onnx and onnxruntime's quantizer log progress notes at INFO/WARNING through the
-    root logger; the export prints its own report instead."""
-    import logging
-
-    for name in ("tf2onnx", "onnxruntime", "root"):
-        logging.getLogger(name if name != "root" else None).setLevel(logging.ERROR)
-
-
 def _tf2onnx_graph(model, width: int | None, opset: int):
     import tensorflow as tf
-    import tf2onnx
+
+    tf2onnx = tf_runtime.import_tf2onnx()
 
     spec = [tf.TensorSpec([None, width], tf.int32, name=INPUT)]
 
@@ -194,14 +185,13 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
                          "(a run folder or .keras file), or --text-input to wrap it.")
     if graph not in GRAPHS:
         raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
+    tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
     prep = runs.keras_preprocessing(ref.path)
     cfg_path = ref.path.parent / runs.CONFIG
     cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
-    # A visible GPU makes Keras LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
-    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    runs.quiet_tensorflow()
-    _quiet_python_loggers()
-    model = runs.load_keras_model(ref.path)
+    # The CLI runs this inside tf_runtime.quiet(hide_gpus=True): a visible GPU makes Keras
+    # LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
+    model = tf_runtime.load_keras_model(ref.path)
 
     x, y, real = validation_inputs(prep, home, n_reviews)
     reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)

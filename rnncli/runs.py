@@ -1,6 +1,11 @@
-"""The run folder's layout, its history files, and finding the model a command should use.
+"""The run folder: its layout, how a run enters it, its history, and finding a model in it.
 
+    run = open_run(Path("artifacts"), overwrite=False, resume=False)  # files go to run.work
+    switch_in(run)                                                   # then replace the old run
     model = find_model(None)   # artifacts/ model, else the bundled one
+
+A new run is written in `.next/` inside the run folder and switched in, file by file with
+Ctrl-C held off, once it has a model: until then the folder's previous run stays whole.
 """
 
 from __future__ import annotations
@@ -8,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
-import sys
+import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnncli.errors import ModelError
+from rnncli.errors import ModelError, UsageError
 from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
 
 DEFAULT_OUTPUT = Path("artifacts")
@@ -27,35 +33,153 @@ HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 CURVES_PNG = "curves.png"
 LAST_RUN = "last_run"
-BACKUP = ".backup"
+BACKUP = ".backup"  # epoch-NNNN.keras: the last finished epoch, with optimizer state
+STAGING = ".next"  # a run in progress, until it has a model
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
-# What --overwrite clears: a stale export beside a new model would be served by mistake.
+# What a new run replaces: a stale export beside a new model would be served by mistake.
 RUN_FILES = (MODEL, BEST, CONFIG, CONFIG_TOML, PREPROCESSING, HISTORY_JSON, HISTORY_CSV,
              CURVES_PNG, LAST_RUN, BACKUP, ONNX, ONNX_INT8, ONNX_TEXT)
 BUNDLED = Path(__file__).resolve().parent / "bundled" / "model.onnx"
 
 
-def write_history(output: Path, history: list[dict], state: dict) -> None:
-    atomic_write_json(output / HISTORY_JSON, {"epochs": history,
-                                              "best_epoch": state.get("best_epoch"),
-                                              "best": state.get("best")})
+@dataclass(frozen=True)
+class RunFolder:
+    output: Path  # the run folder the user named
+    work: Path  # where this run writes: output/.next, or an unfinished run's own folder
+    resumed: bool = False  # continues the run already in `work`
+
+    @property
+    def staged(self) -> bool:
+        return self.work != self.output
+
+
+def holds_run(folder: Path) -> bool:
+    return (folder / CONFIG).exists() or any(folder.glob("*.keras"))
+
+
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """(epoch, path) of the newest epoch checkpoint of an unfinished run, if any."""
+    found = sorted((folder / BACKUP).glob("epoch-*.keras"))
+    if not found or not (folder / CONFIG).exists():
+        return None
+    return int(found[-1].stem.split("-")[1]), found[-1]
+
+
+def checkpoint_path(folder: Path, epoch: int) -> Path:
+    return folder / BACKUP / f"epoch-{epoch:04d}.keras"
+
+
+def drop_checkpoints_before(folder: Path, epoch: int) -> None:
+    for old in (folder / BACKUP).glob("epoch-*.keras"):
+        if int(old.stem.split("-")[1]) < epoch:
+            old.unlink()
+
+
+def open_run(output: Path, overwrite: bool, resume: bool) -> RunFolder:
+    """Check what `output` holds against the request and say where this run writes."""
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output} is a file: name a folder.")
+    staging = output / STAGING
+    if resume:
+        for folder in (staging, output):
+            if latest_checkpoint(folder):
+                return RunFolder(output, folder, resumed=True)
+        if (output / CONFIG).exists():
+            raise UsageError(f"The run in {output} is complete: nothing to resume; "
+                             "--overwrite starts it again.")
+        raise UsageError(f"Nothing to resume in {output}: start a run with `rnncli train`.")
+    if (holds_run(output) or latest_checkpoint(staging)) and not overwrite:
+        raise UsageError(
+            f"{output} already holds a run: pass --overwrite to replace it, --resume to "
+            "continue it, or --output DIR for a new folder."
+        )
+    return RunFolder(output, staging)
+
+
+def begin(run: RunFolder) -> None:
+    """Make the folder a new run writes to; nothing is written before this."""
+    if run.resumed:
+        return
+    shutil.rmtree(run.work, ignore_errors=True)  # a run that never finished an epoch
+    try:
+        run.work.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"Cannot write in {run.output} ({exc.strerror}): "
+                         "choose another --output.") from None
+
+
+_holding = False
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C waits until the block is done, then interrupts as usual.
+
+    The handler is swapped, not the signal mask: TensorFlow's threads would still take a
+    blocked SIGINT and have Python raise it in the middle of the block.
+    """
+    global _holding
+    if _holding or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def switch_in(run: RunFolder) -> None:
+    """Replace the run in `run.output` by the staged one; files of the old run that the new
+    one lacks (exports, curves) go too."""
+    if not run.staged:
+        return
+    with interrupts_held():
+        for name in RUN_FILES:
+            new, old = run.work / name, run.output / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                if not new.exists():
+                    old.unlink()
+            if new.exists():
+                new.replace(old)
+        shutil.rmtree(run.work, ignore_errors=True)
+
+
+def discard(run: RunFolder) -> None:
+    """Forget a staged run that never finished an epoch: the folder is as it was."""
+    if run.staged:
+        shutil.rmtree(run.work, ignore_errors=True)
+
+
+def write_history(folder: Path, history: list[dict], best_epoch: int | None,
+                  best: float | None) -> None:
+    atomic_write_json(folder / HISTORY_JSON, {"epochs": history, "best_epoch": best_epoch,
+                                              "best": best})
     if history:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(history[-1]))
         writer.writeheader()
         writer.writerows(history)
-        atomic_write_text(output / HISTORY_CSV, buf.getvalue())
+        atomic_write_text(folder / HISTORY_CSV, buf.getvalue())
 
 
-def read_history(output: Path) -> tuple[list[dict], dict]:
-    """(epochs so far, {"best", "best_epoch"}) of a run, empty where none was written."""
+def read_history(folder: Path) -> tuple[list[dict], int | None, float | None]:
+    """(epochs so far, best epoch, its monitored value) of a run; empty where none was written."""
     try:
-        h = read_json(output / HISTORY_JSON)
+        h = read_json(folder / HISTORY_JSON)
     except (OSError, ValueError):
-        return [], {}
-    return h.get("epochs", []), {"best": h.get("best"), "best_epoch": h.get("best_epoch")}
+        return [], None, None
+    return h.get("epochs", []), h.get("best_epoch"), h.get("best")
 
 
 @dataclass
@@ -111,60 +235,3 @@ def keras_preprocessing(model_path: Path):
         return Preprocessing.from_dict(read_json(meta))
     except ValueError as exc:
         raise ModelError(f"Unreadable {meta} ({exc}): retrain the model.") from None
-
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Keep TensorFlow's C++ log lines (CUDA probing, oneDNN and graph notes) off stderr.
-
-    TensorFlow writes them straight to file descriptor 2 before its log level is read, so
-    fd 2 goes to /dev/null while Python's own stderr (progress, errors, tracebacks) is moved
-    to a copy of the real one. RNNCLI_TF_LOGS=1 shows everything.
-    """
-    if os.environ.get("RNNCLI_TF_LOGS"):
-        yield
-        return
-    try:
-        python_on_fd2 = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):
-        python_on_fd2 = False  # e.g. a test runner's captured stream
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    old_stderr = sys.stderr
-    try:
-        os.dup2(devnull, 2)
-        if python_on_fd2:
-            sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=old_stderr.encoding,
-                              errors="backslashreplace")
-        yield
-    finally:
-        if sys.stderr is not old_stderr:
-            sys.stderr.close()
-            sys.stderr = old_stderr
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with native_stderr_silenced():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # the CUDA probe logs here, once
-    return tf
-
-
-def load_keras_model(model_path: Path):
-    quiet_tensorflow()
-    import keras
-
-    from rnncli.model import masked_max_pooling
-
-    masked_max_pooling()  # registers the custom layer before a file may name it
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # keras raises many types for a bad file
-        raise ModelError(f"Cannot load {model_path} ({type(exc).__name__}): "
-                         "retrain or re-export it.") from None

@@ -168,7 +168,8 @@ def test_predict_formats(exported, fmt):
 
 def test_predict_matches_keras_on_the_same_text(exported):
     from rnncli.inference import OnnxModel
-    from rnncli.runs import keras_preprocessing, load_keras_model
+    from rnncli.runs import keras_preprocessing
+    from rnncli.tf_runtime import load_keras_model
 
     _, run, _ = exported
     texts = ["great wonderful film, loved it", "awful boring waste", "the plot"]

@@ -39,7 +39,7 @@ def evaluate(
 
     Example: rnncli evaluate --model artifacts/model.onnx --split test
     """
-    from rnncli import dataset
+    from rnncli import dataset, tf_runtime
     from rnncli.evaluation import evaluate_model
 
     home = dataset.data_home(data_dir)
@@ -47,7 +47,7 @@ def evaluate(
     ref = runs.find_model(model)
     if ref.bundled:
         note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
-    with runs.native_stderr_silenced():
+    with tf_runtime.quiet():
         report = evaluate_model(ref, home, split, limit)
     if as_json:
         return print_json(report)

@@ -62,7 +62,7 @@ def onnx(
 
     Example: rnncli export onnx --model artifacts/ --quantize
     """
-    from rnncli import dataset
+    from rnncli import dataset, tf_runtime
     from rnncli.onnx_export import export_onnx
     from rnncli.text_export import export_text_graph
 
@@ -72,7 +72,7 @@ def onnx(
         text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
         return print_json(text.to_dict()) if as_json else out.print(text.summary())
     output = output or ref.path.parent / runs.ONNX
-    with runs.native_stderr_silenced():
+    with tf_runtime.quiet(hide_gpus=True):
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test)

@@ -14,103 +14,20 @@ from typing import Annotated, Any, Literal
 import typer
 
 from rnncli import config, config_file, runs
-from rnncli.cli.common import (
-    Command,
-    DataDir,
-    Limit,
-    err,
-    fail,
-    handle_errors,
-    out,
-)
+from rnncli.cli.common import Command, DataDir, Limit, handle_errors
+from rnncli.cli.train_display import ProgressReporter, report
 
 app = typer.Typer(add_completion=False)
 
 
-class ProgressReporter:
-    """A rich bar per epoch on stderr, then one fixed-format line per epoch."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err.real, transient=True)
-        self.task = None
-
-    def epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
-        if self.task is None:
-            self.bar.start()
-            self.task = self.bar.add_task("", total=steps)
-        self.bar.reset(self.task, total=steps, description=f"epoch {epoch}/{epochs}")
-
-    def batch_end(self, step: int) -> None:
-        self.bar.update(self.task, completed=step)
-
-    def epoch_end(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
-        err.print(format_epoch(epoch, epochs, logs, seconds), markup=False)
-
-    def close(self) -> None:
-        if self.task is not None:
-            self.bar.stop()
-
-
-def format_epoch(epoch: int, epochs: int, logs: dict, seconds: float) -> str:
-    width = len(str(epochs))
-    return (f"epoch {epoch:>{width}}/{epochs} loss {logs.get('loss', float('nan')):.4f} "
-            f"acc {logs.get('accuracy', float('nan')):.4f} "
-            f"val_loss {logs.get('val_loss', float('nan')):.4f} "
-            f"val_acc {logs.get('val_accuracy', float('nan')):.4f} {seconds:6.1f}s")
-
-
-def curves_chart(history: list[dict], height: int = 8) -> str:
-    """Accuracy and validation accuracy per epoch as a small terminal chart."""
-    series = {"acc": [h.get("accuracy", 0) for h in history],
-              "val": [h.get("val_accuracy", 0) for h in history]}
-    values = [v for s in series.values() for v in s]
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or 1.0
-    rows = []
-    for r in range(height, -1, -1):
-        level = lo + span * r / height
-        cells = []
-        for a, v in zip(series["acc"], series["val"]):
-            ra, rv = round((a - lo) / span * height), round((v - lo) / span * height)
-            cells.append("*" if ra == rv == r else "o" if ra == r else "x" if rv == r else " ")
-        rows.append(f"{level:6.3f} |" + "  ".join(cells))
-    rows.append("       +" + "-" * (3 * len(history) - 2))
-    rows.append("        " + "".join(f"{i + 1:<3}" for i in range(len(history))) + " epoch")
-    rows.append("        o train accuracy   x validation accuracy   * both")
-    return "\n".join(rows)
-
-
-def save_png(history: list[dict], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    from rnncli.fsutil import atomic_path
-
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, ax in (("loss", ax1), ("accuracy", ax2)):
-        ax.plot(epochs, [h[key] for h in history], "o-", label=f"train {key}")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "x-", label=f"validation {key}")
-        ax.set_xlabel("epoch")
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
+def requested_settings(preset: str | None, file: Path | None,
+                       overrides: dict[str, Any]) -> set[str]:
+    """The settings given explicitly, by preset, file or option (a resume checks them)."""
+    keys = {k for k, v in overrides.items() if v is not None}
+    keys |= set(config.PRESETS.get(preset or "", {}))
+    if file:
+        keys |= set(config_file.load_toml(file))
+    return {k.replace("-", "_") for k in keys}
 
 
 Preset = Literal[tuple(config.PRESETS)]
@@ -170,6 +87,8 @@ def train(
     early_stopping: Annotated[int | None, setting(
         "early_stopping", metavar="PATIENCE")] = None,
     monitor: Annotated[Monitor | None, setting("monitor")] = None,
+    restore_best: Annotated[bool | None, setting(
+        "restore_best", "--restore-best/--keep-last")] = None,
     seed: Annotated[int | None, setting("seed")] = None,
     strategy: Annotated[Strategy | None, setting("strategy")] = None,
     jit_compile: Annotated[bool | None, setting("jit_compile", "--jit/--no-jit")] = None,
@@ -192,8 +111,9 @@ def train(
 
     Defaults: the reference recipe's hyperparameters (num_words 1000, maxlen 80,
     SimpleRNN(32), adam, batch 32, 10 epochs, validation split 0.2), plus gradient
-    clipping and best-epoch restore. Each setting comes from the first of: the option
-    given, the --config file, the --preset, the default.
+    clipping (--clipnorm 0 turns it off) and best-epoch restore (--keep-last turns it
+    off). Each setting comes from the first of: the option given, the --config file, the
+    --preset, the default.
 
     Example: rnncli train --cell lstm --epochs 5 --output artifacts/lstm
     """
@@ -204,27 +124,18 @@ def train(
     if print_config:
         sys.stdout.write(cfg.to_toml())
         return
-    from rnncli import dataset
+    from rnncli import dataset, tf_runtime
     from rnncli.training import train as run_training
 
+    requested = requested_settings(preset, config_file, overrides) if resume else set()
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before TensorFlow loads
     reporter = ProgressReporter()
     try:
-        with runs.native_stderr_silenced():
+        with tf_runtime.quiet():
             result = run_training(cfg, home, output, overwrite=overwrite, resume=resume,
-                                  reporter=reporter, cpu_devices=cpu_devices)
+                                  requested=requested, reporter=reporter,
+                                  cpu_devices=cpu_devices)
     finally:
         reporter.close()
-    if result.history:
-        out.print(curves_chart(result.history), markup=False)
-        if save_png(result.history, output / runs.CURVES_PNG):
-            err.print(f"learning curves: {output / runs.CURVES_PNG}")
-    if result.best_epoch:
-        best = result.best
-        out.print(f"best epoch {result.best_epoch}: val_accuracy {best['val_accuracy']:.4f} "
-                  f"val_loss {best['val_loss']:.4f}; model -> {output / runs.MODEL} "
-                  f"({result.seconds:.1f} s)")
-    if result.interrupted:
-        raise fail(f"Interrupted; kept the best model so far in {output / runs.MODEL}; "
-                   f"`rnncli train --resume --output {output}` continues.", 130)
+    report(result, output)

@@ -1,0 +1,89 @@
+"""Serving paths on exported Keras models: trimmed, sorted and parallel streams match Keras."""
+
+import numpy as np
+import pytest
+from conftest import REAL_ARCHIVE, write_archive
+from typer.testing import CliRunner
+
+from rnncli import runs, text
+from rnncli.cli import app
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+def train_and_export(root, home, train_args, graphs):
+    run = root / "run"
+    res = runner.invoke(app, ["train", *train_args, "--output", str(run), "--data-dir", str(home)])
+    assert res.exit_code == 0, res.output
+    for graph in graphs:
+        res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
+                                  "--graph", graph, "--output", str(run / f"{graph}.onnx")])
+        assert res.exit_code == 0, res.output
+    return run
+
+
+def keras_reference(run, texts):
+    """Keras on the plain path: each review tokenized alone and padded to maxlen."""
+    from rnncli.runs import keras_preprocessing, load_keras_model
+
+    prep = keras_preprocessing(run / runs.MODEL)
+    vocab = text.Vocabulary(prep.vocabulary)
+    ids = [vocab.encode(text.tokenize(t), prep.num_words) for t in texts]
+    x = text.pad_sequences(ids, prep.maxlen, prep.padding, prep.truncating)
+    return load_keras_model(run / runs.MODEL).predict(x, batch_size=1024, verbose=0).ravel()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny recipe-shaped model and its graphs: two that trim padding, one that does not."""
+    root = tmp_path_factory.mktemp("serve")
+    home = root / "home"
+    archive = write_archive(root / "aclImdb_v1.tar.gz")
+    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
+                               str(home)]).exit_code == 0
+    run = train_and_export(root, home, ["--maxlen", "20", "--num-words", "40", "--units", "4",
+                                        "--embedding-dim", "8", "--batch-size", "8", "--epochs",
+                                        "2", "--no-jit"], ("native", "hybrid", "unrolled"))
+    return run
+
+
+@pytest.mark.parametrize("graph, trims", [("native", True), ("hybrid", True),
+                                          ("unrolled", False)])
+def test_streams_match_keras_in_input_order(exported, graph, trims):
+    from conftest import synthetic_reviews
+
+    from rnncli.inference import OnnxModel
+
+    texts = [r[4] for r in synthetic_reviews(40, seed=5)]
+    texts += [" ".join(texts[i : i + 3]) for i in range(0, 60, 3)] + ["", "great", "zzz"]
+    expected = keras_reference(exported, texts)
+    for workers in (1, 2):
+        model = OnnxModel(exported / f"{graph}.onnx", workers=workers)
+        assert model.preprocessing.trim_padding is trims
+        for window, batch_size in ((24, 4), (None, 256)):
+            got = list(model.predict_stream(iter(texts), batch_size, window=window))
+            assert [p.text for p in got] == texts
+            np.testing.assert_allclose([p.probability for p in got], expected, atol=1e-5)
+        got = model.predict_texts(texts, batch_size=16)
+        np.testing.assert_allclose([p.probability for p in got], expected, atol=1e-5)
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
+def test_streams_match_keras_on_all_real_test_reviews(real_home, tmp_path):
+    from rnncli import dataset
+    from rnncli.inference import OnnxModel
+
+    run = train_and_export(tmp_path, real_home, ["--epochs", "1", "--limit", "5000"],
+                           ("hybrid",))
+    texts = dataset.load_split(real_home, "test").texts()
+    assert len(texts) == 25_000
+    expected = keras_reference(run, texts)
+    model = OnnxModel(run / "hybrid.onnx", workers=2)
+    got = list(model.predict_stream(iter(texts)))
+    assert [p.text for p in got] == texts
+    np.testing.assert_allclose([p.probability for p in got], expected, atol=1e-5)

@@ -1,0 +1,91 @@
+"""`--strategy multi-worker`: two worker processes on 127.0.0.1 train one model together.
+
+Both end with the same weights; the chief's run folder holds them; the other worker writes
+nothing; and the two together compute what one worker computes over the same batches.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnncli import runs
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow
+
+TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
+        "--batch-size", "8", "--epochs", "2", "--keep-last"]
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start(cwd, tf_config):
+    cwd.mkdir()
+    env = dict(os.environ, RNNCLI_TF_LOGS="")
+    env.pop("TF_CONFIG", None)
+    if tf_config:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnncli", "train", *TINY, "--strategy", "multi-worker",
+         "--output", "run"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def finish(proc):
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    return out, err
+
+
+def test_two_workers_train_one_model(prepared, tmp_path):
+    from rnncli.tf_runtime import load_keras_model
+    from rnncli.tracking import weights_fingerprint
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = [start(tmp_path / name, {"cluster": cluster, "task": {"type": "worker", "index": i}})
+             for i, name in enumerate(("chief", "worker"))]
+    single = start(tmp_path / "single", None)  # one worker alone, for the arithmetic
+    (chief_out, chief_err), (worker_out, _) = (finish(p) for p in procs)
+    finish(single)
+
+    fingerprints = [re.search(r"weights fingerprint (\w+)", out).group(1)
+                    for out in (chief_out, worker_out)]
+    assert fingerprints[0] == fingerprints[1], (chief_out, worker_out)
+    assert "worker 1 of 2: trained 2 epochs with the chief" in worker_out
+    assert "2 workers" in chief_out and "epoch 2/2" in chief_err
+
+    folder = tmp_path / "chief" / "run"
+    for name in (runs.MODEL, runs.BEST, runs.CONFIG, runs.PREPROCESSING, runs.HISTORY_JSON):
+        assert (folder / name).exists(), name
+    assert not (folder / runs.STAGING).exists()
+    assert list((tmp_path / "worker").iterdir()) == [], "only the chief writes"
+    weights = load_keras_model(folder / runs.MODEL).get_weights()
+    assert weights_fingerprint(weights) == fingerprints[0]
+
+    # Each worker computed half of every batch's gradient; summed, they are one worker's.
+    alone = load_keras_model(tmp_path / "single" / "run" / runs.MODEL).get_weights()
+    for a, b in zip(weights, alone):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    together = json.loads((folder / runs.HISTORY_JSON).read_text())["epochs"]
+    one = json.loads((tmp_path / "single" / "run" / runs.HISTORY_JSON).read_text())["epochs"]
+    for a, b in zip(together, one):
+        assert a["val_accuracy"] == b["val_accuracy"]
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
