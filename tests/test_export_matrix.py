@@ -82,9 +82,9 @@ class Case:
 
 @pytest.fixture(scope="module")
 def case():
-    from rnncli import runs
+    from rnncli import tf_runtime
 
-    runs.quiet_tensorflow()
+    tf_runtime.import_tensorflow()
     made: dict[tuple, Case] = {}
 
     def get(*combo, padding="pre") -> Case:

@@ -335,7 +335,8 @@ def masked_trained(tmp_path_factory):
 
 def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
     from rnncli.inference import OnnxModel
-    from rnncli.runs import keras_preprocessing, load_keras_model
+    from rnncli.runs import keras_preprocessing
+    from rnncli.tf_runtime import load_keras_model
 
     home, run = masked_trained
     res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
