@@ -1,0 +1,48 @@
+"""Crops, length buckets and distillation through `rnncli train`, on tiny synthetic data."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rnncli import runs
+from rnncli.cli import app
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+MASKED = ["--maxlen", "20", "--num-words", "30", "--units", "3", "--embedding-dim", "4",
+          "--batch-size", "8", "--no-jit", "--pooling", "masked-max", "--cell", "gru",
+          "--bidirectional", "--crop-prob", "0.5", "--crop-min", "2", "--crop-max", "6",
+          "--embedding-init", "normal", "--embedding-dropout", "0.1", "--head-dropout", "0.1"]
+
+
+def train(*args):
+    res = runner.invoke(app, ["train", *MASKED, *args])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def test_student_trains_on_its_teachers_and_records_them(prepared, tmp_path):
+    train("--epochs", "1", "--output", "teacher", "--seed", "1")
+    train("--epochs", "2", "--output", "student", "--units", "2", "--teacher", "teacher",
+          "--distill-weight", "0.5")
+    saved = json.loads((tmp_path / "student" / runs.CONFIG).read_text())
+    assert saved["train"]["teachers"] == ["teacher"]
+    assert saved["train"]["distill_weight"] == 0.5
+    history = json.loads((tmp_path / "student" / runs.HISTORY_JSON).read_text())["epochs"]
+    # Train accuracy thresholds both sides, so soft targets still read as agreement.
+    assert len(history) == 2 and all(h["accuracy"] > 0.2 for h in history)
+
+
+def test_a_teacher_that_reads_padding_is_refused(prepared, tmp_path):
+    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "30", "--units", "2",
+                              "--embedding-dim", "4", "--batch-size", "8", "--no-jit",
+                              "--epochs", "1", "--output", "plain"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", *MASKED, "--epochs", "1", "--teacher", "plain",
+                              "--output", "student"])
+    assert res.exit_code == 2
+    assert "not a masked-max model" in res.stderr and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
