@@ -99,6 +99,18 @@ def open_run(output: Path, overwrite: bool, resume: bool) -> RunFolder:
     return RunFolder(output, staging)
 
 
+def check_output_file(output: Path) -> None:
+    """Refuse an --output that cannot become a file before any work is done: export
+    would otherwise convert and validate for a minute, then fail on a temporary name."""
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a folder: name the file to write, such as "
+                         f"{output / ONNX}.")
+    above = next((p for p in output.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UsageError(f"--output {output}: {above} is a file, not a folder; choose "
+                         "another --output.")
+
+
 def begin(run: RunFolder) -> None:
     """Make the folder a new run writes to; nothing is written before this."""
     if run.resumed:

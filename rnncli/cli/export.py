@@ -66,6 +66,8 @@ def onnx(
     from rnncli.onnx_export import export_onnx
     from rnncli.text_export import export_text_graph
 
+    if output is not None:
+        runs.check_output_file(output)
     ref = runs.find_model(model)
     home = dataset.data_home(data_dir)
     if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
