@@ -152,7 +152,7 @@ _TANH = {"activation": "tanh"}
 _GATED = {"activation": "tanh", "recurrent_activation": "sigmoid"}
 
 CELLS: dict[str, Cell] = {c.name: c for c in (
-    Cell("simple", "SimpleRNN", "RNN", (0,), 1, _simple_step, "SimpleRNN (the recipe)",
+    Cell("simple", "SimpleRNN", "RNN", (0,), 1, _simple_step, "SimpleRNN, the recipe's",
          keras_settings=_TANH),
     # ONNX's LSTM blocks are i, o, f, c; Keras's are i, f, c, o.
     Cell("lstm", "LSTM", "LSTM", (0, 3, 1, 2), 2, _lstm_step, "LSTM",

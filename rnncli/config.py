@@ -32,6 +32,12 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 KEYS_DOC = "README, section \"Config file keys\""
 
 
+def registry_help(what: str, registry: dict) -> str:
+    """The help of --cell or --pooling, read from its registry so a new entry needs no
+    change here: `what (name: its help; ...)`."""
+    return f"{what} ({'; '.join(f'{name}: {entry.help}' for name, entry in registry.items())})"
+
+
 def setting(default: Any, help: str) -> Any:
     """A field with its one-line meaning: the help of the option, the comment in
     `--print-config` and the README's key table all read it. `list` as the default means
@@ -53,7 +59,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = setting("simple", "recurrent cell: simple (SimpleRNN), lstm or gru")
+    cell: str = setting("simple", registry_help("recurrent cell", cells.CELLS))
     units: int = setting(32, "recurrent units per layer (per direction)")
     layers: int = setting(1, "stacked recurrent layers")
     bidirectional: bool = setting(False, "read each review both ways")
@@ -64,8 +70,8 @@ class ModelConfig:
                                             "every step")
     dropout: float = setting(0.0, "dropout on recurrent layer inputs")
     recurrent_dropout: float = setting(0.0, "dropout on the recurrent state (slower kernels)")
-    pooling: str = setting("last", "last (final state), max, mean, or masked-max (real tokens "
-                                   "only) over time")
+    pooling: str = setting("last", registry_help("what the dense layer reads",
+                                                 poolings.POOLINGS))
     head_dropout: float = setting(0.0, "dropout between the pooled features and the dense layer")
     unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
 

@@ -24,12 +24,12 @@ class Pooling:
 
 
 POOLINGS: dict[str, Pooling] = {p.name: p for p in (
-    Pooling("last", "last", False, None, "final state"),
+    Pooling("last", "last", False, None, "the final state"),
     Pooling("max", "max", False, "GlobalMaxPooling1D", "max over every step, pads included"),
     Pooling("mean", "mean", False, "GlobalAveragePooling1D",
             "mean over every step, pads included"),
     Pooling("masked-max", "max", True, "rnncli>MaskedGlobalMaxPooling1D",
-            "max over real tokens; pad steps skipped"),
+            "max over real tokens, pad steps skipped"),
 )}
 
 

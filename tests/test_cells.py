@@ -19,6 +19,11 @@ def test_config_and_help_read_the_registries():
     help_text = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).stdout
     for name in (*cells.CELLS, *poolings.POOLINGS):
         assert name in help_text
+    # The option help is written from the registries, not restated beside them.
+    fields = config.settings()
+    for key, registry in (("cell", cells.CELLS), ("pooling", poolings.POOLINGS)):
+        for name, entry in registry.items():
+            assert f"{name}: {entry.help}" in fields[key].help
 
 
 @pytest.mark.parametrize("lookup, name", [(cells.get_cell, "rnn"), (poolings.get_pooling, "sum")])
