@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,11 @@ def encode_split(prep, home: Path, split: str = "test",
 
 
 def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
-                   limit: int | None = None) -> dict:
-    """Encode `split` with the model's own preprocessing, predict, and score."""
+                   limit: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """Encode `split` with the model's own preprocessing, predict, and score.
+
+    `progress` hears of the one long wait, loading TensorFlow for a Keras model."""
     prep = preprocessing_of(ref)
     if text_model := _text_model(ref):  # the graph tokenizes the texts itself
         from rnncli.text_input import split_probabilities
@@ -123,6 +127,12 @@ def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
         y, prob = split_probabilities(text_model, home, split, limit)
     else:
         x, y = encode_split(prep, home, split, limit)
+        if ref.kind == "keras" and progress:
+            from rnncli.tf_runtime import require_training_extra
+
+            require_training_extra("Loading a Keras model")  # an error, not a progress line
+            progress(f"Loading TensorFlow and {ref.path}, then scoring {len(y):,} {split} "
+                     "reviews...")
         prob = predict_probabilities(ref, x)
     return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
             **binary_metrics(y, prob, prep.threshold)}

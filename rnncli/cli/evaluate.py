@@ -48,7 +48,7 @@ def evaluate(
     if ref.bundled:
         note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     with tf_runtime.quiet():
-        report = evaluate_model(ref, home, split, limit)
+        report = evaluate_model(ref, home, split, limit, progress=note)
     if as_json:
         return print_json(report)
     out.print(f"{ref.kind} model {ref.path} on {report['reviews']:,} {split} reviews")

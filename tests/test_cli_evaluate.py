@@ -1,0 +1,36 @@
+"""`rnncli evaluate` of a Keras model says on stderr what the seconds of loading are for,
+and keeps stdout to the result; TensorFlow is stubbed out, so this runs in a blink."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from rnncli import evaluation, runs, tf_runtime
+from rnncli.cli import app
+from rnncli.preprocessing import Preprocessing
+
+runner = CliRunner()
+
+
+def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.MODEL).write_bytes(b"a Keras model would be here")
+    (run / runs.PREPROCESSING).write_text(json.dumps(
+        Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
+    monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
+    monkeypatch.setattr(evaluation, "predict_probabilities",
+                        lambda ref, x: np.linspace(0, 1, len(x)))
+    res = runner.invoke(app, ["evaluate", "--model", "run", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert res.stderr == (f"Loading TensorFlow and {Path('run', runs.MODEL)}, then scoring "
+                          f"{report['reviews']} test reviews...\n")
+
+
+def test_onnx_evaluate_has_no_loading_line(prepared):
+    res = runner.invoke(app, ["evaluate", "--model", str(runs.BUNDLED), "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    assert "Loading TensorFlow" not in res.stderr
