@@ -145,7 +145,7 @@ def test_config_file_preset_and_options(prepared, tmp_path):
         (["--epochs", "-1"], "--epochs -1"),
         (["--validation-split", "0"], "between 0 and 1"),
         (["--validation-split", "1.5"], "between 0 and 1"),
-        (["--preset", "huge"], "'huge' is not one of 'recipe', 'lstm', 'gru', 'best'"),
+        (["--preset", "huge"], "'huge' is not one of 'recipe', 'lstm', 'gru', 'best', 'teacher'"),
         (["--clipvalue", "0.5"], "alternatives"),
         (["--config", "missing.toml"], "No config file"),
     ],
