@@ -152,7 +152,7 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor: float,
         print(f"    max |stream - plain padded path|             {diff:.2e}")
         keras = path.with_name("model.keras")
         if name == "full" and args.keras and keras.exists():
-            from rnncli.runs import load_keras_model
+            from rnncli.tf_runtime import load_keras_model
 
             ref = load_keras_model(keras).predict(plain_padded(model, texts), batch_size=1024,
                                                   verbose=0).ravel()
