@@ -178,7 +178,7 @@ def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
 
 
 def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
-                atol: float = 1e-5, n_reviews: int = 1000, graph: str = "auto",
+                atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                 quantize: bool = False, record_test: bool = False) -> ExportReport:
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "

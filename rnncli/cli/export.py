@@ -42,7 +42,8 @@ def onnx(
     atol: Annotated[float, typer.Option(
         "--atol", min=0, help="Largest |ONNX - Keras| accepted.")] = 1e-5,
     reviews: Annotated[int, typer.Option(
-        "--reviews", min=1, help="Test reviews compared with Keras.")] = 1000,
+        "--reviews", min=1,
+        help="Test reviews compared with Keras (all 25,000 by default).")] = 25_000,
     graph: Annotated[Graph, typer.Option(
         "--graph", help="Graph kind; auto: the README's rule (fixed order, 1.25x margin).")]
     = "auto",
