@@ -88,8 +88,15 @@ def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
     groups = [order[i : i + plan.batch_size] for i in range(0, len(order), plan.batch_size)]
     if plan.bucket and shuffle and rng is not None:
         groups = [groups[i] for i in rng.permutation(len(groups))]
-    return [(pad_batch([rows[i] for i in g], batch_width(lengths[g], plan)),
-             y[g].astype(np.float32)) for g in groups]
+    batches = [(pad_batch([rows[i] for i in g], batch_width(lengths[g], plan)),
+                y[g].astype(np.float32)) for g in groups]
+    if plan.bucket and len(batches) > 1 and batches[0][0].shape[1] == batches[1][0].shape[1]:
+        # Keras fixes a dataset's shapes from its first two batches: two of one width would
+        # make every later width an error. Extra leading pads change nothing for the masked
+        # models that buckets are for.
+        x, y1 = batches[1]
+        batches[1] = (np.pad(x, ((0, 0), (WIDTH_STEP, 0))), y1)
+    return batches
 
 
 def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teachers: list, weight: float

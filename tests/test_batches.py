@@ -59,11 +59,26 @@ def test_buckets_cut_batches_and_keep_every_review_once():
     seen = np.concatenate([b[1] for b in batches]).astype(int)
     assert sorted(seen.tolist()) == list(range(len(rows)))
     widths = [b[0].shape[1] for b in batches]
-    assert all(w % 32 == 0 or w == 256 for w in widths) and max(widths) == 256
+    assert all(w % 32 == 0 or w == 256 for w in widths) and max(widths[:1] + widths[2:]) == 256
     assert np.mean(widths) < 0.8 * 256  # similar lengths share a batch
     for x, ids in batches:
         for row, i in zip(x, ids.astype(int)):
             assert row[row != 0].tolist() == rows[i][-256:].tolist()
+
+
+@pytest.mark.parametrize("lengths", [[20] * 64, list(range(1, 200, 3)) * 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_the_first_two_bucketed_batches_differ_in_width(lengths, seed):
+    """Keras reads a dataset's shapes from its first two batches."""
+    rows, y = _rows(lengths, seed), np.zeros(len(lengths), np.float32)
+    plan = BatchPlan(batch_size=8, maxlen=300, crop_prob=0.5, bucket=True)
+    batches = epoch_batches(rows, y, plan, np.random.default_rng(seed))
+    assert batches[0][0].shape[1] != batches[1][0].shape[1]
+    for x, _ in batches:
+        assert all(row[row != 0].size <= 300 for row in x)
+    val = epoch_batches(rows, y, BatchPlan(batch_size=8, maxlen=300, bucket=True), None,
+                        shuffle=False)
+    assert val[0][0].shape[1] != val[1][0].shape[1]
 
 
 def test_without_buckets_batches_keep_full_width_and_order():
