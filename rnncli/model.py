@@ -88,7 +88,9 @@ def pooling_layer(name: str):
 def thresholded_accuracy(y_true, y_pred):
     from keras import ops
 
-    return ops.mean(ops.cast(ops.equal(y_true > 0.5, y_pred > 0.5), "float32"), axis=-1)
+    # Labels arrive as [batch], outputs as [batch, 1]: compare them as flat vectors.
+    y_true, y_pred = ops.reshape(y_true, (-1,)), ops.reshape(y_pred, (-1,))
+    return ops.cast(ops.equal(y_true > 0.5, y_pred > 0.5), "float32")
 
 
 thresholded_accuracy.__name__ = "accuracy"  # the history's column name, as plain Keras

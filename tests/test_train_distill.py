@@ -46,3 +46,14 @@ def test_a_teacher_that_reads_padding_is_refused(prepared, tmp_path):
     assert res.exit_code == 2
     assert "not a masked-max model" in res.stderr and "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_thresholded_accuracy_compares_review_by_review():
+    import numpy as np
+
+    from rnncli.model import thresholded_accuracy
+
+    y_true = np.array([0.9, 0.2, 0.6, 0.4], np.float32)  # soft targets, [batch]
+    y_pred = np.array([[0.8], [0.1], [0.3], [0.45]], np.float32)  # model output, [batch, 1]
+    got = np.asarray(thresholded_accuracy(y_true, y_pred))
+    assert got.tolist() == [1.0, 1.0, 0.0, 1.0]
