@@ -49,15 +49,20 @@ def trimmed_batches(x: np.ndarray, padding: str, size: int = 32) -> list[tuple[n
 CHECK_BATCH = 1024  # reviews per call when comparing with Keras
 
 
+def run_sliced(sess, x: np.ndarray) -> np.ndarray:
+    """The graph's output on `x`, CHECK_BATCH rows per call: one call on 25,000 reviews x
+    500 steps would hold every step's state of every review at once (gigabytes)."""
+    if not len(x):
+        return sess.run([OUTPUT], {INPUT: x})[0]
+    return np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + CHECK_BATCH]})[0]
+                           for i in range(0, len(x), CHECK_BATCH)])
+
+
 def max_diff(sess, x: np.ndarray, reference: np.ndarray, trimmed: int = 0,
              padding: str = "pre") -> float:
     """Max |ONNX - reference| on `x`; with `trimmed`, also on its first `trimmed` rows
     without their padding, in length-sorted batches and one by one."""
-    # In slices: one call on 25,000 reviews x 500 steps would hold every step's state of
-    # every review at once (gigabytes for a bidirectional GRU).
-    got = np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + CHECK_BATCH]})[0]
-                          for i in range(0, len(x), CHECK_BATCH)]) if len(x) else \
-        sess.run([OUTPUT], {INPUT: x})[0]
+    got = run_sliced(sess, x)
     if got.shape != reference.shape:
         raise ExportError(f"output shape {got.shape} differs from Keras's {reference.shape}")
     diff = float(np.max(np.abs(got.astype(np.float64) - reference))) if len(x) else 0.0

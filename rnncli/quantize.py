@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.fsutil import atomic_path
-from rnncli.onnx_ops import INPUT, OUTPUT
 
 MIN_ELEMENTS = 4096  # smaller weights are not worth a scale table
 
@@ -90,7 +89,7 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
     quantized or the file would not be smaller."""
     import onnx
 
-    from rnncli.onnx_check import max_diff, session
+    from rnncli.onnx_check import max_diff, run_sliced, session
 
     q_path = output.with_name(output.stem + ".int8.onnx")
     proto = onnx.load(str(output))
@@ -103,7 +102,7 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
         return result
     sess = session(proto)
     diff = max_diff(sess, x, reference, trimmed, padding)
-    got = sess.run([OUTPUT], {INPUT: x})[0].astype(np.float64).ravel()
+    got = run_sliced(sess, x).astype(np.float64).ravel()
     props = {p.key: p.value for p in proto.metadata_props}
     props.update({"rnncli.max_abs_diff": f"{diff:.3g}",
                   "rnncli.quantization": f"weight-only int8 ({len(tensors)} weights), float "
