@@ -22,6 +22,25 @@ def test_bundled_model_loads_with_its_metadata():
     assert prep.maxlen >= 80 and prep.padding in ("pre", "post")
     assert float(model.metadata["rnncli.test_accuracy"]) >= 0.85
     assert int(model.metadata["rnncli.test_reviews"]) == 25_000
+    # Serving cuts every batch to its longest review: a one-sentence review runs its own
+    # few steps, not maxlen.
+    assert prep.trim_padding and model.metadata["rnncli.skips_pad_steps"] == "true"
+
+
+def test_bundled_model_computes_in_float():
+    """Kernels that quantize activations at run time give results that differ by CPU
+    (VNNI or not, x86-64 or ARM); weight-only int8 is turned into float at load."""
+    onnx = pytest.importorskip("onnx")
+
+    proto = onnx.load(str(runs.BUNDLED))
+    ops = {n.op_type for n in proto.graph.node}
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if attr.g.node:
+                ops |= {n.op_type for n in attr.g.node}
+    integer_math = {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "QLinearMatMul",
+                    "DynamicQuantizeLSTM", "QuantizeLinear", "MatMulIntegerToFloat"}
+    assert not ops & integer_math, ops & integer_math
 
 
 @pytest.mark.parametrize("text, label", [("a wonderful, moving film", "positive"),
@@ -43,5 +62,8 @@ def test_bundled_model_agrees_with_its_recorded_accuracy(real_home):
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["bundled"] and report["kind"] == "onnx"
+    # Float arithmetic differs across CPUs only in the last bits (summation order of the
+    # BLAS kernels): at most a review whose probability sits at 0.5 can flip.
+    reviews = int(model.metadata["rnncli.test_slice_reviews"])
     assert report["accuracy"] == pytest.approx(
-        float(model.metadata["rnncli.test_slice_accuracy"]), abs=1e-6)
+        float(model.metadata["rnncli.test_slice_accuracy"]), abs=1.01 / reviews)
