@@ -48,7 +48,7 @@ def encoded_windows(encode: Callable[[list[str]], T], texts: Iterable[str], wind
     """
     chunks = windows(texts, window)
     head = list(islice(chunks, 2))
-    if (len(head) < 2 or workers < 2 or not sys.platform.startswith("linux")
+    if (len(head) < 2 or workers < 2 or not fork_is_safe()
             or sum(map(len, head[0])) < MIN_CHARS_PER_REVIEW * len(head[0])):
         for chunk in chain(head, chunks):
             yield chunk, encode(chunk)
@@ -64,6 +64,16 @@ def encoded_windows(encode: Callable[[list[str]], T], texts: Iterable[str], wind
         while pending:
             done, result = pending.popleft()
             yield done, result.get()
+
+
+# Runtimes that keep thread pools with locks a forked child can inherit held (the
+# `rnncli predict` process never loads them; a Python program or test that also trains may).
+_FORK_UNSAFE = ("tensorflow", "torch", "jax")
+
+
+def fork_is_safe() -> bool:
+    return sys.platform.startswith("linux") and not any(
+        sys.modules.get(m) is not None for m in _FORK_UNSAFE)
 
 
 def _start_worker(encode: Callable) -> None:

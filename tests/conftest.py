@@ -106,3 +106,32 @@ def real_home(tmp_path_factory):
                                    "--data-dir", str(home)])
     assert res.exit_code == 0, res.output
     return home
+
+
+# Settings of a model small enough to train in seconds (add --output, --data-dir, --epochs).
+TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
+        "--batch-size", "8", "--no-jit"]
+
+
+def cli(*args: str):
+    """`rnncli ARGS` in-process, asserted to succeed."""
+    from typer.testing import CliRunner
+
+    from rnncli.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def fetched_home(root: Path) -> Path:
+    """A data home under `root` prepared from a synthetic archive, through the CLI."""
+    home = root / "home"
+    cli("data", "fetch", "--from", write_archive(root / "aclImdb_v1.tar.gz"), "--data-dir", home)
+    return home
+
+
+def trained_run(root: Path, home: Path, *train_args: str) -> Path:
+    """`rnncli train TRAIN_ARGS` into root/run; returns the run folder."""
+    cli("train", *train_args, "--output", root / "run", "--data-dir", home)
+    return root / "run"

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_archive
+from conftest import fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli import runs
@@ -24,15 +24,10 @@ def trained(tmp_path_factory):
     """A tiny recipe-shaped model, trained once for the module; returns (home, run folder).
     Its embedding (40 x 128) is large enough to be quantized."""
     root = tmp_path_factory.mktemp("trained")
-    home = root / "home"
-    archive = write_archive(root / "aclImdb_v1.tar.gz")
-    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
-                               str(home)]).exit_code == 0
-    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "4",
-                              "--embedding-dim", "128", "--batch-size", "8", "--epochs", "3",
-                              "--no-jit", "--output", str(root / "run"), "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
-    return home, root / "run"
+    home = fetched_home(root)
+    run = trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "4",
+                      "--embedding-dim", "128", "--batch-size", "8", "--epochs", "3", "--no-jit")
+    return home, run
 
 
 @pytest.fixture(scope="module")
@@ -320,17 +315,12 @@ def test_metadata_says_what_serving_needs(trained, tmp_path):
 def masked_trained(tmp_path_factory):
     """A tiny bidirectional GRU with masked max pooling, trained for one epoch."""
     root = tmp_path_factory.mktemp("masked")
-    home = root / "home"
-    archive = write_archive(root / "aclImdb_v1.tar.gz")
-    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
-                               str(home)]).exit_code == 0
-    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "3",
-                              "--embedding-dim", "4", "--cell", "gru", "--bidirectional",
-                              "--pooling", "masked-max", "--head-dropout", "0.3",
-                              "--batch-size", "8", "--epochs", "1", "--no-jit", "--output",
-                              str(root / "run"), "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
-    return home, root / "run"
+    home = fetched_home(root)
+    run = trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "3",
+                      "--embedding-dim", "4", "--cell", "gru", "--bidirectional", "--pooling",
+                      "masked-max", "--head-dropout", "0.3", "--batch-size", "8", "--epochs",
+                      "1", "--no-jit")
+    return home, run
 
 
 def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):

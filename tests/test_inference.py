@@ -196,6 +196,21 @@ def test_large_inputs_are_encoded_in_worker_processes(trimming):
     assert model.pids == [os.getpid()] * 10
 
 
+def test_no_worker_processes_beside_a_loaded_tensorflow(trimming, monkeypatch):
+    """Forking a process whose TensorFlow thread pools hold locks can hang the child."""
+    import os
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    model = _RecordingModel(trimming, workers=2)
+    model.pids = []
+    texts = [t + " the plot" * 30 for t in many_reviews(100)]
+    assert_same(list(model.predict_stream(texts, 4, window=10)), texts,
+                padded_reference(model, texts))
+    assert model.pids == [os.getpid()] * 10
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stream_reads_its_input_as_it_goes(trimming, workers):
     model = OnnxModel(trimming, workers=workers)

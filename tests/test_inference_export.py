@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import REAL_ARCHIVE, write_archive
+from conftest import REAL_ARCHIVE, cli, fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli import runs, text
-from rnncli.cli import app
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -16,13 +15,10 @@ runner = CliRunner()
 
 
 def train_and_export(root, home, train_args, graphs):
-    run = root / "run"
-    res = runner.invoke(app, ["train", *train_args, "--output", str(run), "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
+    run = trained_run(root, home, *train_args)
     for graph in graphs:
-        res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
-                                  "--graph", graph, "--output", str(run / f"{graph}.onnx")])
-        assert res.exit_code == 0, res.output
+        cli("export", "onnx", "--model", run, "--data-dir", home, "--graph", graph,
+            "--output", run / f"{graph}.onnx")
     return run
 
 
@@ -42,10 +38,7 @@ def keras_reference(run, texts):
 def exported(tmp_path_factory):
     """A tiny recipe-shaped model and its graphs: two that trim padding, one that does not."""
     root = tmp_path_factory.mktemp("serve")
-    home = root / "home"
-    archive = write_archive(root / "aclImdb_v1.tar.gz")
-    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
-                               str(home)]).exit_code == 0
+    home = fetched_home(root)
     run = train_and_export(root, home, ["--maxlen", "20", "--num-words", "40", "--units", "4",
                                         "--embedding-dim", "8", "--batch-size", "8", "--epochs",
                                         "2", "--no-jit"], ("native", "hybrid", "unrolled"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_archive
+from conftest import fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli import runs, text
@@ -254,14 +254,9 @@ def test_graph_ids_equal_encode_on_all_imdb_reviews(real_home):
 def exported_text(tmp_path_factory):
     pytest.importorskip("tensorflow")
     root = tmp_path_factory.mktemp("text")
-    home = root / "home"
-    archive = write_archive(root / "aclImdb_v1.tar.gz")
-    assert runner.invoke(app, ["data", "fetch", "--from", str(archive), "--data-dir",
-                               str(home)]).exit_code == 0
-    res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "40", "--units", "4",
-                              "--embedding-dim", "8", "--batch-size", "8", "--epochs", "2",
-                              "--no-jit", "--output", str(root / "run"), "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
+    home = fetched_home(root)
+    trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "4",
+                "--embedding-dim", "8", "--batch-size", "8", "--epochs", "2", "--no-jit")
     res = runner.invoke(app, ["export", "onnx", "--model", str(root / "run"), "--data-dir",
                               str(home), "--text-input", "--json"])
     assert res.exit_code == 0, res.output

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY
 from typer.testing import CliRunner
 
 from rnncli import config, runs
@@ -14,8 +15,6 @@ pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
-TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
-        "--batch-size", "8", "--no-jit"]
 
 
 def train(*args):
@@ -104,9 +103,11 @@ def test_nan_loss_stops_with_a_clear_message(prepared, tmp_path):
     assert len(res.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in res.output
 
 
-def test_same_seed_same_metrics(prepared, tmp_path):
+@pytest.mark.parametrize("path", [[], ["--jit"]], ids=["no-jit", "xla"])
+def test_same_seed_same_metrics(prepared, tmp_path, path):
+    """The README's claim, on both the op-determinism path and the default XLA path."""
     def history(out, seed):
-        res = train("--epochs", "2", "--seed", str(seed), "--output", out)
+        res = train(*path, "--epochs", "2", "--seed", str(seed), "--output", out)
         assert res.exit_code == 0, res.output
         rows = json.loads((tmp_path / out / runs.HISTORY_JSON).read_text())["epochs"]
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]

@@ -7,7 +7,7 @@ as the signal would inside model.fit.
 import json
 
 import pytest
-from conftest import synthetic_reviews, write_archive
+from conftest import TINY, synthetic_reviews, write_archive
 from typer.testing import CliRunner
 
 from rnncli import runs
@@ -18,8 +18,6 @@ pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()
-TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
-        "--batch-size", "8", "--no-jit"]
 
 
 def train(*args):

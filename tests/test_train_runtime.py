@@ -99,19 +99,3 @@ def test_library_train_and_export_change_no_process_state(prepared, tmp_path):
     from tensorflow.python.framework import config as tf_config
 
     assert not tf_config.is_op_determinism_enabled(), "the --no-jit run's switch stays on"
-
-
-@pytest.mark.slow
-def test_same_seed_same_history_on_the_default_xla_path(prepared, tmp_path):
-    pytest.importorskip("tensorflow")
-
-    def history(out, seed):
-        res = runner.invoke(app, ["train", *TINY, "--jit", "--epochs", "2", "--seed", str(seed),
-                                  "--output", out])
-        assert res.exit_code == 0, res.output
-        rows = json.loads((tmp_path / out / runs.HISTORY_JSON).read_text())["epochs"]
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
-    first = history("a", 7)
-    assert first == history("b", 7)
-    assert first != history("c", 8)
