@@ -12,8 +12,14 @@ from typer.testing import CliRunner
 from rnncli import runs
 from rnncli.cli import app
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_training_extra():
+    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+
+
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()

@@ -7,8 +7,14 @@ from typer.testing import CliRunner
 
 from rnncli import runs, text
 
-pytest.importorskip("tensorflow")
-pytest.importorskip("tf2onnx")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_training_extra():
+    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+
+
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()

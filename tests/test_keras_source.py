@@ -9,7 +9,14 @@ from typer.testing import CliRunner
 from rnncli import dataset
 from rnncli.cli import app
 
-keras = pytest.importorskip("keras")
+# Keras (and TensorFlow under it) loads only when these tests run: collecting the fast
+# suite stays free of it.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _keras():
+    return pytest.importorskip("keras")
 
 
 def _ragged(rows):

@@ -8,7 +8,13 @@ from typer.testing import CliRunner
 from rnncli import runs
 from rnncli.cli import app
 
-pytest.importorskip("tensorflow")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_training_extra():
+    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
+    pytest.importorskip("tensorflow")
+
+
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()

@@ -14,7 +14,13 @@ from rnncli import runs
 from rnncli.cli import app
 from rnncli.cli.train_display import ProgressReporter
 
-pytest.importorskip("tensorflow")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_training_extra():
+    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
+    pytest.importorskip("tensorflow")
+
+
 pytestmark = pytest.mark.slow
 
 runner = CliRunner()

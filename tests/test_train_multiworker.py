@@ -16,7 +16,13 @@ import pytest
 
 from rnncli import runs
 
-pytest.importorskip("tensorflow")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_training_extra():
+    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
+    pytest.importorskip("tensorflow")
+
+
 pytestmark = pytest.mark.slow
 
 TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
