@@ -135,3 +135,24 @@ def trained_run(root: Path, home: Path, *train_args: str) -> Path:
     """`rnncli train TRAIN_ARGS` into root/run; returns the run folder."""
     cli("train", *train_args, "--output", root / "run", "--data-dir", home)
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def training_extra():
+    """Skip a module without the `[train]` extra; a fixture, not an import-time check, so that
+    collecting the fast suite loads no TensorFlow."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+
+
+# Marks of a module whose tests train or export Keras models.
+TRAINS = [pytest.mark.slow, pytest.mark.usefixtures("training_extra")]
+
+
+def train_tiny(*args: str):
+    """`rnncli train` on TINY settings, in-process; the result, for the test to check."""
+    from typer.testing import CliRunner
+
+    from rnncli.cli import app
+
+    return CliRunner().invoke(app, ["train", *TINY, *args])

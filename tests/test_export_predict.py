@@ -6,21 +6,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import fetched_home, trained_run
+from conftest import TRAINS, fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli import runs
 from rnncli.cli import app
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_training_extra():
-    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("tf2onnx")
-
-
-pytestmark = pytest.mark.slow
+pytestmark = TRAINS
 
 runner = CliRunner()
 

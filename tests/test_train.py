@@ -5,26 +5,18 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY
+from conftest import TINY, TRAINS, train_tiny
 from typer.testing import CliRunner
 
 from rnncli import config, runs
 from rnncli.cli import app
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_training_extra():
-    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
-    pytest.importorskip("tensorflow")
-
-
-pytestmark = pytest.mark.slow
+pytestmark = TRAINS
 
 runner = CliRunner()
 
 
-def train(*args):
-    return runner.invoke(app, ["train", *TINY, *args])
+train = train_tiny
 
 
 def test_one_epoch_writes_every_artifact_and_evaluate_reads_them(prepared, tmp_path):

@@ -2,20 +2,13 @@
 
 import json
 
-import pytest
+from conftest import TRAINS
 from typer.testing import CliRunner
 
 from rnncli import runs
 from rnncli.cli import app
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_training_extra():
-    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
-    pytest.importorskip("tensorflow")
-
-
-pytestmark = pytest.mark.slow
+pytestmark = TRAINS
 
 runner = CliRunner()
 MASKED = ["--maxlen", "20", "--num-words", "30", "--units", "3", "--embedding-dim", "4",

@@ -7,27 +7,19 @@ as the signal would inside model.fit.
 import json
 
 import pytest
-from conftest import TINY, synthetic_reviews, write_archive
+from conftest import TINY, TRAINS, synthetic_reviews, train_tiny, write_archive
 from typer.testing import CliRunner
 
 from rnncli import runs
 from rnncli.cli import app
 from rnncli.cli.train_display import ProgressReporter
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_training_extra():
-    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
-    pytest.importorskip("tensorflow")
-
-
-pytestmark = pytest.mark.slow
+pytestmark = TRAINS
 
 runner = CliRunner()
 
 
-def train(*args):
-    return runner.invoke(app, ["train", *TINY, *args])
+train = train_tiny
 
 
 @pytest.fixture

@@ -13,17 +13,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TRAINS
 
 from rnncli import runs
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_training_extra():
-    # Inside a fixture, not at import: collecting the fast suite loads no TensorFlow.
-    pytest.importorskip("tensorflow")
-
-
-pytestmark = pytest.mark.slow
+pytestmark = TRAINS
 
 TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
         "--batch-size", "8", "--epochs", "2", "--keep-last"]
