@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli import text
+from rnncli.config import RunConfig, bucket_for
 
 # Bucketed widths are rounded up to a multiple of this, so a compiled step is reused across
 # batches instead of being built for every distinct length.
@@ -32,6 +33,18 @@ class BatchPlan:
     crop_min: int = 8  # shortest window, in words
     crop_max: int = 80  # longest window, in words
     bucket: bool = False  # cut each batch to its longest review (masked models only)
+
+    @classmethod
+    def for_training(cls, cfg: RunConfig, batch_size: int) -> BatchPlan:
+        """The run's crops and buckets, for training batches of `batch_size`."""
+        t = cfg.train
+        return cls(batch_size, cfg.data.maxlen, t.crop_prob, t.crop_min, t.crop_max,
+                   bucket_for(cfg))
+
+    @classmethod
+    def for_validation(cls, cfg: RunConfig, batch_size: int) -> BatchPlan:
+        """No crops, but the run's buckets."""
+        return cls(batch_size, cfg.data.maxlen, bucket=bucket_for(cfg))
 
 
 def real_rows(x: np.ndarray) -> list[np.ndarray]:

@@ -31,8 +31,7 @@ def worker_batches(cfg: RunConfig, x: np.ndarray, y: np.ndarray, epoch: int | No
     if (rng is not None and t.crop_prob > 0) or bucket:
         from rnncli import batches
 
-        plan = batches.BatchPlan(batch_size, cfg.data.maxlen, t.crop_prob, t.crop_min,
-                                 t.crop_max, bucket)
+        plan = batches.BatchPlan.for_training(cfg, batch_size)
         return batches.epoch_batches(batches.real_rows(x), y, plan, rng, shuffle=rng is not None)
     order = np.arange(len(x)) if rng is None else rng.permutation(len(x))
     return [(x[i], y[i].astype(np.float32)) for i in

@@ -226,18 +226,18 @@ def load_teachers(folders: list[str], prep: Preprocessing) -> list:
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
               first_epoch: int, teachers: list) -> None:
     """model.fit for one device or a MirroredStrategy over local devices."""
-    d, t = cfg.data, cfg.train
-    bucket = bucket_for(cfg)
+    t = cfg.train
     val_batch = t.batch_size * max(1, 1024 // t.batch_size)
     args: dict = {"validation_data": (data.x_val, data.y_val), "validation_batch_size": val_batch}
-    if t.strategy == "default" and (t.crop_prob > 0 or bucket or teachers):
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket_for(cfg) or teachers):
         from rnncli.batches import BatchPlan, keras_batches, real_rows
 
-        plan = BatchPlan(t.batch_size, d.maxlen, t.crop_prob, t.crop_min, t.crop_max, bucket)
-        args = {"x": keras_batches(real_rows(data.x), data.y, plan, t.seed, teachers=teachers,
-                                   distill_weight=t.distill_weight, first_epoch=first_epoch),
+        args = {"x": keras_batches(real_rows(data.x), data.y,
+                                   BatchPlan.for_training(cfg, t.batch_size), t.seed,
+                                   teachers=teachers, distill_weight=t.distill_weight,
+                                   first_epoch=first_epoch),
                 "validation_data": keras_batches(real_rows(data.x_val), data.y_val,
-                                                 BatchPlan(val_batch, d.maxlen, bucket=bucket),
+                                                 BatchPlan.for_validation(cfg, val_batch),
                                                  None, shuffle=False)}
         tracker.steps = len(args["x"])
     elif t.strategy == "default":
