@@ -75,23 +75,40 @@ def run_batches(session, x: np.ndarray, batch_size: int, workers: int, input_nam
     return np.concatenate(map_concurrently(run, chunks, workers))
 
 
+# A model call costs about as much as this many more review-steps (onnxruntime's fixed
+# work per call against one recurrent step of one review, measured on the bundled GRU).
+CALL_STEPS = 32
+# Padding a batch may add this share of its real steps before it is cut in two.
+PAD_SLACK = 1 / 8
+
+
 def plan_batches(lengths: np.ndarray, batch_size: int, maxlen: int, trim: bool,
                  full_length_batch: int | None = None) -> list[tuple[np.ndarray | slice, int]]:
     """(rows, width) of each model call for reviews of `lengths` ids (start marker not counted).
 
     Without `trim` the graph takes only maxlen-wide rows: batches in input order. With it,
-    reviews are sorted by length and each batch is padded to its own longest review, except
-    batches larger than `full_length_batch`, which the graph runs faster at full length.
+    reviews are sorted by length and each batch is padded to its own longest review, and a
+    batch ends early where padding to the next review would cost more steps than another
+    call (a recurrent op runs every row to the batch's width). Batches larger than
+    `full_length_batch` run at full length, which such a graph runs faster.
     """
     n = len(lengths)
     if not trim:
         return [(slice(i, min(i + batch_size, n)), maxlen) for i in range(0, n, batch_size)]
     order = np.argsort(lengths, kind="stable")
+    widths = np.minimum(maxlen, 1 + np.asarray(lengths, np.int64)[order])
     plan = []
-    for i in range(0, n, batch_size):
-        rows = order[i : i + batch_size]
+    start = 0
+    while start < n:
+        w = widths[start : start + batch_size]
+        real = np.cumsum(w)
+        padded = np.arange(1, len(w) + 1) * w
+        over = np.flatnonzero(padded - real > CALL_STEPS + real * PAD_SLACK)
+        end = start + (int(over[0]) if len(over) else len(w))
+        rows = order[start:end]
         full = full_length_batch is not None and len(rows) > full_length_batch
-        plan.append((rows, maxlen if full else min(maxlen, 1 + int(lengths[rows[-1]]))))
+        plan.append((rows, maxlen if full else int(widths[end - 1])))
+        start = end
     return plan
 
 
@@ -224,9 +241,27 @@ class OnnxModel:
             for chunk in windows(texts, window):
                 yield from self.predict_texts(chunk, threshold)
             return
-        for chunk, encoded in encoded_windows(self.encode, texts, window, self.workers):
-            yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
-                                         encoded.known, threshold)
+        windows_in = encoded_windows(self.encode, texts, window, self.workers)
+        if self.workers == 1:
+            for chunk, encoded in windows_in:
+                yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
+                                             encoded.known, threshold)
+            return
+        # One window ahead: its model calls (which release the GIL) run while this thread
+        # hands out the previous window's results and encodes the next window.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as ahead:
+            pending = None
+            for chunk, encoded in windows_in:
+                running = (chunk, encoded, ahead.submit(self.probabilities, encoded, batch_size))
+                if pending is not None:
+                    yield from self._predictions(pending[0], pending[2].result(),
+                                                 pending[1].known, threshold)
+                pending = running
+            if pending is not None:
+                yield from self._predictions(pending[0], pending[2].result(), pending[1].known,
+                                             threshold)
 
     def _predictions(self, texts: Sequence[str], probs: np.ndarray, known: np.ndarray,
                      threshold: float | None) -> list[Prediction]:

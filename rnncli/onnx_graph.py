@@ -171,8 +171,9 @@ def _first_layer_input(g: GraphBuilder, cell, embedding: np.ndarray, dirs, ids: 
         W = np.stack([np.concatenate([eye if k == j else 0 * eye for k in range(len(dirs))],
                                      axis=1) for j in range(len(dirs))])
         b_in, tag = [0 * b for b in b_in], "_folded"
-    looked_up = g.one("Gather", [g.const("embedding" + tag, table), ids])
-    return g.one("Transpose", [looked_up], "time_major", perm=[1, 0, 2]), W, b_in, tag
+    # Ids are transposed before the lookup: fewer bytes to move than the vectors after it.
+    ids_t = g.one("Transpose", [ids], "ids_time_major", perm=[1, 0])
+    return g.one("Gather", [g.const("embedding" + tag, table), ids_t], "time_major"), W, b_in, tag
 
 
 def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> None:
@@ -201,14 +202,22 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
                   lens, *initial[i]]
         while inputs[-1] == "":  # optional inputs left out
             inputs.pop()
+        # The last layer's sequence is not needed when only its final state is pooled.
+        sequence = i + 1 < len(weights) or pool.reduce != "last"
         y, y_h = g.node(cell.onnx_op, inputs, f"{cell.onnx_op.lower()}_{i}",
-                        n_out=1 + cell.states, hidden_size=m.units,
+                        n_out=1 + cell.states, unused=() if sequence else (0,),
+                        hidden_size=m.units,
                         direction="bidirectional" if len(dirs) == 2 else "forward",
                         **cell.onnx_attributes)[:2]
-        # Y: [T, dirs, N, H] -> [T, N, dirs * H], forward then backward as Keras concatenates.
-        x = g.one("Reshape", [g.one("Transpose", [y], perm=[0, 2, 1, 3]),
-                              g.int64("shape_3d", [0, 0, -1])], f"sequence_{i}")
-    if pool.reduce == "last":
+        if sequence:
+            # Y: [T, dirs, N, H] -> [T, N, dirs * H], forward then backward as Keras
+            # concatenates.
+            x = g.one("Reshape", [g.one("Transpose", [y], perm=[0, 2, 1, 3]),
+                                  g.int64("shape_3d", [0, 0, -1])], f"sequence_{i}")
+    if pool.reduce == "last" and len(dirs) == 1:  # Y_h: [1, N, H]
+        features = g.one("Reshape", [y_h, g.int64(f"rows_of_{m.units}", [-1, m.units])],
+                         "last_state")
+    elif pool.reduce == "last":
         features = g.one("Reshape", [g.one("Transpose", [y_h], perm=[1, 0, 2]),
                                      g.int64("shape_2d", [0, -1])], "last_state")
     elif pool.reduce == "max":

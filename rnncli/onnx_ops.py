@@ -48,14 +48,16 @@ class GraphBuilder:
         return name
 
     def node(self, op: str, inputs: list[str], name: str | None = None, n_out: int = 1,
-             **attrs) -> list[str]:
+             unused: tuple[int, ...] = (), **attrs) -> list[str]:
+        """A node; the optional outputs numbered in `unused` are left out (named ""), which
+        spares the kernel writing them."""
         from onnx import helper
 
         if name is None:
             self._count += 1
             name = f"{op.lower()}_{self._count}"
         name = self.prefix + name
-        outs = [f"{name}:{i}" for i in range(n_out)]
+        outs = ["" if i in unused else f"{name}:{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
         return outs
 

@@ -97,12 +97,44 @@ class Preprocessing:
                     raise ModelError(f"{where} metadata: {key} is not JSON: {REEXPORT}.") from None
         return cls.from_dict(d, f"{where} metadata", REEXPORT, "rnncli.")
 
+    def read_words(self) -> int:
+        """How many of a long review's ids the model reads: the last maxlen ('pre'
+        truncation) or the first maxlen - 1, after the start marker ('post')."""
+        return self.maxlen if self.truncating == "pre" else self.maxlen - 1
+
     def encode_flat(self, reviews: Sequence[str]) -> Encoded:
-        """Ids of `reviews` (no start marker), one review after another."""
-        ids, lengths = self._vocab.encode_many(reviews, self.num_words)
+        """Ids of `reviews` (no start marker), one review after another: of a long review
+        only the ids the model reads, found by tokenizing only that end of its text."""
+        need = self.read_words()
+        texts, cut = list(reviews), []
+        limit = need * text.CHARS_PER_WORD
+        for i, review in enumerate(texts):
+            if len(review) > limit:
+                part = text.readable_part(review, need, self.truncating)
+                if part is not None:
+                    texts[i] = part
+                    cut.append(i)
+        ids, lengths = self._vocab.encode_many(texts, self.num_words)
+        few = [i for i in cut if lengths[i] < need]
+        if few:  # an unusually wordy end: tokenize those reviews whole
+            segments = np.split(ids, np.cumsum(lengths)[:-1])
+            redo_ids, redo_lengths = self._vocab.encode_many([reviews[i] for i in few],
+                                                             self.num_words)
+            for i, seg in zip(few, np.split(redo_ids, np.cumsum(redo_lengths)[:-1])):
+                segments[i] = seg
+            ids = np.concatenate(segments) if segments else ids
+            lengths = np.array([len(seg) for seg in segments], np.int64)
+        return Encoded(ids, lengths, self._known(ids, lengths))
+
+    def _known(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Per review, how many of the ids the model reads are in its vocabulary."""
         counted = np.concatenate([[0], np.cumsum(ids != text.OOV)])
         ends = np.cumsum(lengths)
-        return Encoded(ids, lengths, counted[ends] - counted[ends - lengths])
+        read = np.minimum(lengths, self.read_words())
+        if self.truncating == "pre":
+            return counted[ends] - counted[ends - read]
+        starts = ends - lengths
+        return counted[starts + read] - counted[starts]
 
     def pad(self, encoded: Encoded, rows: np.ndarray | slice, width: int) -> np.ndarray:
         """Rows of `encoded` as the model's input: start marker, padded/truncated to width."""
@@ -110,9 +142,11 @@ class Preprocessing:
                                  width, self.padding, self.truncating)
 
     def encode_one(self, review: str) -> tuple[list[int], int]:
-        """Ids of one review (no start marker) and how many of its words the model knows."""
+        """Ids of one review (no start marker) and how many of those the model reads it knows."""
         ids = self._vocab.encode(text.tokenize(review), self.num_words)
-        return ids, len(ids) - ids.count(text.OOV)
+        n = self.read_words()
+        read = ids if len(ids) <= n else ids[-n:] if self.truncating == "pre" else ids[:n]
+        return ids, len(read) - read.count(text.OOV)
 
     def encode(self, reviews: Sequence[str],
                trim: bool = False) -> tuple[np.ndarray, np.ndarray]:

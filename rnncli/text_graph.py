@@ -227,12 +227,13 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
     if opset < MIN_OPSET:
         raise ValueError(f"the id model's opset {opset} is below {MIN_OPSET}")
     g = _TextGraph()
-    ids = _lookup(g, _tokens(g), prep)
-    is_known = g.one("Cast", [g.one("Greater", [ids, g.k("oov", text.OOV)], "is_known")],
-                     "known_i", to=7)
+    placed = _place(g, _lookup(g, _tokens(g), prep), prep, props.get("rnncli.graph") == "hybrid")
+    # Known words among the ids the model reads (pad and start marker are below OOV).
+    oov = g.k("oov_i32", np.array(text.OOV, np.int32))
+    is_known = g.one("Cast", [g.one("Greater", [placed, oov], "is_known")], "known_i", to=7)
     outs = {KNOWN_OUTPUT: g.one("ReduceSum", [is_known, g.k("one_1d", [1])], "known",
                                 keepdims=0),
-            INPUT: _place(g, ids, prep, props.get("rnncli.graph") == "hybrid")}
+            INPUT: placed}
     types = {KNOWN_OUTPUT: (TensorProto.INT64, ["batch"]),
              INPUT: (TensorProto.INT32, ["batch", "steps"]),
              LABEL_OUTPUT: (TensorProto.STRING, ["batch"])}

@@ -74,13 +74,14 @@ def save_model(path, proto=None, trim=True, meta=None, **prep_fields):
 
 
 def padded_reference(model, texts):
-    """The plain path: tokenize and encode one review at a time, pad to maxlen, one call."""
+    """The plain path: tokenize and encode one review at a time, pad to maxlen, one call;
+    known words are counted among the ids the model reads (pad and start are below OOV)."""
     prep = model.preprocessing
     vocab = text.Vocabulary(prep.vocabulary)
     ids = [vocab.encode(text.tokenize(t), prep.num_words) for t in texts]
     x = text.pad_sequences(ids, prep.maxlen, prep.padding, prep.truncating)
     probs = model.session.run(None, {"ids": x})[0].ravel()
-    return probs, [len(i) - i.count(text.OOV) for i in ids]
+    return probs, (x > text.OOV).sum(axis=1).tolist()
 
 
 def many_reviews(n=150):
@@ -306,3 +307,26 @@ def test_labels_from_a_model_reach_the_terminal_without_control_characters(tmp_p
     assert not any(c in res.stdout for c in "\x1b\x07\u202e")
     if fmt == "json":
         assert {r["label"] for r in json.loads(res.stdout)} <= {"[31mbad[0m", "go]0;ownedod"}
+
+
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_only_the_end_a_model_reads_is_tokenized_and_it_gives_the_same_input(
+        tmp_path, monkeypatch, truncating, padding):
+    model = OnnxModel(save_model(tmp_path / "m.onnx", truncating=truncating, padding=padding))
+    prep = model.preprocessing
+    wordy = "great film " * 40
+    texts = [wordy, "!!!!!!!!!! " * 30 + "plot " * 3, "plot " * 3 + "?!?!?!?!? " * 30,
+             "<a href='awful awful'>" + " the" * 40, *many_reviews(60)]
+    seen = []
+    encode_many = text.Vocabulary.encode_many
+    monkeypatch.setattr(text.Vocabulary, "encode_many",
+                        lambda self, ts, n=None: (seen.extend(ts), encode_many(self, ts, n))[1])
+    enc = prep.encode_flat(texts)
+    x = prep.pad(enc, slice(None), MAXLEN)
+    full = text.pad_sequences([prep.encode_one(t)[0] for t in texts], MAXLEN, padding,
+                              truncating)
+    np.testing.assert_array_equal(x, full)
+    assert enc.known.tolist() == (full > text.OOV).sum(axis=1).tolist()
+    assert len(seen[0]) < len(wordy) / 2  # a long review: only its end was tokenized
+    assert texts[1] in seen or texts[2] in seen  # a wordy end: tokenized whole after all

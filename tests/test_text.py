@@ -146,3 +146,43 @@ def test_pad_segments_is_pad_sequences(padding, truncating, maxlen):
     want = text.pad_sequences([seqs[i] for i in order], maxlen, padding, truncating)
     np.testing.assert_array_equal(got, want)
     assert got.dtype == np.int32
+
+
+# ---------------------------------------------------------------- the part a model reads
+
+def _assert_part_keeps_the_end(review: str, words: int, side: str) -> bool:
+    """readable_part's tokens are the review's tokens at that end; True if it cut."""
+    part = text.readable_part(review, words, side)
+    if part is None:
+        return False
+    whole, got = text.tokenize(review), text.tokenize(part)
+    assert len(got) <= len(whole)
+    if side == "pre":
+        assert got == whole[len(whole) - len(got):], (review, part)
+    else:
+        assert got == whole[: len(got)], (review, part)
+    return True
+
+
+@pytest.mark.parametrize("side", ["pre", "post"])
+def test_a_readable_part_has_the_whole_reviews_tokens_at_its_end(side):
+    rng = np.random.default_rng(11)
+    pieces = ["the", "Film", " ", "  ", "'", "\u2019", "_", "<br />", "< ", "<a href='x y'>",
+              "<", ">", " >", ".", "don't", "\u00e9", "\u03a3", " \u03a3", "\u03a3 ",
+              "\u6620\u753b", "\n", "\x00", "I", "\u0130", "a'", " 'b"]
+    cuts = 0
+    for _ in range(4000):
+        review = "".join(rng.choice(pieces, size=rng.integers(0, 80)))
+        cuts += _assert_part_keeps_the_end(review, int(rng.integers(1, 8)), side)
+    for review in EDGE_CASES:
+        for words in (1, 2):
+            cuts += _assert_part_keeps_the_end(review * 6, words, side)
+    assert cuts > 2000  # the cut path itself was exercised
+
+
+def test_a_part_is_not_cut_inside_a_tag_that_spans_spaces():
+    review = "great " * 3 + "<a href='awful awful awful'>" + " film" * 2
+    part = text.readable_part(review, 2, "pre")
+    assert part is None or "awful" not in text.tokenize(part)
+    assert text.readable_part("x" * 500, 3, "pre") is None  # no space to cut at
+    assert text.readable_part("short one", 3, "pre") is None

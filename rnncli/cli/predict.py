@@ -144,6 +144,8 @@ def predict(
     """Predict the sentiment of reviews: label, probability and known-word count.
 
     Every input line gives one output row (`line` field); a blank line gets a null label.
+    known_words counts the words the model read (the last maxlen of a longer review) that
+    are in its vocabulary.
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
