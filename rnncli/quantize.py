@@ -8,8 +8,12 @@ by Cast and Mul, placed in the graph that uses it (an If branch, a Loop body, or
 graph), so every consumer reads it unchanged. onnxruntime folds those constant nodes when
 it loads the file: the graph then runs on float weights with float activations, as fast
 as the float model, and its outputs do not depend on a CPU's int8 instructions (as those of
-onnxruntime's dynamic quantization do). DequantizeLinear would compute the same values, but
-onnxruntime fuses it with a following MatMul into an int8 kernel.
+onnxruntime's dynamic quantization do). A lookup table (read only by Gather) is not folded:
+folding a 30,000-word embedding costs ~35 ms at every start. The Gather reads its int8
+rows and their scales, and Cast and Mul turn just those rows into floats: the same float
+values, bit for bit, for a few hundred multiplications per review. DequantizeLinear would
+compute the same values, but onnxruntime fuses it with a following MatMul into an int8
+kernel.
 """
 
 from __future__ import annotations
@@ -40,6 +44,33 @@ def _consumers(graph, name: str, found: list) -> list:
     return found
 
 
+def _is_row_lookup(node, name: str) -> bool:
+    """Whether `node` looks up rows of the weight `name` (Gather on axis 0, its data)."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+    return node.op_type == "Gather" and node.input[0] == name and list(
+        node.input).count(name) == 1 and axis == 0
+
+
+def _dequantize_rows(graph, node, q_name: str, s_name: str) -> None:
+    """Make the lookup `node` read int8 rows and their scales, then give floats under its
+    own output name."""
+    from onnx import TensorProto, helper
+
+    out, indices = node.output[0], node.input[1]
+    node.input[0], node.output[0] = q_name, out + "/int8"
+    after = [
+        helper.make_node("Gather", [s_name, indices], [out + "/scale"],
+                         name=node.name + "/scales"),
+        helper.make_node("Cast", [out + "/int8"], [out + "/float"],
+                         name=node.name + "/cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", [out + "/float", out + "/scale"], [out],
+                         name=node.name + "/dequantize"),
+    ]
+    at = list(graph.node).index(node) + 1
+    for extra in reversed(after):
+        graph.node.insert(at, extra)
+
+
 def _symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """(int8 values, float32 scales shaped to broadcast along `axis`), w ~= q * scale."""
     others = tuple(a for a in range(w.ndim) if a != axis)
@@ -66,16 +97,23 @@ def quantize_weights(proto) -> list[dict]:
         axis = int(np.argmax(w.shape))
         q, scale = _symmetric_int8(w, axis)
         q_name, s_name = init.name + "/int8", init.name + "/scale"
+        graph.initializer.remove(init)
+        graph.initializer.extend([numpy_helper.from_array(q, q_name),
+                                  numpy_helper.from_array(scale, s_name)])
+        if axis == 0 and all(_is_row_lookup(node, init.name) for _, node in uses):
+            for where, node in uses:
+                _dequantize_rows(where, node, q_name, s_name)
+            done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
+                         "dequantized": "at lookup"})
+            continue
         where = uses[0][0] if len({g.name for g, _ in uses}) == 1 else graph
         restore.append((where, [
             helper.make_node("Cast", [q_name], [q_name + "/float"], name=q_name + "/cast",
                              to=TensorProto.FLOAT),
             helper.make_node("Mul", [q_name + "/float", s_name], [init.name],
                              name=init.name + "/dequantize")]))
-        graph.initializer.remove(init)
-        graph.initializer.extend([numpy_helper.from_array(q, q_name),
-                                  numpy_helper.from_array(scale, s_name)])
-        done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis})
+        done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
+                     "dequantized": "at load"})
     for where, nodes in reversed(restore):  # first in its graph, so before every use
         for node in reversed(nodes):
             where.node.insert(0, node)

@@ -65,10 +65,18 @@ def run(proto, x, optimized_to=None):
     return sess.run(["probability"], {"ids": x})[0]
 
 
+def _dequantized(q, name):
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    return (inits[name + "/int8"].astype(np.float32) * inits[name + "/scale"]).astype(np.float32)
+
+
 def test_weights_in_branches_are_quantized_and_run_as_float(tmp_path):
     import copy
 
     import onnx
+    from onnx import numpy_helper
 
     from rnncli.quantize import quantize_weights
 
@@ -76,21 +84,33 @@ def test_weights_in_branches_are_quantized_and_run_as_float(tmp_path):
     proto = graph_with_a_branch(rng)
     q = copy.deepcopy(proto)
     done = quantize_weights(q)
-    assert {d["name"] for d in done} == {"table", "w_large"}
+    assert {d["name"]: d["dequantized"] for d in done} == {"table": "at lookup",
+                                                           "w_large": "at load"}
     assert q.ByteSize() < proto.ByteSize() / 2
     int8 = {i.name for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT8}
     assert int8 == {"table/int8", "w_large/int8"}
+    # The float model with the dequantized weights: the int8 file must give its outputs
+    # bit for bit, whether a weight is turned into floats at load or row by row at lookup.
+    same = copy.deepcopy(proto)
+    for init in same.graph.initializer:
+        if init.name in ("table", "w_large"):
+            init.CopyFrom(numpy_helper.from_array(_dequantized(q, init.name), init.name))
     x = rng.integers(0, 600, size=(4, 5)).astype(np.int32)
     for rows in (x, x[:2]):  # both branches
         got, want = run(q, rows, tmp_path / "optimized.onnx"), run(proto, rows)
         assert np.max(np.abs(got - want)) < 0.05 * np.max(np.abs(want))
+        np.testing.assert_array_equal(got, run(same, rows))
         optimized = onnx.load(str(tmp_path / "optimized.onnx"))
-        ops = {n.op_type for n in optimized.graph.node}
+        nodes = list(optimized.graph.node)
         for node in optimized.graph.node:
             for attr in node.attribute:
-                ops |= {n.op_type for n in attr.g.node}
+                nodes += attr.g.node
+        ops = {n.op_type for n in nodes}
         assert not ops & INT8_KERNELS  # float arithmetic whatever the CPU
-        assert "Cast" not in ops  # the dequantizing nodes were folded at load
+        # w_large's dequantizing nodes were folded at load; the table's rows are cast
+        # after the lookup, not the whole table.
+        assert [list(n.input) for n in nodes if n.op_type == "Cast"] == [["rows/int8"]]
+        assert "table/int8" in [n.input[0] for n in nodes if n.op_type == "Gather"]
 
 
 def test_nothing_to_quantize_is_said():
