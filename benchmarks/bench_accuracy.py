@@ -5,7 +5,8 @@
 For each model (a run folder, a .keras or an .onnx file): accuracy on the whole test split,
 and on two short-text sets built from the test split:
 - first sentence: each review's first sentence of 4 words or more, with the review's label;
-- crops: a random window of 8 to 30 words of each review (seed 0), with the review's label.
+- crops: a random window of 8 to 30 words of each review (seed 0), with the review's label
+(both from benchmarks/short_text.py, which bench_serve.py shares).
 Beside them, TF-IDF + logistic regression (scikit-learn, `pip install scikit-learn`)
 trained on the train split, on words and on words + bigrams: the baseline to beat.
 Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer).
@@ -14,35 +15,14 @@ Test reviews are scored with the model's own preprocessing (rnncli's one tokeniz
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
 import numpy as np
+from short_text import crops, first_sentence
 
 from rnncli import dataset, runs, text, tf_runtime
 from rnncli.evaluation import binary_metrics
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def first_sentence(review: str) -> str | None:
-    clean = re.sub(r"<[^>]*>", " ", review)
-    for sentence in _SENTENCE_END.split(clean):
-        if len(text.tokenize(sentence)) >= 4:
-            return sentence.strip()
-    return None
-
-
-def crops(reviews: list[str], seed: int = 0, lo: int = 8, hi: int = 30) -> list[str]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for review in reviews:
-        words = re.sub(r"<[^>]*>", " ", review).split()
-        k = int(rng.integers(lo, hi + 1))
-        at = int(rng.integers(0, max(1, len(words) - k + 1)))
-        out.append(" ".join(words[at : at + k]))
-    return out
 
 
 def keras_scorer(path: Path):

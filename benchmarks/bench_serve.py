@@ -5,11 +5,12 @@
 
 For each model: onnxruntime's per-call floor (an Identity graph, same session options); one
 short review in-process, tokenize to label (p50, one thread) and the model call alone;
-`predict_stream` on the test reviews and on one-sentence reviews (the first sentence of
-each); the whole process `rnncli predict --file FILE --format jsonl > /dev/null` on both,
-beside the start-up floor `python -c "import onnxruntime, numpy"`; the CPU each stage costs
-per review (what bounds the whole process on this machine's cores); and the stream's
-probabilities against the plain padded path and, with model.keras beside the file, Keras.
+`predict_stream` on the test reviews and on one-sentence reviews (benchmarks/short_text.py:
+the first sentence of 4 words or more, as in bench_accuracy.py); the whole process
+`rnncli predict --file FILE --format jsonl > /dev/null` on both, beside the start-up floor
+`python -c "import onnxruntime, numpy"`; the CPU each stage costs per review (what bounds
+the whole process on this machine's cores); and the stream's probabilities against the
+plain padded path and, with model.keras beside the file, Keras.
 
 Targets (2 cores): recipe model p50 <= 2.5x the Identity floor and >= 25,000 full reviews/s
 whole process; bundled model p50 <= 1 ms, >= 1,500 full and >= 15,000 one-sentence reviews/s
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,15 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from short_text import first_sentence
 
 SHORT_REVIEW = "a wonderful, moving film"
-_SENTENCE = re.compile(r"(.+?[.!?])(?:\s|$)", re.S)
-
-
-def first_sentence(review: str) -> str:
-    flat = " ".join(re.sub(r"<[^>]*>", " ", review).split())
-    m = _SENTENCE.match(flat)
-    return m.group(1) if m else flat
 
 
 def p50_us(fn, n: int = 3000) -> float:
@@ -68,6 +62,37 @@ def identity_floor_us() -> float:
                                 providers=["CPUExecutionProvider"])
     x = np.ones((1, 6), np.int32)
     return p50_us(lambda: sess.run(["y"], {"x": x}))
+
+
+def recurrent_node_us(path: Path, steps: int) -> tuple[str, float] | None:
+    """p50 of the model's first recurrent node alone, in a graph of its own, on one review
+    of `steps` steps: what no graph around it can go below."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rnncli.inference import session_options
+
+    proto = onnx.load(str(path))
+    node = next((n for n in proto.graph.node if n.op_type in ("RNN", "GRU", "LSTM")), None)
+    if node is None:
+        return None
+    shapes = {i.name: tuple(i.dims) for i in proto.graph.initializer}
+    shapes.update({k[: -len("/int8")]: v for k, v in shapes.items() if k.endswith("/int8")})
+    w_shape, r_shape = shapes[node.input[1]], shapes[node.input[2]]
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(0.1 * rng.normal(size=shape).astype(np.float32), name)
+             for name, shape in (("W", w_shape), ("R", r_shape))]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    alone = helper.make_node(node.op_type, ["X", "W", "R"], ["", "Y_h"], **attrs)
+    graph = helper.make_graph(
+        [alone], "alone", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(),
+                                providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(steps, 1, w_shape[2])).astype(np.float32)
+    return node.op_type, p50_us(lambda: sess.run(["Y_h"], {"X": x}))
 
 
 def wall(cmd: list[str], runs: int) -> tuple[float, float]:
@@ -132,6 +157,10 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor: float,
           f"floor   {target}")
     print(f"    the model call alone on its {x1.shape[1]} ids, p50  {run_only:9.1f} us  "
           f"{run_only / floor:5.1f}x floor")
+    node = recurrent_node_us(path, x1.shape[1])
+    if node:
+        print(f"    its {node[0]} node alone, {x1.shape[1]} steps, p50 {'':>8}{node[1]:9.1f} us  "
+              f"{node[1] / floor:5.1f}x floor")
 
     def stream(texts):
         return list(model.predict_stream(iter(texts)))
@@ -222,8 +251,7 @@ def main() -> None:
     home = args.data_dir or dataset.data_home()
     full = [t.replace("\n", " ").strip() for t in dataset.load_split(home, "test").texts()]
     full = full[: args.limit] if args.limit else full
-    sentences = [first_sentence(t) for t in full]
-    sentences = [s for s in sentences if s]
+    sentences = [s for s in map(first_sentence, full) if s]
     import onnxruntime
 
     floor = identity_floor_us()
