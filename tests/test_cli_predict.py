@@ -106,3 +106,19 @@ def test_no_review_at_a_terminal_says_what_to_give():
         os.close(tty_fd)
     assert res.returncode == 2
     assert "Nothing to predict" in res.stderr and "pipe" in res.stderr
+
+
+def test_a_jsonl_row_is_the_strict_json_of_its_fields():
+    import math
+
+    from rnncli.cli.common import json_text
+    from rnncli.cli.predict import Row
+
+    texts = ["plain", 'a "quoted" \\ back', "tab\there", "del\x7fhere", "nul\x00", "é \u2028 映画",
+             "\U0001F600", "", "</script>", "\x1b[31mred"]
+    probs = [0.5, 1 / 3, 0.0, 1.0, 1e-9, 0.9999999, None, math.nan, math.inf]
+    for i, (t, p) in enumerate(zip(texts * 2, probs * 3)):
+        for label in ("positive", None, 'ne"g'):
+            row = Row(i, t, label, p, i * 7)
+            assert row.jsonl() == json_text(row.as_dict()), row
+            json.loads(row.jsonl(), parse_constant=lambda c: pytest.fail(c))
