@@ -165,6 +165,22 @@ def test_plan_batches_covers_each_review_once():
                                                         (slice(8, 10), 12)]
 
 
+def test_a_batch_ends_where_padding_would_cost_more_than_another_call():
+    from rnncli.inference import CALL_STEPS, PAD_SLACK
+
+    lengths = np.array([3] * 50 + [60] + [4] * 30)
+    plan = plan_batches(lengths, 64, maxlen=100, trim=True)
+    # The long review is not padded into the short ones' batches, nor they up to it.
+    assert [(len(r), w) for r, w in plan] == [(64, 5), (16, 5), (1, 61)]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 400, 3000)
+    plan = plan_batches(lengths, 256, maxlen=500, trim=True)
+    for rows, width in plan:
+        real = int(np.sum(lengths[rows] + 1))
+        assert len(rows) * width - real <= CALL_STEPS + PAD_SLACK * real
+    assert max(len(r) for r, _ in plan) == 256
+
+
 class _RecordingModel(OnnxModel):
     """Notes which process encoded each window."""
 
