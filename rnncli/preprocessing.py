@@ -195,7 +195,7 @@ def _is_int(v) -> bool:
 def _problem(v: dict) -> str | None:
     """What is wrong with these preprocessing values, if anything."""
     vocab = v.get("vocabulary")
-    if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
+    if not isinstance(vocab, list) or not set(map(type, vocab)) <= {str}:
         return "vocabulary is not a list of words"
     for name, low, high in (("num_words", 1, None), ("maxlen", 1, MAX_MAXLEN)):
         n = v.get(name)

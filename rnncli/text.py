@@ -160,7 +160,7 @@ class Vocabulary:
 
     def __init__(self, words: Sequence[str]):
         self.words = list(words)
-        self.index = {w: i + INDEX_FROM for i, w in enumerate(self.words)}
+        self.index = dict(zip(self.words, range(INDEX_FROM, INDEX_FROM + len(self.words))))
         self._lookups: dict[int | None, dict[str, int]] = {}
 
     def __len__(self) -> int:
