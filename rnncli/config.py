@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,9 @@ class TrainConfig:
     batch_size: int = setting(32, "samples per gradient step")
     epochs: int = setting(10, "passes over the training reviews")
     learning_rate: float = setting(0.001, "Adam step size (Keras's default)")
+    lr_schedule: str = setting("constant", "step size over the epochs: constant, or cosine "
+                                           "(from learning_rate down towards 0 by the last "
+                                           "epoch)")
     clipnorm: float = setting(1.0, "clip each gradient's norm; 0 turns it off")
     clipvalue: float = setting(0.0, "clip each gradient value instead; 0 turns it off")
     early_stopping: int | None = setting(
@@ -108,6 +112,16 @@ class TrainConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def epoch_learning_rate(t: TrainConfig, epoch: int) -> float:
+    """The step size of epoch `epoch` (0-based) of `t.epochs`: cosine runs from the full
+    rate at the first epoch to a few percent of it at the last, so late epochs settle
+    instead of hopping around the best weights."""
+    if t.lr_schedule == "constant":
+        return t.learning_rate
+    return t.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / t.epochs))
 
 
 @dataclass
@@ -273,6 +287,8 @@ def validate(cfg: RunConfig) -> None:
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),
+        (t.lr_schedule in LR_SCHEDULES,
+         f"--lr-schedule {t.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}."),
         (t.clipnorm >= 0 and t.clipvalue >= 0, "--clipnorm and --clipvalue must be 0 or more."),
         (not (t.clipnorm and t.clipvalue),
          "--clipnorm and --clipvalue are alternatives: set the other to 0."),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.config import RunConfig, bucket_for
+from rnncli.config import RunConfig, bucket_for, epoch_learning_rate
 
 
 def worker_batches(cfg: RunConfig, x: np.ndarray, y: np.ndarray, epoch: int | None,
@@ -106,6 +106,7 @@ def fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
     for epoch in range(1, t.epochs + 1):
         batches = worker_batches(cfg, data.x, data.y, epoch - 1, t.batch_size)
         tracker.steps = len(batches)
+        model.optimizer.learning_rate.assign(epoch_learning_rate(t, epoch - 1))
         tracker.epoch_begin(epoch)
         loss_sum = correct = 0.0
         for step, (x, y) in enumerate(batches, 1):

@@ -261,8 +261,13 @@ def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: Epoc
         args["x"] = (tf.data.Dataset.from_tensor_slices((data.x, data.y))
                      .shuffle(len(data.x), seed=t.seed)
                      .batch(t.batch_size, drop_remainder=True))
+    import keras
+
+    from rnncli.config import epoch_learning_rate
+
+    schedule = keras.callbacks.LearningRateScheduler(lambda e, _: epoch_learning_rate(t, e))
     model.fit(**args, epochs=t.epochs, initial_epoch=first_epoch, verbose=0,
-              callbacks=[keras_callback(tracker)])
+              callbacks=[schedule, keras_callback(tracker)])
 
 
 def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult) -> TrainResult:

@@ -36,6 +36,7 @@ Pooling = Literal[config.POOLINGS]
 Side = Literal[config.PADDING_SIDES]
 Monitor = Literal[config.MONITORS]
 Strategy = Literal[config.STRATEGIES]
+LrSchedule = Literal[config.LR_SCHEDULES]
 PANELS = {"data": "Data settings", "model": "Model settings", "train": "Training settings"}
 
 
@@ -82,6 +83,7 @@ def train(
     batch_size: Annotated[int | None, setting("batch_size")] = None,
     epochs: Annotated[int | None, setting("epochs")] = None,
     learning_rate: Annotated[float | None, setting("learning_rate")] = None,
+    lr_schedule: Annotated[LrSchedule | None, setting("lr_schedule")] = None,
     clipnorm: Annotated[float | None, setting("clipnorm")] = None,
     clipvalue: Annotated[float | None, setting("clipvalue")] = None,
     early_stopping: Annotated[int | None, setting(
