@@ -135,3 +135,19 @@ def test_run_folder_config_toml_reproduces_the_run(prepared, tmp_path):
     as_json = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
     assert config.RunConfig.from_dict(tomllib.loads(saved.read_text())) == \
         config.RunConfig.from_dict(as_json)
+
+
+def test_cosine_schedule_falls_from_the_rate_towards_zero():
+    from rnncli.config import epoch_learning_rate
+
+    t = config.resolve(None, None, {"lr_schedule": "cosine", "epochs": 12,
+                                    "learning_rate": 0.002}).train
+    rates = [epoch_learning_rate(t, e) for e in range(12)]
+    assert rates[0] == 0.002 and all(a > b > 0 for a, b in zip(rates, rates[1:]))
+    assert rates[-1] < 0.05 * 0.002
+    flat = config.resolve(None, None, {"epochs": 12}).train
+    assert {epoch_learning_rate(flat, e) for e in range(12)} == {flat.learning_rate}
+    from rnncli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--lr-schedule 'linear'"):
+        config.resolve(None, None, {"lr_schedule": "linear"})

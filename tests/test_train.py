@@ -173,3 +173,13 @@ def test_evaluate_bad_models(prepared, tmp_path):
     assert res.exit_code == 1 and "Cannot load" in res.stderr
     res = runner.invoke(app, ["evaluate", "--model", "nowhere.keras"])
     assert res.exit_code == 1 and "No model at nowhere.keras" in res.stderr
+
+
+def test_cosine_schedule_sets_each_epochs_step_size(prepared, tmp_path):
+    res = train("--epochs", "3", "--lr-schedule", "cosine", "--output", "cos")
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "cos" / runs.HISTORY_JSON).read_text())["epochs"]
+    t = config.resolve(None, None, {"lr_schedule": "cosine", "epochs": 3}).train
+    assert [r["learning_rate"] for r in rows] == pytest.approx(
+        [config.epoch_learning_rate(t, e) for e in range(3)], rel=1e-6)
+    assert rows[-1]["learning_rate"] < 0.5 * t.learning_rate
