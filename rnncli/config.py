@@ -117,7 +117,7 @@ LR_SCHEDULES = ("constant", "cosine")
 
 def epoch_learning_rate(t: TrainConfig, epoch: int) -> float:
     """The step size of epoch `epoch` (0-based) of `t.epochs`: cosine runs from the full
-    rate at the first epoch to a few percent of it at the last, so late epochs settle
+    rate at the first epoch to a small fraction of it at the last, so late epochs settle
     instead of hopping around the best weights."""
     if t.lr_schedule == "constant":
         return t.learning_rate
@@ -189,6 +189,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "batch_size": 64, "epochs": 12, "early_stopping": 3, "crop_prob": 0.5,
                 "jit_compile": False},
 }
+# `best` for distilling from several teachers (--teacher, repeated): the teachers' mean is a
+# steadier target, so it trains longer, with a step size that settles (the bundled model).
+PRESETS["student"] = {**PRESETS["best"], "epochs": 20, "early_stopping": None,
+                      "lr_schedule": "cosine"}
 
 
 def _unknown(key: str, origin: str) -> UsageError:

@@ -33,7 +33,7 @@ def test_completion_answers_for_commands(monkeypatch, capsys):
 @pytest.mark.parametrize("words, expected", [
     ("rnncli predict --format ", {"table", "json", "jsonl", "csv"}),
     ("rnncli train --cell ", {"simple", "lstm", "gru"}),
-    ("rnncli train --preset ", {"recipe", "lstm", "gru", "best", "teacher"}),
+    ("rnncli train --preset ", {"recipe", "lstm", "gru", "best", "teacher", "student"}),
     ("rnncli train --pooling ", {"last", "max", "mean", "masked-max"}),
     ("rnncli export onnx --graph ", {"auto", "hybrid", "unrolled", "native", "native-folded",
                                      "tf2onnx"}),
