@@ -18,6 +18,7 @@ PYTHONDONTWRITEBYTECODE is set.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -59,6 +60,47 @@ def run_once(cmd: list[str], extra_env: dict[str, str], cwd: str) -> float:
     return seconds
 
 
+# What loading a model costs inside a fresh process, for the bundled file and --model:
+# onnxruntime's session with every graph optimization off (reading the file) and as
+# `predict` creates it, then the preprocessing in its metadata (vocabulary included).
+LOAD_PARTS = """
+import json, sys, time
+import onnxruntime as ort
+from rnncli.inference import session_options
+from rnncli.preprocessing import Preprocessing
+from onnx import TensorProto, helper
+path = sys.argv[1]
+# onnxruntime's one-time set-up, on a one-node graph, so that it is in neither timing.
+io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy"]
+tiny = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                           io[:1], io[1:]))
+ort.InferenceSession(tiny.SerializeToString(), providers=["CPUExecutionProvider"])
+bare = session_options()
+bare.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+out = {}
+for name, opts in (("file read, optimizations off", bare), ("session as predict makes it",
+                                                            session_options())):
+    t = time.perf_counter()
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    out[name] = time.perf_counter() - t
+props = sess.get_modelmeta().custom_metadata_map
+t = time.perf_counter()
+Preprocessing.from_metadata(props)
+out["preprocessing (vocabulary)"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def load_parts(path: Path, runs: int) -> dict[str, float]:
+    """Median seconds of each part of loading `path`, each round a fresh process."""
+    rounds = []
+    for _ in range(runs):
+        res = subprocess.run([sys.executable, "-c", LOAD_PARTS, str(path)], check=True,
+                             capture_output=True, text=True)
+        rounds.append(json.loads(res.stdout))
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="an exported .onnx model to time as well")
@@ -85,6 +127,18 @@ def main() -> None:
             ratio = medians[name] / floor
             verdict = "ok" if ratio <= 1.5 else "over"
             print(f"target {name}: <= 1.5x floor -> {ratio:.2f}x {verdict}")
+    from rnncli import runs
+
+    models = {"bundled": runs.BUNDLED}
+    if args.model is not None:
+        models["--model"] = args.model
+    print(f"\nloading the model in a fresh process, ms (median of {args.runs}):")
+    parts = {label: load_parts(path, args.runs) for label, path in models.items()}
+    print(f"{'':<32}" + "".join(f"{label:>10}" for label in parts))
+    for part in next(iter(parts.values())):
+        print(f"{part:<32}" + "".join(f"{p[part] * 1e3:10.1f}" for p in parts.values()))
+    print(f"{'file size, MB':<32}" + "".join(f"{path.stat().st_size / 1e6:10.2f}"
+                                            for path in models.values()))
 
 
 if __name__ == "__main__":
