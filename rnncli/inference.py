@@ -251,17 +251,19 @@ class OnnxModel:
         # hands out the previous window's results and encodes the next window.
         from concurrent.futures import ThreadPoolExecutor
 
+        def done(chunk, known, probs) -> list[Prediction]:
+            return self._predictions(chunk, probs.result(), known, threshold)
+
         with ThreadPoolExecutor(1) as ahead:
             pending = None
             for chunk, encoded in windows_in:
-                running = (chunk, encoded, ahead.submit(self.probabilities, encoded, batch_size))
-                if pending is not None:
-                    yield from self._predictions(pending[0], pending[2].result(),
-                                                 pending[1].known, threshold)
+                running = (chunk, encoded.known,
+                           ahead.submit(self.probabilities, encoded, batch_size))
+                if pending:
+                    yield from done(*pending)
                 pending = running
-            if pending is not None:
-                yield from self._predictions(pending[0], pending[2].result(), pending[1].known,
-                                             threshold)
+            if pending:
+                yield from done(*pending)
 
     def _predictions(self, texts: Sequence[str], probs: np.ndarray, known: np.ndarray,
                      threshold: float | None) -> list[Prediction]:
