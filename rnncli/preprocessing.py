@@ -122,7 +122,7 @@ class Preprocessing:
                                                              self.num_words)
             for i, seg in zip(few, np.split(redo_ids, np.cumsum(redo_lengths)[:-1])):
                 segments[i] = seg
-            ids = np.concatenate(segments) if segments else ids
+            ids = np.concatenate(segments)
             lengths = np.array([len(seg) for seg in segments], np.int64)
         return Encoded(ids, lengths, self._known(ids, lengths))
 

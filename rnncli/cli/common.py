@@ -116,17 +116,7 @@ def strict(obj: Any) -> Any:
     return obj
 
 
-# Plain values (what a predict row holds) go straight to the C encoder; a NaN or a value it
-# cannot encode makes it raise, and then the value takes the strict path.
-_PLAIN = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-
-
 def json_text(obj: Any, indent: int | None = None) -> str:
-    if indent is None:
-        try:
-            return _PLAIN.encode(obj)
-        except (ValueError, TypeError):
-            pass
     return json.dumps(strict(obj), indent=indent, ensure_ascii=False, allow_nan=False,
                       default=str)
 
