@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,10 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), session_options(),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            if "external data" in str(exc).lower():  # weights kept in a file beside it
+                raise ModelError(f"Cannot load {path}: its weights file is missing or outside "
+                                 f"its folder ({_first_line(exc)}); copy the .data file it "
+                                 "names along with it.") from None
             raise ModelError(f"Cannot load {path}: not a valid ONNX model ({_first_line(exc)}); "
                              f"{REEXPORT}.") from None
         props = self.session.get_modelmeta().custom_metadata_map
@@ -241,8 +246,10 @@ class OnnxModel:
             for chunk in windows(texts, window):
                 yield from self.predict_texts(chunk, threshold)
             return
-        windows_in = encoded_windows(self.encode, texts, window, self.workers)
-        if self.workers == 1:
+        chunks = windows(texts, window)
+        head = list(islice(chunks, 2))
+        windows_in = encoded_windows(self.encode, chain(head, chunks), self.workers)
+        if self.workers == 1 or len(head) < 2:  # nothing to overlap: no thread to start
             for chunk, encoded in windows_in:
                 yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
                                              encoded.known, threshold)

@@ -1,7 +1,7 @@
 """A stream of reviews cut into windows, each encoded ahead of the model; on large inputs
 the encoding runs in worker processes, so tokenizing uses every core.
 
-    for texts, encoded in encoded_windows(prep.encode_flat, reviews, window=4096, workers=2):
+    for texts, encoded in encoded_windows(prep.encode_flat, windows(reviews, 4096), workers=2):
         ...  # windows come back in input order
 
 Tokenizing is pure Python and holds the GIL, so threads would not help; onnxruntime
@@ -10,7 +10,6 @@ releases it, so the model runs in the parent's threads meanwhile.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -37,22 +36,24 @@ def windows(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def encoded_windows(encode: Callable[[list[str]], T], texts: Iterable[str], window: int,
+def encoded_windows(encode: Callable[[list[str]], T], chunks: Iterable[list[str]],
                     workers: int) -> Iterator[tuple[list[str], T]]:
-    """(window, encode(window)) for consecutive windows of `texts`, in order.
+    """(window, encode(window)) for each window of reviews in `chunks`, in order.
 
     Worker processes start only when the input holds more than one window (a few reviews
     are encoded sooner than a process starts) of reviews long enough to be worth it, and
     on Linux, where fork shares the vocabulary with the workers at no cost (spawn would
     re-import everything, and fork is unsafe on macOS).
     """
-    chunks = windows(texts, window)
+    chunks = iter(chunks)
     head = list(islice(chunks, 2))
     if (len(head) < 2 or workers < 2 or not fork_is_safe()
             or sum(map(len, head[0])) < MIN_CHARS_PER_REVIEW * len(head[0])):
         for chunk in chain(head, chunks):
             yield chunk, encode(chunk)
         return
+    import multiprocessing  # only here: its import costs a one-review `predict` ~4 ms
+
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_start_worker, initargs=(encode,)) as pool:
         pending: deque = deque()

@@ -36,6 +36,8 @@ def test_predict_loads_its_command_only(tmp_path):
     assert '"label"' in out, "the probe must run the command"
     assert "onnxruntime" in top(mods)
     assert not top(mods) & {"pydantic", "pydantic_core", "tensorflow", "keras", "onnx"}
+    # One review is one window: no worker process or thread to set up (~7 ms of imports).
+    assert not top(mods) & {"multiprocessing", "concurrent"}
     assert not mods & {"rnncli.cli.train", "rnncli.cli.data", "rnncli.cli.export",
                        "rnncli.cli.evaluate", "rnncli.dataset", "rich.console"}
 
