@@ -112,28 +112,28 @@ def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
     return batches
 
 
-def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teachers: list, weight: float
+def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teacher, weight: float
               ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Targets `weight` x (mean teacher probability on the batch as cropped) + the rest x label.
+    """Targets `weight` x teacher probability on the batch as cropped + the rest x label.
 
     Computed when an epoch's batches are made (between epochs, outside the input pipeline),
-    so each teacher sees exactly the input the student is trained on.
+    so the teacher sees exactly the input the student is trained on.
     """
     out = []
     for x, y in batches:
-        p = np.mean([np.asarray(t.predict_on_batch(x), np.float32).reshape(-1)
-                     for t in teachers], axis=0)
+        p = np.asarray(teacher.predict_on_batch(x), np.float32).reshape(-1)
         out.append((x, (weight * p + (1 - weight) * y).astype(np.float32)))
     return out
 
 
 def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: int | None,
-                  shuffle: bool = True, teachers: list | None = None,
+                  shuffle: bool = True, teacher=None,
                   distill_weight: float = 0.0, first_epoch: int = 0):
     """A keras PyDataset over epoch_batches, made anew after every epoch.
 
     `seed` None means no randomness at all (validation: no crops, fixed order). With
-    `teachers` (Keras models that take any width, i.e. masked ones), targets are distilled.
+    a `teacher` (anything with predict_on_batch that takes any width: masked Keras models,
+    rnncli.teachers.TeacherMix), targets are distilled.
     `first_epoch`: the epochs already done, so a resumed run sees the batches it would have.
     """
     import keras
@@ -147,8 +147,8 @@ def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: 
         def _make(self):
             rng = None if seed is None else np.random.default_rng([seed, self.epoch])
             self.batches = epoch_batches(rows, y, plan, rng, shuffle)
-            if teachers:
-                self.batches = distilled(self.batches, teachers, distill_weight)
+            if teacher is not None:
+                self.batches = distilled(self.batches, teacher, distill_weight)
 
         def __len__(self):
             return len(self.batches)

@@ -109,6 +109,9 @@ class TrainConfig:
                                         "(repeat --teacher for several)")
     distill_weight: float = setting(0.7, "target = w x mean teacher probability + (1 - w) x "
                                          "label")
+    ngram_teacher: float = setting(0.0, "weight of a TF-IDF + logistic regression teacher on "
+                                        "words and word pairs (fitted to the training reviews "
+                                        "first) beside the --teacher runs' mean; 0: none")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -307,6 +310,9 @@ def validate(cfg: RunConfig) -> None:
         (0 <= t.distill_weight <= 1, "--distill-weight must be between 0 and 1."),
         (not t.teachers or t.strategy == "default",
          "--teacher trains on one device: use --strategy default."),
+        (0 <= t.ngram_teacher <= 1, "--ngram-teacher must be between 0 and 1."),
+        (not t.ngram_teacher or t.strategy == "default",
+         "--ngram-teacher trains on one device: use --strategy default."),
         (not t.bucket or m.pooling not in POOLINGS or poolings.POOLINGS[m.pooling].masked,
          "--bucket cuts batches, which is exact only with --pooling masked-max."),
     ]
@@ -324,6 +330,11 @@ def unroll_for(cfg: RunConfig) -> bool:
     # Masked models run batches of many widths, which an unrolled loop cannot share.
     return (cfg.model.cell == "simple" and cfg.data.maxlen <= 100
             and not poolings.get_pooling(cfg.model.pooling).masked)
+
+
+def distils(cfg: RunConfig) -> bool:
+    """Whether the run trains on a teacher's probabilities (--teacher, --ngram-teacher)."""
+    return bool(cfg.train.teachers) or cfg.train.ngram_teacher > 0
 
 
 def bucket_for(cfg: RunConfig) -> bool:

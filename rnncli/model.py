@@ -12,7 +12,7 @@ serving cut every batch to its longest review.
 from __future__ import annotations
 
 from rnncli.cells import get_cell
-from rnncli.config import RunConfig, unroll_for
+from rnncli.config import RunConfig, distils, unroll_for
 from rnncli.poolings import get_pooling
 
 # Layer names are a contract with the ONNX graphs (model_weights.py reads weights by name):
@@ -69,7 +69,7 @@ def compile_model(model, cfg: RunConfig, jit_compile: bool | None = None,
         loss="binary_crossentropy",
         # Distilled targets are soft (0.7 x teacher + 0.3 x label): Keras's accuracy compares
         # them to 0/1 exactly, so both sides are thresholded at 0.5 instead.
-        metrics=[thresholded_accuracy] if t.teachers else ["accuracy"],
+        metrics=[thresholded_accuracy] if distils(cfg) else ["accuracy"],
         jit_compile=t.jit_compile if jit_compile is None else jit_compile,
         steps_per_execution=steps_per_execution or t.steps_per_execution,
     )

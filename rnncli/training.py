@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncli import dataset, runs, tf_runtime
-from rnncli.config import RunConfig, bucket_for
+from rnncli.config import RunConfig, bucket_for, distils
 from rnncli.errors import TrainingError, UsageError
 from rnncli.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from rnncli.preprocessing import Preprocessing
@@ -175,9 +175,8 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
 
                 fit_together(model, strategy, cfg, data, tracker)
             else:
-                teachers = (load_teachers(t.teachers, preprocessing_for(cfg, meta, home))
-                            if t.teachers else [])
-                fit_keras(model, strategy, cfg, data, tracker, done, teachers)
+                fit_keras(model, strategy, cfg, data, tracker, done,
+                          teacher_for(cfg, preprocessing_for(cfg, meta, home), data))
     except KeyboardInterrupt:
         result.interrupted = True
     except BaseException:
@@ -203,38 +202,26 @@ def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None)
     return model
 
 
-def load_teachers(folders: list[str], prep: Preprocessing) -> list:
-    """Teacher models for distillation; each must read the student's ids the same way."""
-    models = []
-    for folder in folders:
-        ref = runs.find_model(Path(folder))
-        if ref.kind != "keras":
-            raise UsageError(f"Teacher {folder} has no Keras model: give a run folder.")
-        theirs = runs.keras_preprocessing(ref.path)
-        if (theirs.vocabulary[: prep.num_words - 3] != prep.vocabulary
-                or theirs.num_words < prep.num_words or theirs.maxlen != prep.maxlen):
-            raise UsageError(f"Teacher {folder} reads reviews differently (vocabulary, "
-                             "num_words or maxlen): train teachers on the same data settings.")
-        model = tf_runtime.load_keras_model(ref.path)
-        if model.get_layer("embedding").mask_zero is not True:
-            raise UsageError(f"Teacher {folder} is not a masked-max model: distillation cuts "
-                             "batches, which only masked models read exactly.")
-        models.append(model)
-    return models
+def teacher_for(cfg: RunConfig, prep: Preprocessing, data: TrainingData):
+    """The run's teacher (models from --teacher, the n-gram teacher), or None."""
+    from rnncli.batches import real_rows
+    from rnncli.teachers import make_teacher
+
+    return make_teacher(cfg, prep, real_rows(data.x), data.y) if distils(cfg) else None
 
 
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
-              first_epoch: int, teachers: list) -> None:
+              first_epoch: int, teacher) -> None:
     """model.fit for one device or a MirroredStrategy over local devices."""
     t = cfg.train
     val_batch = t.batch_size * max(1, 1024 // t.batch_size)
     args: dict = {"validation_data": (data.x_val, data.y_val), "validation_batch_size": val_batch}
-    if t.strategy == "default" and (t.crop_prob > 0 or bucket_for(cfg) or teachers):
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket_for(cfg) or teacher is not None):
         from rnncli.batches import BatchPlan, keras_batches, real_rows
 
         args = {"x": keras_batches(real_rows(data.x), data.y,
                                    BatchPlan.for_training(cfg, t.batch_size), t.seed,
-                                   teachers=teachers, distill_weight=t.distill_weight,
+                                   teacher=teacher, distill_weight=t.distill_weight,
                                    first_epoch=first_epoch),
                 "validation_data": keras_batches(real_rows(data.x_val), data.y_val,
                                                  BatchPlan.for_validation(cfg, val_batch),

@@ -35,6 +35,28 @@ def test_student_trains_on_its_teachers_and_records_them(prepared, tmp_path):
     assert len(history) == 2 and all(h["accuracy"] > 0.2 for h in history)
 
 
+def test_a_student_of_the_ngram_teacher_alone_or_beside_teacher_runs(prepared, tmp_path,
+                                                                    monkeypatch):
+    from rnncli import teachers
+
+    mixes = []
+    real = teachers.TeacherMix.predict_on_batch
+
+    def spy(self, x):
+        mixes.append((len(self.models), self.ngram is not None, self.weight))
+        return real(self, x)
+
+    monkeypatch.setattr(teachers.TeacherMix, "predict_on_batch", spy)
+    train("--epochs", "1", "--output", "ngram", "--ngram-teacher", "0.4")
+    train("--epochs", "1", "--output", "teacher", "--seed", "1")
+    train("--epochs", "1", "--output", "both", "--teacher", "teacher", "--ngram-teacher", "0.4")
+    assert {m for m in mixes} == {(0, True, 0.4), (1, True, 0.4)}
+    saved = json.loads((tmp_path / "both" / runs.CONFIG).read_text())["train"]
+    assert saved["ngram_teacher"] == 0.4 and saved["teachers"] == ["teacher"]
+    history = json.loads((tmp_path / "ngram" / runs.HISTORY_JSON).read_text())["epochs"]
+    assert history[0]["accuracy"] > 0.2  # thresholded: soft targets still read as agreement
+
+
 def test_a_teacher_that_reads_padding_is_refused(prepared, tmp_path):
     res = runner.invoke(app, ["train", "--maxlen", "20", "--num-words", "30", "--units", "2",
                               "--embedding-dim", "4", "--batch-size", "8", "--no-jit",

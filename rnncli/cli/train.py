@@ -100,6 +100,7 @@ def train(
     bucket: Annotated[bool | None, setting("bucket", "--bucket/--no-bucket")] = None,
     teachers: Annotated[list[Path] | None, setting("teachers", "--teacher")] = None,
     distill_weight: Annotated[float | None, setting("distill_weight")] = None,
+    ngram_teacher: Annotated[float | None, setting("ngram_teacher")] = None,
     cpu_devices: Annotated[int | None, typer.Option(
         "--cpu-devices", hidden=True, help="Split the CPU into N logical devices.")] = None,
     output: Annotated[Path, typer.Option("--output", help="Run folder.")] = runs.DEFAULT_OUTPUT,

@@ -1,0 +1,67 @@
+"""The n-gram teacher and the teacher mix, on synthetic id rows (no TensorFlow)."""
+
+import numpy as np
+import pytest
+
+from rnncli import text
+from rnncli.teachers import NgramTeacher, TeacherMix, ngram_keys
+
+pytest.importorskip("sklearn")
+NUM_WORDS = 20
+A, B = 5, 6  # the label is the order of these two words: their counts say nothing
+
+
+def rows_and_labels(n, seed):
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        filler = rng.integers(7, NUM_WORDS, size=int(rng.integers(3, 12)))
+        at = int(rng.integers(0, len(filler) + 1))
+        pair = [A, B] if label else [B, A]
+        rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
+        labels.append(label)
+    return rows, np.array(labels, np.float32)
+
+
+def test_keys_tell_words_from_pairs_and_drop_pads_and_the_start_marker():
+    keys = ngram_keys(np.array([0, 0, text.START, 5, 6, 5], np.int32), NUM_WORDS)
+    assert sorted(keys.tolist()) == sorted([5 * 20, 6 * 20, 5 * 20, 5 * 20 + 6, 6 * 20 + 5])
+
+
+def test_word_order_is_learned_and_padding_does_not_matter():
+    rows, y = rows_and_labels(400, seed=0)
+    teacher = NgramTeacher(rows, y, NUM_WORDS)
+    test_rows, test_y = rows_and_labels(100, seed=1)
+    x_pre = text.pad_sequences(test_rows, 16, "pre", "pre")
+    x_post = text.pad_sequences(test_rows, 16, "post", "post")
+    p = teacher.predict_on_batch(x_pre)
+    # Only the pairs decide: a model of word counts alone would be at chance.
+    assert ((p > 0.5) == (test_y > 0.5)).mean() > 0.95
+    np.testing.assert_allclose(teacher.predict_on_batch(x_post), p, rtol=1e-6)
+    longest = max(map(len, test_rows))
+    np.testing.assert_allclose(teacher.predict_on_batch(x_pre[:, 16 - longest:]), p, rtol=1e-6)
+    assert p.dtype == np.float32 and p.shape == (100,)
+
+
+def test_an_ngram_seen_in_one_review_only_is_left_out():
+    rows = [np.array([text.START, 7, 8], np.int32), np.array([text.START, 7, 9], np.int32),
+            np.array([text.START, 7, 8, 10], np.int32)]
+    teacher = NgramTeacher(rows, np.array([1, 0, 1], np.float32), NUM_WORDS)
+    assert teacher.keys.tolist() == [7 * 20, 7 * 20 + 8, 8 * 20]
+
+
+class Constant:
+    def __init__(self, p):
+        self.p = p
+
+    def predict_on_batch(self, x):
+        return np.full((len(x), 1), self.p, np.float32)
+
+
+def test_the_mix_weighs_the_ngram_teacher_against_the_models_mean():
+    x = np.zeros((3, 4), np.int32)
+    mix = TeacherMix([Constant(0.2), Constant(0.4)], Constant(0.9), weight=0.25)
+    np.testing.assert_allclose(mix.predict_on_batch(x), 0.75 * 0.3 + 0.25 * 0.9, rtol=1e-6)
+    np.testing.assert_allclose(TeacherMix([], Constant(0.9), 0.25).predict_on_batch(x), 0.9)
+    np.testing.assert_allclose(TeacherMix([Constant(0.2)]).predict_on_batch(x), 0.2)
