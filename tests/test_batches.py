@@ -98,10 +98,12 @@ class _Teacher:
 
 
 def test_distilled_targets_mix_the_teachers_mean_with_the_label():
+    from rnncli.teachers import TeacherMix
+
     x = np.ones((4, 6), np.int32)
     y = np.array([1, 0, 1, 0], np.float32)
     t1, t2 = _Teacher(0.2), _Teacher(0.6)
-    [(x_out, target)] = distilled([(x, y)], [t1, t2], 0.7)
+    [(x_out, target)] = distilled([(x, y)], TeacherMix([t1, t2]), 0.7)
     assert x_out is x and t1.seen[0] is x and t2.seen[0] is x
     np.testing.assert_allclose(target, 0.7 * 0.4 + 0.3 * y, rtol=1e-6)
 
