@@ -8,7 +8,9 @@ and on two short-text sets built from the test split:
 - crops: a random window of 8 to 30 words of each review (seed 0), with the review's label
 (both from benchmarks/short_text.py, which bench_serve.py shares).
 Beside them, TF-IDF + logistic regression (scikit-learn, `pip install scikit-learn`)
-trained on the train split, on words and on words + bigrams: the baseline to beat.
+trained on the train split, on words and on words + bigrams: the baseline to beat; and
+`rnncli train --ngram-teacher`'s linear teacher fitted on the whole train split's ids
+(30,000 words, maxlen 500), with its fit time, scored in batches of 64 as in training.
 Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer).
 """
 
@@ -78,6 +80,28 @@ def linear_baselines(train_texts, train_y):
     return made
 
 
+def ngram_teacher(home: Path, num_words: int = 30000, maxlen: int = 500):
+    """rnncli's --ngram-teacher as a model of its own: fitted on the whole train split's ids
+    (a run fits it on its training share), texts encoded with the dataset's vocabulary."""
+    from rnncli.batches import real_rows
+    from rnncli.preprocessing import Preprocessing
+    from rnncli.teachers import NgramTeacher
+
+    x, y = dataset.load_encoded(dataset.load_split(home, "train"), num_words, maxlen)
+    started = time.perf_counter()
+    teacher = NgramTeacher(real_rows(x), y, num_words)
+    fit = time.perf_counter() - started
+    words = dataset.load_vocabulary(home).truncated(num_words).words
+    prep = Preprocessing(vocabulary=words, num_words=num_words, maxlen=maxlen)
+
+    def score(texts: list[str]) -> np.ndarray:
+        ids, _ = prep.encode(texts, trim=False)
+        return np.concatenate([teacher.predict_on_batch(ids[i : i + 64])
+                               for i in range(0, len(ids), 64)] or [np.zeros(0, np.float32)])
+
+    return f"--ngram-teacher alone (fit {fit:.1f} s)", score
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="*", help="run folders, .keras or .onnx files")
@@ -98,6 +122,8 @@ def main() -> None:
     if not args.no_baseline:
         train = dataset.load_split(home, "train")
         scorers.update(linear_baselines(train.texts(), train.labels.astype(np.int64)))
+        name, score = ngram_teacher(home)
+        scorers[name] = score
     print(f"{'model':<44} {'test acc':>9} {'first sent.':>11} {'crops':>7} {'test s':>7}")
     for name, score in scorers.items():
         started = time.perf_counter()
