@@ -7,8 +7,8 @@ For each model: onnxruntime's per-call floor (an Identity graph, same session op
 short review in-process, tokenize to label (p50, one thread) and the model call alone;
 `predict_stream` on the test reviews and on one-sentence reviews (benchmarks/short_text.py:
 the first sentence of 4 words or more, as in bench_accuracy.py); the whole process
-`rnncli predict --file FILE --format jsonl > /dev/null` on both, beside the start-up floor
-`python -c "import onnxruntime, numpy"`; the CPU each stage costs per review (what bounds
+`rnncli predict --file FILE --format jsonl > /dev/null` on both (start-up included; the
+cold-start target is bench_startup.py's); the CPU each stage costs per review (what bounds
 the whole process on this machine's cores); and the stream's probabilities against the
 plain padded path and, with model.keras beside the file, Keras.
 
@@ -20,8 +20,10 @@ whole process. A slow model is measured on as many reviews as --budget seconds a
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,7 +48,25 @@ def p50_us(fn, n: int = 3000) -> float:
     return statistics.median(samples) * 1e6
 
 
-def identity_floor_us() -> float:
+def paired_p50_us(fn, floor_call, n: int = 3000, block: int = 100) -> tuple[float, float]:
+    """p50 of `fn` and of the floor call, measured in alternating blocks of `block` calls:
+    a busy moment of the machine slows both alike, so their ratio holds where two separate
+    runs would drift apart, and within a block each call finds its own data in cache."""
+    took, floor = [], []
+    for call in (fn, floor_call):  # warm-up, untimed
+        for _ in range(block):
+            call()
+    for _ in range(n // block):
+        for samples, call in ((took, fn), (floor, floor_call)):
+            for _ in range(block):
+                t = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - t)
+    return statistics.median(took) * 1e6, statistics.median(floor) * 1e6
+
+
+def identity_floor():
+    """onnxruntime's per-call floor: a call of an Identity graph, same session options."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -61,12 +81,12 @@ def identity_floor_us() -> float:
     sess = ort.InferenceSession(proto.SerializeToString(), session_options(),
                                 providers=["CPUExecutionProvider"])
     x = np.ones((1, 6), np.int32)
-    return p50_us(lambda: sess.run(["y"], {"x": x}))
+    return lambda: sess.run(["y"], {"x": x})
 
 
-def recurrent_node_us(path: Path, steps: int) -> tuple[str, float] | None:
-    """p50 of the model's first recurrent node alone, in a graph of its own, on one review
-    of `steps` steps: what no graph around it can go below."""
+def recurrent_node(path: Path, steps: int):
+    """(op, call) running the model's first recurrent node alone, in a graph of its own, on
+    one review of `steps` steps: what no graph around it can go below."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -92,18 +112,30 @@ def recurrent_node_us(path: Path, steps: int) -> tuple[str, float] | None:
     sess = ort.InferenceSession(model.SerializeToString(), session_options(),
                                 providers=["CPUExecutionProvider"])
     x = rng.normal(size=(steps, 1, w_shape[2])).astype(np.float32)
-    return node.op_type, p50_us(lambda: sess.run(["Y_h"], {"X": x}))
+    return node.op_type, lambda: sess.run(["Y_h"], {"X": x})
+
+
+# Commands run with compiled bytecode, as after `pip install`: modules are compiled once
+# into a cache of this run's own (even where PYTHONDONTWRITEBYTECODE is set), so no timed run
+# compiles a module edited since its last __pycache__ entry (bench_startup.py does the same).
+_PYCACHE = tempfile.mkdtemp(prefix="bench-serve-pycache-")
+atexit.register(shutil.rmtree, _PYCACHE, True)
+COMPILED = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            "PYTHONPYCACHEPREFIX": _PYCACHE}
 
 
 def wall(cmd: list[str], runs: int) -> tuple[float, float]:
-    """Median wall seconds and median CPU seconds (user + sys, the process and its workers)."""
+    """Median wall seconds and median CPU seconds (user + sys, the process and its workers),
+    after one untimed run (bytecode, file cache)."""
     import resource
 
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": COMPILED}
+    subprocess.run(cmd, check=True, **quiet)
     times, cpus = [], []
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, **quiet)
         times.append(time.perf_counter() - t)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
@@ -135,7 +167,7 @@ def plain_padded(model, texts: list[str]) -> np.ndarray:
     return x
 
 
-def bench_model(path: Path, full: list[str], sentences: list[str], floor: float, args,
+def bench_model(path: Path, full: list[str], sentences: list[str], floor, args,
                 tmp: Path) -> None:
     from rnncli import runs
     from rnncli.inference import OnnxModel
@@ -149,18 +181,20 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor: float,
           f"maxlen {prep.maxlen}, trims padding: {prep.trim_padding}, full_length_batch: "
           f"{meta.get('rnncli.full_length_batch', '-')}")
     review = [SHORT_REVIEW]
-    p50 = p50_us(lambda: single.predict_texts(review))
+    p50, fl = paired_p50_us(lambda: single.predict_texts(review), floor)
     x1, _ = prep.encode(review, trim=prep.trim_padding)
-    run_only = p50_us(lambda: single.session.run(None, {single.session.get_inputs()[0].name: x1}))
+    inputs = {single.session.get_inputs()[0].name: x1}
+    run_only, fl_run = paired_p50_us(lambda: single.session.run(None, inputs), floor)
     target = "target <= 1,000 us" if bundled else "target <= 2.5x"
-    print(f"  one short review, tokenize to label, p50    {p50:9.1f} us  {p50 / floor:5.1f}x "
-          f"floor   {target}")
+    print(f"  one short review, tokenize to label, p50    {p50:9.1f} us  {p50 / fl:5.1f}x "
+          f"floor   {target}   (floor {fl:.1f} us alongside)")
     print(f"    the model call alone on its {x1.shape[1]} ids, p50  {run_only:9.1f} us  "
-          f"{run_only / floor:5.1f}x floor")
-    node = recurrent_node_us(path, x1.shape[1])
+          f"{run_only / fl_run:5.1f}x floor")
+    node = recurrent_node(path, x1.shape[1])
     if node:
-        print(f"    its {node[0]} node alone, {x1.shape[1]} steps, p50 {'':>8}{node[1]:9.1f} us  "
-              f"{node[1] / floor:5.1f}x floor")
+        node_us, fl_node = paired_p50_us(node[1], floor)
+        print(f"    its {node[0]} node alone, {x1.shape[1]} steps, p50 {'':>8}{node_us:9.1f} us  "
+              f"{node_us / fl_node:5.1f}x floor")
 
     def stream(texts):
         return list(model.predict_stream(iter(texts)))
@@ -190,8 +224,10 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor: float,
 
     cli = [sys.executable, "-m", "rnncli", "predict", "--model", str(path)]
     start, start_cpu = wall([*cli, "great film"], args.runs)
+    # The cold-start target has its own benchmark (bench_startup.py), which interleaves the
+    # floor with each command: here the start-up only enters the CPU bound below.
     print(f"  start-up `rnncli predict \"great film\"`       {start:9.3f} s   "
-          f"{start / args.startup_floor:5.2f}x start-up floor   CPU {start_cpu:.2f} s")
+          f"CPU {start_cpu:.2f} s")
     for name, texts in sets.items():
         file = tmp / f"{name}.txt"
         file.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -254,12 +290,11 @@ def main() -> None:
     sentences = [s for s in map(first_sentence, full) if s]
     import onnxruntime
 
-    floor = identity_floor_us()
-    args.startup_floor = wall([sys.executable, "-c", "import onnxruntime, numpy"], args.runs)[0]
+    floor = identity_floor()
     print(f"{os.cpu_count()} cores, onnxruntime {onnxruntime.__version__}, python "
           f"{sys.version.split()[0]}; {len(full):,} test reviews, {len(sentences):,} one-sentence")
-    print(f"floor: onnxruntime per call (Identity graph), p50 {floor:.1f} us; start-up "
-          f"`python -c \"import onnxruntime, numpy\"` {args.startup_floor:.3f} s")
+    print(f"floor: onnxruntime per call (Identity graph), p50 {p50_us(floor):.1f} us; each "
+          "ratio below divides by the floor measured in blocks alternating with it")
     with tempfile.TemporaryDirectory() as tmp:
         for path in models:
             bench_model(path, full, sentences, floor, args, Path(tmp))
