@@ -193,13 +193,22 @@ def _split_problem(arrays: dict[str, np.ndarray], reviews: int) -> str | None:
     return None
 
 
+def _build_file(home: Path, source: str | None, name: str) -> tuple[dict, Path, Path]:
+    """(meta, source folder, path of `name` in the build meta.json names). A fetch that
+    finishes between reading meta.json and opening the file has removed the build it named:
+    meta.json is read again, once, and names the new build."""
+    meta = read_meta(home, source)
+    if not (_source_dir(home, meta["source"]) / meta["build"] / name).is_file():
+        meta = read_meta(home, source)
+    folder = _source_dir(home, meta["source"])
+    return meta, folder, folder / meta["build"] / name
+
+
 def load_split(home: Path, split: str, source: str | None = None) -> Split:
     """Load one split's ids and fields (not its texts, which `Split.text` reads on demand)."""
     if split not in SPLITS:
         raise DataError(f"Unknown split {split!r}: use 'train' or 'test'.")
-    meta = read_meta(home, source)
-    folder = _source_dir(home, meta["source"])
-    path = folder / meta["build"] / f"{split}.npz"
+    meta, folder, path = _build_file(home, source, f"{split}.npz")
     if not path.is_file():
         raise damaged(folder, f"{path.relative_to(folder)} is missing")
     try:
@@ -213,9 +222,7 @@ def load_split(home: Path, split: str, source: str | None = None) -> Split:
 
 
 def load_vocabulary(home: Path, source: str | None = None) -> text.Vocabulary:
-    meta = read_meta(home, source)
-    folder = _source_dir(home, meta["source"])
-    path = folder / meta["build"] / "vocab.txt"
+    meta, folder, path = _build_file(home, source, "vocab.txt")
     try:
         vocab = text.Vocabulary.from_text(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

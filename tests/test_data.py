@@ -447,3 +447,21 @@ def test_unnamed_os_errors_become_one_line(capsys):
     err = capsys.readouterr().err
     assert err == ("Error: Cannot use /data/x.npz (No space left on device): check the path, "
                    "its permissions and the free disk space.\n")
+
+
+def test_a_fetch_that_swaps_builds_during_a_read_is_followed(prepared, _isolated, monkeypatch):
+    """A fetch finishing between a reader's meta.json and its files removes the build the
+    reader was told of; the reader reads meta.json again and loads the new build."""
+    real = dataset.read_meta
+    calls = []
+
+    def stale_first(home, source=None):
+        meta = real(home, source)
+        calls.append(meta["build"])
+        return {**meta, "build": "build-removed-by-a-fetch"} if len(calls) == 1 else meta
+
+    monkeypatch.setattr(dataset, "read_meta", stale_first)
+    assert len(dataset.load_split(_isolated, "train")) > 0
+    calls.clear()
+    assert len(dataset.load_vocabulary(_isolated)) > 0
+    assert len(calls) == 2
