@@ -176,7 +176,7 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
                 fit_together(model, strategy, cfg, data, tracker)
             else:
                 fit_keras(model, strategy, cfg, data, tracker, done,
-                          teacher_for(cfg, preprocessing_for(cfg, meta, home), data))
+                          teacher_for(cfg, meta, home, data))
     except KeyboardInterrupt:
         result.interrupted = True
     except BaseException:
@@ -202,12 +202,14 @@ def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None)
     return model
 
 
-def teacher_for(cfg: RunConfig, prep: Preprocessing, data: TrainingData):
+def teacher_for(cfg: RunConfig, meta: dict, home: Path, data: TrainingData):
     """The run's teacher (models from --teacher, the n-gram teacher), or None."""
+    if not distils(cfg):
+        return None
     from rnncli.batches import real_rows
     from rnncli.teachers import make_teacher
 
-    return make_teacher(cfg, prep, real_rows(data.x), data.y) if distils(cfg) else None
+    return make_teacher(cfg, preprocessing_for(cfg, meta, home), real_rows(data.x), data.y)
 
 
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
