@@ -83,13 +83,12 @@ def linear_baselines(train_texts, train_y):
 def ngram_teacher(home: Path, num_words: int = 30000, maxlen: int = 500):
     """rnncli's --ngram-teacher as a model of its own: fitted on the whole train split's ids
     (a run fits it on its training share), texts encoded with the dataset's vocabulary."""
-    from rnncli.batches import real_rows
     from rnncli.preprocessing import Preprocessing
     from rnncli.teachers import NgramTeacher
 
     x, y = dataset.load_encoded(dataset.load_split(home, "train"), num_words, maxlen)
     started = time.perf_counter()
-    teacher = NgramTeacher(real_rows(x), y, num_words)
+    teacher = NgramTeacher(x, y, num_words)
     fit = time.perf_counter() - started
     words = dataset.load_vocabulary(home).truncated(num_words).words
     prep = Preprocessing(vocabulary=words, num_words=num_words, maxlen=maxlen)

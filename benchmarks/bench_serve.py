@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_startup import compiled_env
 from short_text import first_sentence
 
 SHORT_REVIEW = "a wonderful, moving film"
@@ -116,12 +117,11 @@ def recurrent_node(path: Path, steps: int):
 
 
 # Commands run with compiled bytecode, as after `pip install`: modules are compiled once
-# into a cache of this run's own (even where PYTHONDONTWRITEBYTECODE is set), so no timed run
-# compiles a module edited since its last __pycache__ entry (bench_startup.py does the same).
+# into a cache of this run's own, so no timed run compiles a module edited since its last
+# __pycache__ entry (as in bench_startup.py).
 _PYCACHE = tempfile.mkdtemp(prefix="bench-serve-pycache-")
 atexit.register(shutil.rmtree, _PYCACHE, True)
-COMPILED = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-            "PYTHONPYCACHEPREFIX": _PYCACHE}
+COMPILED = compiled_env(_PYCACHE)
 
 
 def wall(cmd: list[str], runs: int) -> tuple[float, float]:

@@ -49,9 +49,15 @@ def commands(model: Path | None) -> dict[str, tuple[list[str], dict[str, str]]]:
     return cmds
 
 
-def run_once(cmd: list[str], extra_env: dict[str, str], cwd: str) -> float:
+def compiled_env(cache: str) -> dict[str, str]:
+    """This environment with bytecode written to and read from `cache`, even where
+    PYTHONDONTWRITEBYTECODE is set: after one untimed run, as after `pip install`."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(extra_env, PYTHONPYCACHEPREFIX=os.path.join(cwd, ".pycache"))
+    return {**env, "PYTHONPYCACHEPREFIX": cache}
+
+
+def run_once(cmd: list[str], extra_env: dict[str, str], cwd: str) -> float:
+    env = {**compiled_env(os.path.join(cwd, ".pycache")), **extra_env}
     t = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     seconds = time.perf_counter() - t

@@ -1,7 +1,7 @@
 """What a student is distilled from: teacher runs (Keras models) and a linear n-gram teacher.
 
-    teacher = make_teacher(cfg, prep, rows, labels)   # None when the run distils nothing
-    teacher.predict_on_batch(x)                       # probabilities of padded id rows
+    teacher = make_teacher(cfg, prep, x, labels)   # x: the training reviews' padded ids
+    teacher.predict_on_batch(x)                    # probabilities of padded id rows
 
 The n-gram teacher (`--ngram-teacher W`) is TF-IDF + logistic regression on the words and
 word pairs of the training reviews, fitted before the first epoch: the model that scores
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncli import runs, tf_runtime
-from rnncli.config import RunConfig, distils
+from rnncli.config import RunConfig
 from rnncli.errors import UsageError
 from rnncli.preprocessing import Preprocessing
 from rnncli.text import OOV
@@ -56,7 +56,8 @@ def ngram_keys(row: np.ndarray, num_words: int) -> np.ndarray:
 class NgramTeacher:
     """TF-IDF (sublinear counts, smoothed idf, L2 rows) + logistic regression on n-gram keys."""
 
-    def __init__(self, rows: list[np.ndarray], labels: np.ndarray, num_words: int):
+    def __init__(self, rows, labels: np.ndarray, num_words: int):
+        """Fitted on `rows` (id rows, padded or not: ngram_keys drops pads) and labels."""
         try:
             from sklearn.feature_extraction.text import TfidfTransformer
             from sklearn.linear_model import LogisticRegression
@@ -108,13 +109,11 @@ class TeacherMix:
         return linear if mean is None else (1 - self.weight) * mean + self.weight * linear
 
 
-def make_teacher(cfg: RunConfig, prep: Preprocessing, rows: list[np.ndarray],
-                 labels: np.ndarray) -> TeacherMix | None:
-    """The run's teacher, or None; `rows` and `labels` are the training reviews (the n-gram
-    teacher is fitted on them, never on the validation share)."""
+def make_teacher(cfg: RunConfig, prep: Preprocessing, x: np.ndarray,
+                 labels: np.ndarray) -> TeacherMix:
+    """The teacher of a run that distils (config.distils); `x` and `labels` are its training
+    reviews (the n-gram teacher is fitted on them, never on the validation share)."""
     t = cfg.train
-    if not distils(cfg):
-        return None
     models = load_teachers(t.teachers, prep) if t.teachers else []
-    ngram = NgramTeacher(rows, labels, cfg.data.num_words) if t.ngram_teacher > 0 else None
+    ngram = NgramTeacher(x, labels, cfg.data.num_words) if t.ngram_teacher > 0 else None
     return TeacherMix(models, ngram, t.ngram_teacher)

@@ -206,10 +206,9 @@ def teacher_for(cfg: RunConfig, meta: dict, home: Path, data: TrainingData):
     """The run's teacher (models from --teacher, the n-gram teacher), or None."""
     if not distils(cfg):
         return None
-    from rnncli.batches import real_rows
     from rnncli.teachers import make_teacher
 
-    return make_teacher(cfg, preprocessing_for(cfg, meta, home), real_rows(data.x), data.y)
+    return make_teacher(cfg, preprocessing_for(cfg, meta, home), data.x, data.y)
 
 
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
