@@ -19,7 +19,9 @@ from rnncli.poolings import get_pooling
 # embedding, embedding_dropout, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
 
 
-def build_model(cfg: RunConfig):
+def build_model(cfg: RunConfig, ngram_head: bool = False):
+    """The model of `cfg`; with `ngram_head`, the dense layer gives a logit to which the
+    n-gram head's is added before the sigmoid (ngram_head.py fits and joins it)."""
     import keras
 
     d, m = cfg.data, cfg.model
@@ -52,7 +54,15 @@ def build_model(cfg: RunConfig):
         x = pooling_layer(pool.keras_layer)(name="pool")(x)
     if m.head_dropout:
         x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
+    if not ngram_head:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
+        return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
+    from rnncli.ngram_head import LAYER, ngram_layer
+
+    logit = keras.layers.Dense(1, name="dense")(x)
+    head = ngram_layer()(d.num_words, name=LAYER)(inputs)
+    logit = keras.layers.Add(name="logit")([logit, head])
+    outputs = keras.layers.Activation("sigmoid", name="output")(logit)
     return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from rnncli.cells import CellWeights, get_cell
 from rnncli.config import RunConfig
 from rnncli.errors import GraphUnsupported
+from rnncli.ngram_head import has_head
 from rnncli.poolings import get_pooling
 
 
@@ -79,5 +80,7 @@ def check_model(model, cfg: RunConfig) -> None:
             raise GraphUnsupported(f"layer pool is a {got}, pooling {pool.name!r} needs "
                                    f"{pool.keras_layer}")
     dense = _layer(model, "dense")
-    if getattr(dense.activation, "__name__", "") != "sigmoid" or dense.units != 1:
-        raise GraphUnsupported("layer dense is not Dense(1, sigmoid)")
+    # With the n-gram head, dense gives the logit the head's is added to (ngram_head.py).
+    wanted = "linear" if has_head(model) else "sigmoid"
+    if getattr(dense.activation, "__name__", "") != wanted or dense.units != 1:
+        raise GraphUnsupported(f"layer dense is not Dense(1, {wanted})")

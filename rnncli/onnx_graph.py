@@ -37,6 +37,8 @@ from rnncli.cells import get_cell, run_steps
 from rnncli.config import RunConfig
 from rnncli.errors import GraphUnsupported
 from rnncli.model_weights import check_model, embedding_table, layer_weights
+from rnncli.ngram_head import MIN_OPSET as HEAD_OPSET
+from rnncli.ngram_head import has_head
 from rnncli.onnx_ops import (
     FLOAT,
     INPUT,
@@ -266,6 +268,8 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
     if opset < MIN_OPSET:
         raise GraphUnsupported(f"hand-built graphs need --opset {MIN_OPSET} or later")
     check_model(model, cfg)
+    if has_head(model) and opset < HEAD_OPSET:
+        raise GraphUnsupported(f"the n-gram head needs --opset {HEAD_OPSET} or later")
     consts: dict = {}
     if kind != "hybrid":
         g = GraphBuilder(opset, consts=consts)

@@ -134,10 +134,15 @@ class OnnxOps:
 
 
 def dense_head(g: GraphBuilder, model, features: str, out: str) -> None:
-    """The Dense(1, sigmoid) layer named "dense" on [batch, features]."""
+    """The layer named "dense" on [batch, features], then the sigmoid: Dense(1, sigmoid), or
+    Dense(1) plus the n-gram head's logit of the graph's input ids (ngram_head.py)."""
+    from rnncli.ngram_head import has_head, onnx_head_logit
+
     kernel, bias = (np.asarray(w, np.float32) for w in model.get_layer("dense").get_weights())
     logits = g.one("Gemm", [features, g.const("dense_kernel", kernel),
                             g.const("dense_bias", bias)], "dense")
+    if has_head(model):
+        logits = g.one("Add", [logits, onnx_head_logit(g, model, INPUT)], "logit")
     from onnx import helper
 
     g.nodes.append(helper.make_node("Sigmoid", [logits], [out], name=g.prefix + "sigmoid"))

@@ -230,8 +230,10 @@ def load_keras_model(model_path: Path):
     import keras
 
     from rnncli.model import masked_max_pooling
+    from rnncli.ngram_head import ngram_layer
 
-    masked_max_pooling()  # registers the custom layer before a file may name it
+    masked_max_pooling()  # registers the custom layers before a file may name them
+    ngram_layer()
     try:
         return keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # keras raises many types for a bad file

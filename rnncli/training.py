@@ -47,6 +47,7 @@ class TrainResult:
     resumable: bool = False  # `--resume` continues it
     seconds: float = 0.0
     fingerprint: str = ""  # of the model's weights: the same on every worker of one run
+    head: dict | None = None  # --ngram-head: ngram_head.attach_head's details
 
 
 @dataclass
@@ -141,6 +142,8 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     are checked against the run's own.
     """
     tf_runtime.require_training_extra("Training")
+    if cfg.model.ngram_head:
+        tf_runtime.require_training_extra("--ngram-head", ("sklearn", "scipy"))
     meta = dataset.read_meta(home)
     role = tf_runtime.worker_role(cfg.train.strategy)
     if resume and role.count > 1:
@@ -183,8 +186,36 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
         if run and not run.resumed and state.kept_epoch is None:
             runs.discard(run)
         raise
+    joined = None
+    if run and cfg.model.ngram_head and not result.interrupted and state.kept_epoch is not None \
+            and not state.nan_epoch:
+        joined = join_head(run, state, cfg, data, result)
     result.seconds = time.perf_counter() - started
-    return finish(run, state, result)
+    return finish(run, state, result, joined)
+
+
+def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData,
+              result: TrainResult) -> Path:
+    """Fit the n-gram head on the training share, join it to the kept network, write that
+    model beside the run's files and its details to ngram_head.json; the joined model's
+    path (finish() makes it model.keras)."""
+    from rnncli.ngram_head import attach_head, fit_head
+
+    network = tf_runtime.load_keras_model(kept_model(run, state))
+    head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)
+    joined, result.head = attach_head(network, cfg, head, data.x_val, data.y_val,
+                                      cfg.train.seed)
+    path = run.work / ("head." + runs.MODEL)
+    with atomic_path(path) as tmp:
+        joined.save(tmp)
+    atomic_write_json(run.work / runs.HEAD_JSON, result.head)
+    return path
+
+
+def kept_model(run: runs.RunFolder, state: RunState) -> Path:
+    """The checkpoint of the epoch the run keeps."""
+    return (run.work / runs.BEST if state.restore_best
+            else runs.checkpoint_path(run.work, state.kept_epoch))
 
 
 def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None):
@@ -258,8 +289,10 @@ def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: Epoc
               callbacks=[schedule, keras_callback(tracker)])
 
 
-def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult) -> TrainResult:
-    """Write model.keras and switch the run in, or leave the folder as it was."""
+def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult,
+           joined: Path | None = None) -> TrainResult:
+    """Write model.keras (the kept epoch's, or `joined`: it with the n-gram head) and switch
+    the run in, or leave the folder as it was."""
     s = state
     result.history, result.best_epoch, result.kept_epoch = s.history, s.best_epoch, s.kept_epoch
     if s.best_epoch:
@@ -278,10 +311,11 @@ def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult) -> 
                 "--clipnorm.")
         return result
     with runs.interrupts_held():
-        source = (run.work / runs.BEST if s.restore_best
-                  else runs.checkpoint_path(run.work, s.kept_epoch))
-        with atomic_path(run.work / runs.MODEL) as tmp:
-            shutil.copyfile(source, tmp)
+        if joined:
+            joined.replace(run.work / runs.MODEL)
+        else:
+            with atomic_path(run.work / runs.MODEL) as tmp:
+                shutil.copyfile(kept_model(run, s), tmp)
         # An interrupted run keeps its checkpoint for --resume; a NaN one would only
         # diverge again from it.
         result.resumable = result.interrupted and not s.nan_epoch

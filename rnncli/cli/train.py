@@ -80,6 +80,8 @@ def train(
     pooling: Annotated[Pooling | None, setting("pooling")] = None,
     head_dropout: Annotated[float | None, setting("head_dropout")] = None,
     unroll: Annotated[bool | None, setting("unroll", "--unroll/--no-unroll")] = None,
+    ngram_head: Annotated[bool | None, setting(
+        "ngram_head", "--ngram-head/--no-ngram-head")] = None,
     batch_size: Annotated[int | None, setting("batch_size")] = None,
     epochs: Annotated[int | None, setting("epochs")] = None,
     learning_rate: Annotated[float | None, setting("learning_rate")] = None,

@@ -215,6 +215,11 @@ def report(result, output: Path) -> None:
                   f"{which}) -> {result.model} ({result.seconds:.1f} s)", markup=False)
         if result.role.count > 1:
             out.print(f"{result.role.count} workers; weights fingerprint {result.fingerprint}")
+        if result.head:
+            val = result.head["val_accuracy"]
+            out.print("n-gram head joined: validation accuracy, whole reviews / windows: "
+                      + "; ".join(f"{name} {v['whole']:.4f} / {v['windows']:.4f}"
+                                  for name, v in val.items()), markup=False)
     if result.interrupted:
         if result.model:
             raise fail(f"Interrupted; kept the model of epoch {result.kept_epoch} ({which}) in "
