@@ -191,11 +191,12 @@ def ngram_layer():
             kept = tf.concat([real, tf.logical_and(real[:, :-1], real[:, 1:])], 1)
             batch = tf.shape(ids, out_type=tf.int64)[0]
             rows = tf.range(batch)[:, None] * size
-            # A key not kept becomes key 0 (the pad id) of row 0, whose idf is 0.
+            # A key not kept becomes 0 (no kept key is 0: the pad id), which weighs nothing.
             flat = tf.reshape(tf.where(kept, rows + keys, tf.zeros_like(keys)), [-1])
             found, _, counts = tf.unique_with_counts(flat)
             key, row = found % size, found // size
             v = (1.0 + tf.math.log(tf.cast(counts, tf.float32))) * tf.gather(self.idf, key)
+            v = v * tf.cast(found > 0, tf.float32)
             dot = tf.math.unsorted_segment_sum(v * tf.gather(self.table, key), row, batch)
             norm = tf.math.unsorted_segment_sum(v * v, row, batch)
             return tf.reshape(dot / tf.sqrt(tf.maximum(norm, 1e-30)), [-1, 1])
@@ -252,6 +253,7 @@ def onnx_head_logit(g, model, ids: str) -> str:
     tf_ = one("Add", [g.const("ngram_one", np.array(1, np.float32)),
                       one("Log", [one("Cast", [counts], to=FLOAT)])])
     v = one("Mul", [tf_, one("Gather", [g.const("ngram_idf", idf), key])])
+    v = one("Mul", [v, one("Cast", [one("Greater", [found, "ngram_none"])], to=FLOAT)])
     zeros = one("ConstantOfShape", [one("Reshape", [batch, g.int64("ngram_1d", [1])])],
                 value=helper.make_tensor("zero", FLOAT, [1], [0.0]))
     dot = one("ScatterElements", [zeros, row, one("Mul", [v, one(

@@ -51,19 +51,21 @@ def _is_row_lookup(node, name: str) -> bool:
         node.input).count(name) == 1 and axis == 0
 
 
-def _dequantize_rows(graph, node, q_name: str, s_name: str) -> None:
-    """Make the lookup `node` read int8 rows and their scales, then give floats under its
-    own output name."""
+def _dequantize_rows(graph, node, q_name: str, s_name: str, per_row: bool) -> None:
+    """Make the lookup `node` read int8 rows and their scales (or the table's one scale),
+    then give floats under its own output name."""
     from onnx import TensorProto, helper
 
     out, indices = node.output[0], node.input[1]
     node.input[0], node.output[0] = q_name, out + "/int8"
+    scale = out + "/scale" if per_row else s_name
     after = [
-        helper.make_node("Gather", [s_name, indices], [out + "/scale"],
-                         name=node.name + "/scales"),
+        helper.make_node("Gather", [s_name, indices], [scale], name=node.name + "/scales"),
+    ] if per_row else []
+    after += [
         helper.make_node("Cast", [out + "/int8"], [out + "/float"],
                          name=node.name + "/cast", to=TensorProto.FLOAT),
-        helper.make_node("Mul", [out + "/float", out + "/scale"], [out],
+        helper.make_node("Mul", [out + "/float", scale], [out],
                          name=node.name + "/dequantize"),
     ]
     at = list(graph.node).index(node) + 1
@@ -90,19 +92,25 @@ def quantize_weights(proto) -> list[dict]:
             continue
         w = numpy_helper.to_array(init)
         uses = _consumers(graph, init.name, [])
-        if w.ndim < 2 or w.size < MIN_ELEMENTS or not uses:
+        lookup = bool(uses) and all(_is_row_lookup(node, init.name) for _, node in uses)
+        if w.size < MIN_ELEMENTS or not uses or (w.ndim < 2 and not lookup):
             continue
         # One scale per row of a lookup table or per output unit of a kernel: the longest
-        # axis (vocabulary rows, gate units).
+        # axis (vocabulary rows, gate units). A table of single values (the n-gram head's
+        # weight per key) has one scale.
         axis = int(np.argmax(w.shape))
-        q, scale = _symmetric_int8(w, axis)
+        if w.ndim == 1:
+            q, scale = _symmetric_int8(w[None, :], 0)
+            q, scale = q[0], scale.reshape(())
+        else:
+            q, scale = _symmetric_int8(w, axis)
         q_name, s_name = init.name + "/int8", init.name + "/scale"
         graph.initializer.remove(init)
         graph.initializer.extend([numpy_helper.from_array(q, q_name),
                                   numpy_helper.from_array(scale, s_name)])
-        if axis == 0 and all(_is_row_lookup(node, init.name) for _, node in uses):
+        if axis == 0 and lookup:
             for where, node in uses:
-                _dequantize_rows(where, node, q_name, s_name)
+                _dequantize_rows(where, node, q_name, s_name, per_row=w.ndim > 1)
             done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
                          "dequantized": "at lookup"})
             continue

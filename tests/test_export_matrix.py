@@ -57,18 +57,19 @@ def reviews(rng, lengths) -> list[np.ndarray]:
 class Case:
     """A random-weight Keras model and its outputs on the batches every graph is fed."""
 
-    def __init__(self, cfg: RunConfig, seed: int):
+    def __init__(self, cfg: RunConfig, seed: int, ngram_head: bool = False):
         import keras
 
         from rnncli.model import build_model
 
         keras.utils.set_random_seed(seed)
-        self.cfg, self.model = cfg, build_model(cfg)
+        self.cfg, self.model = cfg, build_model(cfg, ngram_head=ngram_head)
         rng = np.random.default_rng(seed)
         for w in self.model.weights:
             w.assign(rng.normal(0, 0.7, w.shape).astype(np.float32))
         pad = cfg.data.padding
-        # 16 rows (more than the hybrid's small batch): one full, one with no token at all.
+        # 16 rows (more than the hybrid's small batch): one full, one with no token at all;
+        # with NUM_WORDS words, rows repeat words and word pairs (the n-gram head counts them).
         long = reviews(rng, [MAXLEN, 0, *rng.integers(1, MAXLEN + 1, 14)])
         self.x = padded(long, MAXLEN, pad)
         self.short = reviews(rng, [1, 2, 7, 4, 5, 3])  # mixed lengths, all < MAXLEN
@@ -87,10 +88,11 @@ def case():
     tf_runtime.import_tensorflow()
     made: dict[tuple, Case] = {}
 
-    def get(*combo, padding="pre") -> Case:
-        key = (*combo, padding)
+    def get(*combo, padding="pre", ngram_head=False) -> Case:
+        key = (*combo, padding, ngram_head)
         if key not in made:
-            made[key] = Case(make_config(*combo, padding=padding), seed=len(made))
+            made[key] = Case(make_config(*combo, padding=padding), seed=len(made),
+                             ngram_head=ngram_head)
         return made[key]
 
     return get
@@ -136,6 +138,21 @@ def test_post_padding_matches_keras(case, combo, kind):
     c = case(*combo, padding="post")
     diffs = worst_diff(session(build_graph(c.model, c.cfg, kind)), c)
     assert max(diffs.values()) <= ATOL, diffs
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("combo", [("gru", "bi", "masked-max", 1), ("simple", "uni", "last", 1),
+                                   ("lstm", "uni", "max", 2)], ids=combo_id)
+@pytest.mark.parametrize("kind", KINDS)
+def test_ngram_head_matches_keras(case, combo, kind, padding):
+    """The n-gram head's logit (counts of repeated keys, pairs across pads) in every kind."""
+    from rnncli.onnx_graph import build_graph
+
+    c = case(*combo, padding=padding, ngram_head=True)
+    diffs = worst_diff(session(build_graph(c.model, c.cfg, kind)), c)
+    assert max(diffs.values()) <= ATOL, diffs
+    with pytest.raises(Exception, match="n-gram head needs --opset 16"):
+        build_graph(c.model, c.cfg, kind, opset=15)
 
 
 @pytest.mark.parametrize("combo", COMBOS[::5], ids=combo_id)

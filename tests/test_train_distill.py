@@ -78,3 +78,27 @@ def test_thresholded_accuracy_compares_review_by_review():
     y_pred = np.array([[0.8], [0.1], [0.3], [0.45]], np.float32)  # model output, [batch, 1]
     got = np.asarray(thresholded_accuracy(y_true, y_pred))
     assert got.tolist() == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_the_ngram_head_is_fitted_after_training_and_served_inside_the_model(prepared,
+                                                                            tmp_path):
+    import numpy as np
+
+    from rnncli import tf_runtime
+    from rnncli.ngram_head import LAYER, has_head
+
+    res = train("--epochs", "1", "--output", "head", "--ngram-head")
+    assert "n-gram head joined" in res.output
+    run = tmp_path / "head"
+    details = json.loads((run / runs.HEAD_JSON).read_text())
+    assert set(details["val_accuracy"]) == {"network", "head", "both"}
+    model = tf_runtime.load_keras_model(run / runs.MODEL)
+    assert has_head(model) and not has_head(tf_runtime.load_keras_model(run / runs.BEST))
+    table, idf = model.get_layer(LAYER).get_weights()
+    assert np.abs(table).max() > 0 and idf.max() > 0  # fitted, not the zeros it starts from
+    res = runner.invoke(app, ["export", "onnx", "--model", "head", "--graph", "native",
+                              "--quantize"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["predict", "--model", "head", "--format", "json", "great film"])
+    assert res.exit_code == 0, res.output
+    assert 0 <= json.loads(res.stdout)[0]["probability"] <= 1

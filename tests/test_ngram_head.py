@@ -1,0 +1,98 @@
+"""The n-gram head: its features against scikit-learn's TF-IDF, its fit, the weighing of its
+logit against the network's, and its Keras layer against the numpy definition."""
+
+import numpy as np
+import pytest
+
+from rnncli import text
+from rnncli.ngram_head import BUCKETS, NgramHead, fit_head, key_counts, row_keys, stack_weights
+
+pytest.importorskip("sklearn")
+NUM_WORDS = 20
+A, B = 5, 6  # the label is the order of these two words: their counts say nothing
+
+
+def rows_and_labels(n, seed):
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        filler = rng.integers(7, NUM_WORDS, size=int(rng.integers(3, 12)))
+        at = int(rng.integers(0, len(filler) + 1))
+        pair = [A, B] if label else [B, A]
+        rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
+        labels.append(label)
+    return rows, np.array(labels, np.float32)
+
+
+def test_keys_are_words_then_hashed_pairs_without_pads_or_the_start_marker():
+    keys = row_keys(np.array([0, 0, text.START, 5, 6, 5], np.int32), NUM_WORDS)
+    pair = [NUM_WORDS + (5 * NUM_WORDS + 6) % BUCKETS, NUM_WORDS + (6 * NUM_WORDS + 5) % BUCKETS]
+    assert keys.tolist() == [5, 6, 5, *pair]
+    assert row_keys(np.array([0, text.START], np.int32), NUM_WORDS).tolist() == []
+
+
+def test_features_are_scikit_learns_tfidf():
+    """Sublinear counts, smoothed idf, unit rows: TfidfTransformer's exact numbers."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from rnncli.ngram_head import tfidf
+
+    rows, _ = rows_and_labels(50, seed=3)
+    counts = key_counts(rows, NUM_WORDS)
+    used = np.unique(counts.indices)
+    reference = TfidfTransformer(sublinear_tf=True).fit(counts[:, used])
+    idf = np.zeros(counts.shape[1])
+    idf[used] = reference.idf_
+    np.testing.assert_allclose(tfidf(counts, idf)[:, used].toarray(),
+                               reference.transform(counts[:, used]).toarray(), atol=1e-12)
+
+
+def test_word_order_is_learned_padding_and_rare_keys_do_not_count():
+    rows, y = rows_and_labels(400, seed=0)
+    rows.append(np.array([text.START, 3, 4], np.int32))  # words 3 and 4: this review only
+    y = np.append(y, 1.0)
+    head = fit_head(text.pad_sequences(rows, 16, "pre", "pre"), y, NUM_WORDS, seed=0)
+    test_rows, test_y = rows_and_labels(100, seed=1)
+    z = head.logits(test_rows)
+    # Only the pairs decide: a model of word counts alone would be at chance.
+    assert ((z > 0) == (test_y > 0.5)).mean() > 0.95
+    np.testing.assert_allclose(head.logits(text.pad_sequences(test_rows, 16, "post", "post")),
+                               z, rtol=1e-9)
+    once = NUM_WORDS + (3 * NUM_WORDS + 4) % BUCKETS
+    assert head.idf[[3, 4, once]].tolist() == [0, 0, 0]
+    assert head.idf[A] > 0 and head.idf[: text.OOV].max() == 0
+
+
+def test_stack_weights_recover_how_two_logits_combine():
+    rng = np.random.default_rng(0)
+    net, lin = rng.normal(0, 2, 20000), rng.normal(0, 2, 20000)
+    truth = 0.5 * net + 1.5 * lin - 0.3
+    y = (rng.random(20000) < 1 / (1 + np.exp(-truth))).astype(np.float32)
+    a, b, c = stack_weights(net, lin, y)
+    assert abs(a - 0.5) < 0.08 and abs(b - 1.5) < 0.15 and abs(c + 0.3) < 0.08
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_keras_layer_computes_the_numpy_head():
+    """Repeated words, pairs across pads, rows with no key, either padding side."""
+    from rnncli import tf_runtime
+    from rnncli.ngram_head import ngram_layer
+
+    tf_runtime.import_tensorflow()
+    rng = np.random.default_rng(1)
+    size = NUM_WORDS + BUCKETS
+    head = NgramHead(rng.normal(0, 1, size).astype(np.float32),
+                     rng.uniform(1, 5, size).astype(np.float32), 0.0, NUM_WORDS)
+    head.idf[: text.OOV] = 0
+    layer = ngram_layer()(NUM_WORDS)
+    layer.build((None, None))
+    layer.set_weights([head.weights, head.idf])
+    rows = [np.array([text.START, *rng.integers(2, 9, n)], np.int32) for n in (0, 1, 5, 11)]
+    rows.append(np.array([text.START, 7, 7, 7, 7, 8, 7, 8], np.int32))
+    for side in ("pre", "post"):
+        x = text.pad_sequences(rows, 12, side, side)
+        got = np.asarray(layer(x)).ravel()
+        np.testing.assert_allclose(got, head.logits(x), atol=2e-5)
+    assert got[0] == 0.0  # a review of no word has no key
