@@ -122,3 +122,47 @@ def test_nothing_to_quantize_is_said():
     q = copy.deepcopy(proto)
     assert quantize_weights(q) == []
     assert q == proto
+
+
+def test_a_table_of_one_value_per_key_gets_one_scale_at_lookup():
+    """As the n-gram head's weights: a 1-D table read by Gather is int8 with one scale,
+    turned into floats after the lookup; a 1-D weight read otherwise stays float."""
+    import copy
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rnncli.quantize import quantize_weights
+
+    rng = np.random.default_rng(2)
+    table = rng.normal(size=5000).astype(np.float32)
+    offsets = rng.normal(size=5000).astype(np.float32)  # added, not looked up: stays float
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["values"], name="lookup"),
+         helper.make_node("Gather", ["offsets_all", "ids"], ["shifted"], name="shift"),
+         helper.make_node("Add", ["shifted", "offsets_first"], ["summed"]),
+         helper.make_node("Add", ["values", "summed"], ["both"]),
+         helper.make_node("ReduceSum", ["both", "axes"], ["probability"], keepdims=1)],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.INT32, ["batch", 5])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(table, "table"),
+                     numpy_helper.from_array(offsets, "offsets_all"),
+                     numpy_helper.from_array(offsets[:5], "offsets_first"),
+                     numpy_helper.from_array(np.array([1], np.int64), "axes")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 10
+    q = copy.deepcopy(proto)
+    done = quantize_weights(q)
+    assert [(d["name"], d["dequantized"]) for d in done] == [("table", "at lookup"),
+                                                             ("offsets_all", "at lookup")]
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    assert inits["table/scale"].shape == () and inits["table/int8"].dtype == np.int8
+    assert inits["offsets_first"].dtype == np.float32  # 5 values: not worth quantizing
+    same = copy.deepcopy(proto)
+    for init in same.graph.initializer:
+        if init.name in ("table", "offsets_all"):
+            init.CopyFrom(numpy_helper.from_array(_dequantized(q, init.name), init.name))
+    x = rng.integers(0, 5000, size=(3, 5)).astype(np.int32)
+    np.testing.assert_array_equal(run(q, x), run(same, x))
+    assert np.max(np.abs(run(q, x) - run(proto, x))) < 0.05
+    onnx.checker.check_model(q)
