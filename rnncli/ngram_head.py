@@ -10,11 +10,11 @@ its pairs of adjacent words (key num_words + (a * num_words + b) mod BUCKETS); a
 c times weighs (1 + log c) x idf(key), and the vector is scaled to unit length. Keys
 of fewer than two training reviews have idf 0, so they never count. The head's logit is
 the weights' dot product with that vector: TF-IDF + logistic regression (the bigram
-baseline of benchmarks/bench_accuracy.py), fitted on the training reviews and one random
-window of each (short text reads as short text). The recurrent network is trained first,
-as it would be without the head; then the head is fitted, and the two logits are weighed
-by a logistic regression on the validation share (whole reviews and windows of them),
-the only data neither has seen.
+baseline of benchmarks/bench_accuracy.py), fitted on the training reviews and WINDOWS
+random windows of 8 to 80 words of each (so that short text scores as short text). The
+recurrent network is trained first, as it would be without the head; then the head is
+fitted, and the two logits are weighed by a logistic regression on the validation share
+(whole reviews and one window of each), the only data neither has seen.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ BUCKETS = 1_048_573  # a prime, so pair keys spread over the whole table
 C = 4.0  # inverse L2 strength of the logistic regression (measured best of 2-16)
 MIN_REVIEWS = 2  # a key in fewer training reviews gets idf 0 (TF-IDF's min_df)
 CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is fitted on
+# Random windows per training review. On the validation share (the head fitted on the
+# training share), 1 / 5 / 8 windows scored 0.9048 / 0.9074 / 0.9076 on whole reviews and
+# 0.7144 / 0.7236 / 0.7238 on windows of 8 to 30 words.
+WINDOWS = 8
 LAYER = "ngram"  # the Keras layer; the graphs read its weights by this name
 
 
@@ -82,25 +86,27 @@ class NgramHead:
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int) -> NgramHead:
-    """TF-IDF + logistic regression on the training reviews `x` (padded ids) and one random
-    window of each."""
+    """TF-IDF + logistic regression on the training reviews `x` (padded ids) and WINDOWS
+    random windows of each."""
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise UsageError('--ngram-head needs scikit-learn: pip install "rnncli[train]"'
                          ) from None
+    from scipy.sparse import vstack
+
     from rnncli.batches import BatchPlan, crop, real_rows
 
     rows = real_rows(x)
-    windows = crop(rows, BatchPlan(1, x.shape[1], 1.0, *CROP), np.random.default_rng(seed))
+    rng, plan = np.random.default_rng(seed), BatchPlan(1, x.shape[1], 1.0, *CROP)
     counts = key_counts(rows, num_words)
+    # idf from whole reviews only: the windows repeat their words.
     reviews = np.asarray((counts > 0).sum(axis=0)).ravel()
     idf = np.log((1.0 + len(rows)) / (1.0 + reviews)) + 1.0  # scikit-learn's smoothed idf
     idf[reviews < MIN_REVIEWS] = 0.0
-    from scipy.sparse import vstack
-
-    features = tfidf(vstack([counts, key_counts(windows, num_words)]), idf)
-    labels = np.concatenate([y, y]) > 0.5
+    windows = [key_counts(crop(rows, plan, rng), num_words) for _ in range(WINDOWS)]
+    features = tfidf(vstack([counts, *windows]), idf)
+    labels = np.tile(np.asarray(y), WINDOWS + 1) > 0.5
     model = LogisticRegression(C=C, max_iter=3000).fit(features, labels)
     return NgramHead(model.coef_[0].astype(np.float32), idf.astype(np.float32),
                      float(model.intercept_[0]), num_words)
