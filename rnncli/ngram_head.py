@@ -2,7 +2,7 @@
 whose logit the model's output adds to the recurrent network's.
 
     head = fit_head(x, y, num_words, seed)           # the training share's padded ids
-    model = attach_head(model, cfg, head, x_val, y_val)   # Keras, head inside
+    model, details = attach_head(model, cfg, head, x_val, y_val, seed)  # Keras, head inside
 
 Features, computed the same way here (numpy, to fit), in Keras (to train and evaluate
 against) and in every ONNX graph: a review's keys are its words (id a >= OOV: key a) and
@@ -127,8 +127,9 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     """A Keras model computing sigmoid(a x network logit + b x head logit + c): the
     trained `model`'s layers and weights with `head` beside them, (a, b, c) fitted on the
     validation reviews and one random window of each. Returns (model, details)."""
-    from rnncli.batches import BatchPlan, crop, pad_batch, real_rows
+    from rnncli.batches import BatchPlan, crop, real_rows
     from rnncli.model import build_model
+    from rnncli.text import pad_sequences
 
     joined = build_model(cfg, ngram_head=True)
     for layer in model.layers:
@@ -138,11 +139,19 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
                  np.random.default_rng(seed + 1))
     labels = np.concatenate([y_val, y_val])
-    x = pad_batch(rows, x_val.shape[1])
     import keras
 
-    network = keras.Model(joined.inputs, joined.get_layer("dense").output)
-    net = np.asarray(network.predict(x, batch_size=256, verbose=0), np.float64).ravel()
+    network = keras.Model(joined.input, joined.get_layer("dense").output)
+    # A masked model reads any width: batches of similar length, each cut to its longest.
+    cut = joined.input_shape[1] is None
+    order = np.argsort([len(r) for r in rows], kind="stable") if cut else np.arange(len(rows))
+    net = np.zeros(len(rows))
+    for at in range(0, len(rows), 256):
+        chunk = [rows[i] for i in order[at : at + 256]]
+        width = max(1, max(map(len, chunk))) if cut else x_val.shape[1]
+        net[order[at : at + 256]] = np.asarray(
+            network.predict_on_batch(pad_sequences(chunk, width, cfg.data.padding,
+                                                   cfg.data.truncating)), np.float64).ravel()
     lin = head.logits(rows)
     a, b, c = stack_weights(net, lin, labels)
     dense = joined.get_layer("dense")

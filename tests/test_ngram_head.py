@@ -96,3 +96,38 @@ def test_keras_layer_computes_the_numpy_head():
         got = np.asarray(layer(x)).ravel()
         np.testing.assert_allclose(got, head.logits(x), atol=2e-5)
     assert got[0] == 0.0  # a review of no word has no key
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+@pytest.mark.parametrize("pooling, padding", [("masked-max", "pre"), ("last", "post")])
+def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, padding):
+    """a x network logit + b x head logit + c, folded into the dense and head weights, for a
+    masked model (validation batches cut to their longest) and a full-width one."""
+    from rnncli import tf_runtime
+    from rnncli.config import RunConfig, apply
+    from rnncli.model import build_model
+    from rnncli.ngram_head import attach_head
+
+    tf_runtime.import_tensorflow()
+    cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
+                              "embedding_dim": 4, "pooling": pooling, "padding": padding,
+                              "truncating": padding})
+    network = build_model(cfg)
+    rows, y = rows_and_labels(300, seed=4)
+    x = text.pad_sequences(rows, 16, padding, padding)
+    head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
+    joined, details = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
+    p = np.asarray(network(x[200:], training=False), np.float64).ravel()
+    net = np.log(p) - np.log1p(-p)
+    z = details["network_weight"] * net + details["head_weight"] * (head.logits(x[200:])
+                                                                    - head.bias)
+    import keras
+
+    logit = keras.Model(joined.input, joined.get_layer("logit").output)
+    bias = np.asarray(logit(x[200:]), np.float64).ravel() - z
+    np.testing.assert_allclose(bias, bias[0], atol=1e-3)  # c + b x head bias, for every review
+    got = np.asarray(joined(x[200:], training=False), np.float64).ravel()
+    both = details["val_accuracy"]["both"]["whole"]
+    assert both == ((got > 0.5) == (y[200:] > 0.5)).mean()
+    assert details["val_accuracy"]["head"]["whole"] > 0.9  # word order: the head's to read
