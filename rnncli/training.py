@@ -189,7 +189,10 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     joined = None
     if run and cfg.model.ngram_head and not result.interrupted and state.kept_epoch is not None \
             and not state.nan_epoch:
-        joined = join_head(run, state, cfg, data, result)
+        try:
+            joined = join_head(run, state, cfg, data, result)
+        except KeyboardInterrupt:  # the network is kept; --resume fits the head
+            result.interrupted = True
     result.seconds = time.perf_counter() - started
     return finish(run, state, result, joined)
 

@@ -165,3 +165,24 @@ def test_nan_after_good_epochs_keeps_the_best_model(prepared, tmp_path, monkeypa
     assert (tmp_path / "run" / runs.MODEL).read_bytes() == \
         (tmp_path / "run" / runs.BEST).read_bytes()
     assert not (tmp_path / "run" / runs.BACKUP).exists()
+
+
+def test_ctrl_c_while_the_ngram_head_is_fitted_keeps_the_network_and_resume_fits_it(
+        prepared, tmp_path, monkeypatch):
+    from rnncli import ngram_head, tf_runtime
+
+    fit = ngram_head.fit_head
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ngram_head, "fit_head", interrupted)
+    assert train("--epochs", "1", "--output", "run", "--ngram-head").exit_code == 130
+    folder = tmp_path / "run"
+    assert not ngram_head.has_head(tf_runtime.load_keras_model(folder / runs.MODEL))
+    assert not (folder / runs.HEAD_JSON).exists()
+    monkeypatch.setattr(ngram_head, "fit_head", fit)
+    res = runner.invoke(app, ["train", "--output", "run", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert ngram_head.has_head(tf_runtime.load_keras_model(folder / runs.MODEL))
+    assert (folder / runs.HEAD_JSON).exists() and not (folder / runs.BACKUP).exists()
