@@ -156,3 +156,27 @@ def train_tiny(*args: str):
     from rnncli.cli import app
 
     return CliRunner().invoke(app, ["train", *TINY, *args])
+
+
+# Id rows whose label is the order of two words (ORDER_WORDS), which their counts do not
+# tell: what an n-gram model must read from word pairs. Words: ids 7..ORDER_NUM_WORDS-1.
+ORDER_NUM_WORDS = 20
+ORDER_WORDS = (5, 6)
+
+
+def word_order_rows(n: int, seed: int):
+    import numpy as np
+
+    from rnncli import text
+
+    a, b = ORDER_WORDS
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        filler = rng.integers(7, ORDER_NUM_WORDS, size=int(rng.integers(3, 12)))
+        at = int(rng.integers(0, len(filler) + 1))
+        pair = [a, b] if label else [b, a]
+        rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
+        labels.append(label)
+    return rows, np.array(labels, np.float32)

@@ -3,26 +3,15 @@ logit against the network's, and its Keras layer against the numpy definition.""
 
 import numpy as np
 import pytest
+from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
 from rnncli import text
 from rnncli.ngram_head import BUCKETS, NgramHead, fit_head, key_counts, row_keys, stack_weights
 
 pytest.importorskip("sklearn")
-NUM_WORDS = 20
-A, B = 5, 6  # the label is the order of these two words: their counts say nothing
-
-
-def rows_and_labels(n, seed):
-    rng = np.random.default_rng(seed)
-    rows, labels = [], []
-    for _ in range(n):
-        label = int(rng.integers(0, 2))
-        filler = rng.integers(7, NUM_WORDS, size=int(rng.integers(3, 12)))
-        at = int(rng.integers(0, len(filler) + 1))
-        pair = [A, B] if label else [B, A]
-        rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
-        labels.append(label)
-    return rows, np.array(labels, np.float32)
+NUM_WORDS = ORDER_NUM_WORDS
+A, B = ORDER_WORDS
+rows_and_labels = word_order_rows
 
 
 def test_keys_are_words_then_hashed_pairs_without_pads_or_the_start_marker():

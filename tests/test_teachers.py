@@ -2,26 +2,15 @@
 
 import numpy as np
 import pytest
+from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
 from rnncli import text
 from rnncli.teachers import NgramTeacher, TeacherMix, ngram_keys
 
 pytest.importorskip("sklearn")
-NUM_WORDS = 20
-A, B = 5, 6  # the label is the order of these two words: their counts say nothing
-
-
-def rows_and_labels(n, seed):
-    rng = np.random.default_rng(seed)
-    rows, labels = [], []
-    for _ in range(n):
-        label = int(rng.integers(0, 2))
-        filler = rng.integers(7, NUM_WORDS, size=int(rng.integers(3, 12)))
-        at = int(rng.integers(0, len(filler) + 1))
-        pair = [A, B] if label else [B, A]
-        rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
-        labels.append(label)
-    return rows, np.array(labels, np.float32)
+NUM_WORDS = ORDER_NUM_WORDS
+A, B = ORDER_WORDS
+rows_and_labels = word_order_rows
 
 
 def test_keys_tell_words_from_pairs_and_drop_pads_and_the_start_marker():
