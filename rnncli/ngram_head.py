@@ -234,7 +234,10 @@ def onnx_head_logit(g, model, ids: str) -> str:
     from onnx import TensorProto, helper
 
     layer = model.get_layer(LAYER)
-    table, idf = (np.asarray(w, np.float32) for w in layer.get_weights())
+    table, idf = (np.array(w, np.float32) for w in layer.get_weights())
+    # Every entry that is not a key goes to flat index 0, key 0 of row 0, which the Keras
+    # layer masks out; an idf of 0 there does the same without a mask per call.
+    idf[0] = 0.0
     nw, size = layer.num_words, layer.num_words + layer.buckets
     INT64, FLOAT = TensorProto.INT64, TensorProto.FLOAT
     one = g.one
@@ -249,8 +252,7 @@ def onnx_head_logit(g, model, ids: str) -> str:
     pair = one("Mod", [one("Add", [pair, right]),
                        g.const("ngram_buckets", np.array(layer.buckets, np.int64))])
     pair = one("Add", [pair, "ngram_num_words"])
-    kept_pair = one("And", [one("Slice", [real, start, end, axis1]),
-                            one("Slice", [real, first, big, axis1])])
+    kept_pair = one("GreaterOrEqual", [one("Min", [left, right]), "ngram_oov"])
     keys = one("Concat", [x, pair], axis=1)
     kept = one("Concat", [real, kept_pair], axis=1)
     shape = one("Shape", [x])
@@ -268,7 +270,6 @@ def onnx_head_logit(g, model, ids: str) -> str:
     tf_ = one("Add", [g.const("ngram_one", np.array(1, np.float32)),
                       one("Log", [one("Cast", [counts], to=FLOAT)])])
     v = one("Mul", [tf_, one("Gather", [g.const("ngram_idf", idf), key])])
-    v = one("Mul", [v, one("Cast", [one("Greater", [found, "ngram_none"])], to=FLOAT)])
     zeros = one("ConstantOfShape", [one("Reshape", [batch, g.int64("ngram_1d", [1])])],
                 value=helper.make_tensor("zero", FLOAT, [1], [0.0]))
     dot = one("ScatterElements", [zeros, row, one("Mul", [v, one(
