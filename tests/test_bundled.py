@@ -16,7 +16,8 @@ runner = CliRunner()
 def test_bundled_model_loads_with_its_metadata():
     assert runs.BUNDLED.exists(), "rnncli/bundled/model.onnx is part of the package"
     files = [runs.BUNDLED, *runs.BUNDLED.parent.glob("*.data")]
-    assert sum(f.stat().st_size for f in files) <= 5_000_000
+    # 4.4 MB of network and 2.2 MB for the n-gram head's two tables of 1.08 million values.
+    assert sum(f.stat().st_size for f in files) <= 7_000_000
     model = OnnxModel(runs.BUNDLED)
     prep = model.preprocessing
     assert len(prep.vocabulary) == prep.num_words - 3
