@@ -4,9 +4,9 @@
 
 The bundled file keeps its large weights in a data file beside it (ONNX external data):
 onnxruntime maps that file from disk, where weights inside the protobuf are copied out of it
-at every start, and a fresh `rnncli predict` pays for each copy (the 4.4 MB bundled model,
-opened with graph optimizations off in a fresh process: 10.2 ms with its weights inline,
-2.6 ms with them outside; benchmarks/bench_startup.py).
+at every start, and a fresh `rnncli predict` pays for each copy (an earlier, 4.4 MB bundled
+model, opened with graph optimizations off in a fresh process: 10.2 ms with its weights
+inline, 2.6 ms with them outside; benchmarks/bench_startup.py).
 
 The data file's name carries a hash of its bytes, so each step leaves a model that loads:
 the new data file is written under its own name, then model.onnx is replaced in one rename,
