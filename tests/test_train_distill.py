@@ -97,8 +97,12 @@ def test_the_ngram_head_is_fitted_after_training_and_served_inside_the_model(pre
     table, idf = model.get_layer(LAYER).get_weights()
     assert np.abs(table).max() > 0 and idf.max() > 0  # fitted, not the zeros it starts from
     res = runner.invoke(app, ["export", "onnx", "--model", "head", "--graph", "native",
-                              "--quantize"])
+                              "--quantize", "--text-input"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["predict", "--model", "head", "--format", "json", "great film"])
-    assert res.exit_code == 0, res.output
-    assert 0 <= json.loads(res.stdout)[0]["probability"] <= 1
+    got = []
+    for model in ("head", str(run / runs.ONNX_TEXT)):  # ids in, or text in (tokenizer inside)
+        res = runner.invoke(app, ["predict", "--model", model, "--format", "json",
+                                  "great film", "a dull, dull film"])
+        assert res.exit_code == 0, res.output
+        got.append([row["probability"] for row in json.loads(res.stdout)])
+    assert np.allclose(got[0], got[1], atol=1e-5) and all(0 <= p <= 1 for p in got[0])
