@@ -27,7 +27,9 @@ from rnncli.errors import UsageError
 from rnncli.text import OOV
 
 BUCKETS = 1_048_573  # a prime, so pair keys spread over the whole table
-C = 4.0  # inverse L2 strength of the logistic regression (measured best of 2-16)
+# Inverse L2 strength of the logistic regression, the bigram baseline's. On the validation
+# share, C = 2 scored 0.9060 on whole reviews and 0.7268 on windows, against 0.9076, 0.7238.
+C = 4.0
 MIN_REVIEWS = 2  # a key in fewer training reviews gets idf 0 (TF-IDF's min_df)
 CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is fitted on
 # Random windows per training review. On the validation share (the head fitted on the

@@ -156,6 +156,11 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     else:
         state = RunState(cfg.train.epochs, cfg.train.monitor, cfg.train.restore_best)
     data = load_data(cfg, home)
+    if cfg.model.ngram_head and min(len(np.unique(data.y)), len(np.unique(data.y_val))) < 2:
+        # Checked before training: the head's fit needs both labels on each side.
+        raise UsageError("--ngram-head needs positive and negative reviews in both the "
+                         "training and the validation share: use more reviews (--limit) "
+                         "or a larger --validation-split.")
 
     t = cfg.train
     jit = t.jit_compile and t.strategy == "default"

@@ -106,3 +106,12 @@ def test_the_ngram_head_is_fitted_after_training_and_served_inside_the_model(pre
         assert res.exit_code == 0, res.output
         got.append([row["probability"] for row in json.loads(res.stdout)])
     assert np.allclose(got[0], got[1], atol=1e-5) and all(0 <= p <= 1 for p in got[0])
+
+
+def test_ngram_head_without_both_labels_to_fit_on_is_refused_before_training(prepared,
+                                                                             tmp_path):
+    res = runner.invoke(app, ["train", *MASKED, "--epochs", "1", "--output", "one",
+                              "--ngram-head", "--limit", "8", "--validation-split", "0.125"])
+    assert res.exit_code == 2, res.output
+    assert "--ngram-head needs positive and negative reviews" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "one").exists()
