@@ -16,6 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.config import RunConfig, bucket_for, epoch_learning_rate
+from rnncli.errors import TrainingError
+
+
+def lost_worker(exc: BaseException) -> bool:
+    """Whether a TensorFlow error means another worker went away (its process ended or its
+    connection broke) rather than a fault of this one."""
+    import tensorflow as tf
+
+    gone = (tf.errors.UnavailableError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+    return isinstance(exc, gone) or "Collective ops is aborted" in str(exc)
 
 
 def worker_batches(cfg: RunConfig, x: np.ndarray, y: np.ndarray, epoch: int | None,
@@ -98,7 +109,24 @@ def _steps(model, strategy, cfg: RunConfig):
 
 def fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
     """Train `cfg.train.epochs` epochs in step with the other workers; the tracker records
-    each one (and writes files only where it was given a folder: on the chief)."""
+    each one (and writes files only where it was given a folder: on the chief). A worker
+    that goes away ends the run on the others with a TrainingError."""
+    import tensorflow as tf
+
+    try:
+        _fit_together(model, strategy, cfg, data, tracker)
+    except tf.errors.OpError as exc:
+        if not lost_worker(exc):
+            raise
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        # TensorFlow's first line is often a bare "Graph execution error:".
+        reason = next((line for line in lines if "Collective ops is aborted" in line), lines[0])
+        raise TrainingError(f"Lost another worker ({reason}): a multi-worker run needs every "
+                            "worker to the end; start them all again with --overwrite."
+                            ) from None
+
+
+def _fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
     t = cfg.train
     train_step, eval_step = _steps(model, strategy, cfg)
     val_batch = t.batch_size * max(1, 1024 // t.batch_size)

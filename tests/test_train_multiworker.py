@@ -89,3 +89,30 @@ def test_two_workers_train_one_model(prepared, tmp_path):
     for a, b in zip(together, one):
         assert a["val_accuracy"] == b["val_accuracy"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+
+
+def test_a_lost_worker_ends_the_run_in_one_line_and_other_errors_stay_themselves(monkeypatch):
+    """What a worker sees when another's process ends mid-run (measured: the collective
+    step raises this message); any other TensorFlow error is not disguised as it."""
+    import tensorflow as tf
+
+    from rnncli import distributed
+    from rnncli.errors import TrainingError
+
+    def raises(exc):
+        def fit(*args):
+            raise exc
+        return fit
+
+    monkeypatch.setattr(distributed, "_fit_together", raises(tf.errors.UnavailableError(
+        None, None, "Graph execution error:\n\nCollective ops is aborted by: recvmsg:Connection "
+                    "reset by peer\nAdditional GRPC error information from remote target")))
+    with pytest.raises(TrainingError) as lost:
+        distributed.fit_together(None, None, None, None, None)
+    assert str(lost.value).startswith(
+        "Lost another worker (Collective ops is aborted by: recvmsg:Connection reset by peer)")
+    assert "\n" not in str(lost.value) and "--overwrite" in str(lost.value)
+    monkeypatch.setattr(distributed, "_fit_together", raises(
+        tf.errors.InvalidArgumentError(None, None, "shapes differ")))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        distributed.fit_together(None, None, None, None, None)
