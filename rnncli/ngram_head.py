@@ -131,7 +131,6 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     validation reviews and one random window of each. Returns (model, details)."""
     from rnncli.batches import BatchPlan, crop, real_rows
     from rnncli.model import build_model
-    from rnncli.text import pad_sequences
 
     joined = build_model(cfg, ngram_head=True)
     for layer in model.layers:
@@ -141,19 +140,7 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
                  np.random.default_rng(seed + 1))
     labels = np.concatenate([y_val, y_val])
-    import keras
-
-    network = keras.Model(joined.input, joined.get_layer("dense").output)
-    # A masked model reads any width: batches of similar length, each cut to its longest.
-    cut = joined.input_shape[1] is None
-    order = np.argsort([len(r) for r in rows], kind="stable") if cut else np.arange(len(rows))
-    net = np.zeros(len(rows))
-    for at in range(0, len(rows), 256):
-        chunk = [rows[i] for i in order[at : at + 256]]
-        width = max(1, max(map(len, chunk))) if cut else x_val.shape[1]
-        net[order[at : at + 256]] = np.asarray(
-            network.predict_on_batch(pad_sequences(chunk, width, cfg.data.padding,
-                                                   cfg.data.truncating)), np.float64).ravel()
+    net = network_logits(joined, cfg, rows, x_val.shape[1])
     lin = head.logits(rows)
     a, b, c = stack_weights(net, lin, labels)
     dense = joined.get_layer("dense")
@@ -170,6 +157,28 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
         name: {"whole": accuracy(z, slice(0, n)), "windows": accuracy(z, slice(n, None))}
         for name, z in (("network", net), ("head", lin), ("both", both))}}
     return joined, details
+
+
+def network_logits(joined, cfg, rows: list[np.ndarray], width: int) -> np.ndarray:
+    """The dense layer's output of a model with the head (the network's logit, before the
+    head's is added) for id rows that already carry their start marker, 256 per call; a
+    masked model reads them in length-sorted batches cut to their longest."""
+    import keras
+
+    from rnncli.onnx_check import trimmed_batches
+    from rnncli.text import pad_sequences
+
+    x = pad_sequences(rows, width, cfg.data.padding, cfg.data.truncating, start=None)
+    if joined.input_shape[1] is None:
+        batches = trimmed_batches(x, cfg.data.padding, 256)
+    else:
+        batches = [(x[at : at + 256], np.arange(at, min(at + 256, len(x))))
+                   for at in range(0, len(x), 256)]
+    network = keras.Model(joined.input, joined.get_layer("dense").output)
+    out = np.zeros(len(x))
+    for batch, at in batches:
+        out[at] = np.asarray(network.predict_on_batch(batch), np.float64).ravel()
+    return out
 
 
 _LAYER_CLASS = None

@@ -120,3 +120,29 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
     both = details["val_accuracy"]["both"]["whole"]
     assert both == ((got > 0.5) == (y[200:] > 0.5)).mean()
     assert details["val_accuracy"]["head"]["whole"] > 0.9  # word order: the head's to read
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+@pytest.mark.parametrize("pooling, padding", [("masked-max", "pre"), ("last", "post")])
+def test_network_logits_read_rows_as_the_model_does(pooling, padding):
+    """Rows keep their own start marker (none is added) and a masked model's cut batches
+    give its full-width logits: what the head is weighed against."""
+    import keras
+
+    from rnncli import tf_runtime
+    from rnncli.config import RunConfig, apply
+    from rnncli.model import build_model
+    from rnncli.ngram_head import network_logits
+
+    tf_runtime.import_tensorflow()
+    cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
+                              "embedding_dim": 4, "pooling": pooling, "padding": padding,
+                              "truncating": padding})
+    keras.utils.set_random_seed(0)
+    joined = build_model(cfg, ngram_head=True)
+    rows, _ = rows_and_labels(40, seed=5)
+    x = text.pad_sequences(rows, 16, padding, padding, start=None)
+    dense = keras.Model(joined.input, joined.get_layer("dense").output)
+    want = np.asarray(dense(x), np.float64).ravel()
+    np.testing.assert_allclose(network_logits(joined, cfg, rows, 16), want, atol=1e-5)
