@@ -50,17 +50,22 @@ def row_keys(row: np.ndarray, num_words: int) -> np.ndarray:
     return np.concatenate([ids, pairs])
 
 
-def key_counts(rows, num_words: int):
-    """Sparse [reviews, table] matrix of key counts."""
+def count_matrix(columns: list[np.ndarray], width: int):
+    """Sparse [rows, width] matrix counting each row's column indices (a repeated index
+    adds up: an n-gram's count in its review)."""
     from scipy.sparse import csr_matrix
 
-    keys = [row_keys(np.asarray(r), num_words) for r in rows]
-    cols = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-    of = np.repeat(np.arange(len(keys)), [len(k) for k in keys])
-    m = csr_matrix((np.ones(len(cols), np.float64), (of, cols)),
-                   shape=(len(keys), table_size(num_words)))
+    cols = np.concatenate(columns) if columns else np.zeros(0, np.int64)
+    of = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    m = csr_matrix((np.ones(len(cols), np.float64), (of, cols)), shape=(len(columns), width))
     m.sum_duplicates()
     return m
+
+
+def key_counts(rows, num_words: int):
+    """Sparse [reviews, table] matrix of key counts."""
+    return count_matrix([row_keys(np.asarray(r), num_words) for r in rows],
+                        table_size(num_words))
 
 
 def tfidf(counts, idf: np.ndarray):

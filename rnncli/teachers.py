@@ -19,6 +19,7 @@ import numpy as np
 from rnncli import runs, tf_runtime
 from rnncli.config import RunConfig
 from rnncli.errors import UsageError
+from rnncli.ngram_head import count_matrix
 from rnncli.preprocessing import Preprocessing
 from rnncli.text import OOV
 
@@ -74,19 +75,12 @@ class NgramTeacher:
         self.model.fit(self.tfidf.fit_transform(counts), np.asarray(labels) > 0.5)
 
     def _counts(self, rows):
-        from scipy.sparse import csr_matrix
-
-        cols, row_of = [], []
-        for i, r in enumerate(rows):
+        cols = []
+        for r in rows:
             k = ngram_keys(r, self.num_words)
             at = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
-            known = at[self.keys[at] == k]
-            cols.append(known)
-            row_of.append(np.full(len(known), i))
-        cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        row_of = np.concatenate(row_of) if row_of else np.zeros(0, np.int64)
-        # Duplicate (row, key) entries add up: the n-gram's count in the review.
-        return csr_matrix((np.ones(len(cols)), (row_of, cols)), shape=(len(rows), len(self.keys)))
+            cols.append(at[self.keys[at] == k])
+        return count_matrix(cols, len(self.keys))
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         counts = self._counts(list(np.asarray(x)))

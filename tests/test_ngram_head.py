@@ -11,7 +11,6 @@ from rnncli.ngram_head import BUCKETS, NgramHead, fit_head, key_counts, row_keys
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS
 A, B = ORDER_WORDS
-rows_and_labels = word_order_rows
 
 
 def test_keys_are_words_then_hashed_pairs_without_pads_or_the_start_marker():
@@ -27,7 +26,7 @@ def test_features_are_scikit_learns_tfidf():
 
     from rnncli.ngram_head import tfidf
 
-    rows, _ = rows_and_labels(50, seed=3)
+    rows, _ = word_order_rows(50, seed=3)
     counts = key_counts(rows, NUM_WORDS)
     used = np.unique(counts.indices)
     reference = TfidfTransformer(sublinear_tf=True).fit(counts[:, used])
@@ -38,11 +37,11 @@ def test_features_are_scikit_learns_tfidf():
 
 
 def test_word_order_is_learned_padding_and_rare_keys_do_not_count():
-    rows, y = rows_and_labels(400, seed=0)
+    rows, y = word_order_rows(400, seed=0)
     rows.append(np.array([text.START, 3, 4], np.int32))  # words 3 and 4: this review only
     y = np.append(y, 1.0)
     head = fit_head(text.pad_sequences(rows, 16, "pre", "pre"), y, NUM_WORDS, seed=0)
-    test_rows, test_y = rows_and_labels(100, seed=1)
+    test_rows, test_y = word_order_rows(100, seed=1)
     z = head.logits(test_rows)
     # Only the pairs decide: a model of word counts alone would be at chance.
     assert ((z > 0) == (test_y > 0.5)).mean() > 0.95
@@ -103,7 +102,7 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
                               "embedding_dim": 4, "pooling": pooling, "padding": padding,
                               "truncating": padding})
     network = build_model(cfg)
-    rows, y = rows_and_labels(300, seed=4)
+    rows, y = word_order_rows(300, seed=4)
     x = text.pad_sequences(rows, 16, padding, padding)
     head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
     joined, details = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
@@ -141,7 +140,7 @@ def test_network_logits_read_rows_as_the_model_does(pooling, padding):
                               "truncating": padding})
     keras.utils.set_random_seed(0)
     joined = build_model(cfg, ngram_head=True)
-    rows, _ = rows_and_labels(40, seed=5)
+    rows, _ = word_order_rows(40, seed=5)
     x = text.pad_sequences(rows, 16, padding, padding, start=None)
     dense = keras.Model(joined.input, joined.get_layer("dense").output)
     want = np.asarray(dense(x), np.float64).ravel()

@@ -10,7 +10,6 @@ from rnncli.teachers import NgramTeacher, TeacherMix, ngram_keys
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS
 A, B = ORDER_WORDS
-rows_and_labels = word_order_rows
 
 
 def test_keys_tell_words_from_pairs_and_drop_pads_and_the_start_marker():
@@ -19,9 +18,9 @@ def test_keys_tell_words_from_pairs_and_drop_pads_and_the_start_marker():
 
 
 def test_word_order_is_learned_and_padding_does_not_matter():
-    rows, y = rows_and_labels(400, seed=0)
+    rows, y = word_order_rows(400, seed=0)
     teacher = NgramTeacher(rows, y, NUM_WORDS)
-    test_rows, test_y = rows_and_labels(100, seed=1)
+    test_rows, test_y = word_order_rows(100, seed=1)
     x_pre = text.pad_sequences(test_rows, 16, "pre", "pre")
     x_post = text.pad_sequences(test_rows, 16, "post", "post")
     p = teacher.predict_on_batch(x_pre)
