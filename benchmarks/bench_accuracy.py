@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 from short_text import crops, first_sentence
 
-from rnncli import dataset, runs, text, tf_runtime
-from rnncli.evaluation import binary_metrics
+from rnncli.data import store as dataset
+from rnncli.evaluate import binary_metrics
+from rnncli.model import runtime as tf_runtime
+from rnncli.text import tokenizer as text
+from rnncli.train import runs
 
 
 def keras_scorer(path: Path):
@@ -50,7 +53,7 @@ def keras_scorer(path: Path):
 
 
 def onnx_scorer(path: Path):
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
 
     model = OnnxModel(path)
 
@@ -83,8 +86,8 @@ def linear_baselines(train_texts, train_y):
 def ngram_teacher(home: Path, num_words: int = 30000, maxlen: int = 500):
     """rnncli's --ngram-teacher as a model of its own: fitted on the whole train split's ids
     (a run fits it on its training share), texts encoded with the dataset's vocabulary."""
-    from rnncli.preprocessing import Preprocessing
-    from rnncli.teachers import NgramTeacher
+    from rnncli.text.preprocessing import Preprocessing
+    from rnncli.train.teachers import NgramTeacher
 
     x, y = dataset.load_encoded(dataset.load_split(home, "train"), num_words, maxlen)
     started = time.perf_counter()

@@ -52,7 +52,7 @@ def main() -> None:
         fetch_s = time.perf_counter() - started
 
         code = ("import time; t=time.perf_counter(); from pathlib import Path; "
-                "from rnncli.dataset import load_split, load_encoded; "
+                "from rnncli.data.store import load_split, load_encoded; "
                 f"s=load_split(Path({home!r}), 'train'); x,y=load_encoded(s, 1000, 80); "
                 "print(time.perf_counter()-t)")
         load_s = float(subprocess.run([sys.executable, "-c", code], check=True,

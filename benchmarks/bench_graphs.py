@@ -30,11 +30,11 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    from rnncli.config import RunConfig, apply
-    from rnncli.model import build_model
-    from rnncli.onnx_check import session
-    from rnncli.onnx_graph import GRAPH_KINDS, build_graph
-    from rnncli.quantize import quantize_weights
+    from rnncli.config.settings import RunConfig, apply
+    from rnncli.export.check import session
+    from rnncli.export.graph import GRAPH_KINDS, build_graph
+    from rnncli.export.quantize import quantize_weights
+    from rnncli.model.build import build_model
 
     cfg = apply(RunConfig(), {k: v for k, v in vars(args).items() if k != "batch"})
     keras.utils.set_random_seed(0)

@@ -44,8 +44,8 @@ def main() -> None:
           f"import tensorflow: {tf_import:.3f} s   ratio {cold / tf_import:.2f}x "
           f"(targets <= 0.4 s, <= 0.2x)")
 
-    from rnncli import dataset
-    from rnncli.inference import OnnxModel
+    from rnncli.data import store as dataset
+    from rnncli.serve.onnx_model import OnnxModel
 
     single = OnnxModel(onnx_path, workers=1)
     review = ["a wonderful, moving film"]
@@ -75,7 +75,7 @@ def main() -> None:
     text_rate = len(texts) / (time.perf_counter() - t)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from rnncli.tf_runtime import load_keras_model
+    from rnncli.model.runtime import load_keras_model
 
     model = load_keras_model(keras_path)
     model.predict(x[:2048], batch_size=1024, verbose=0)

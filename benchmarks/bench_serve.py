@@ -72,7 +72,7 @@ def identity_floor():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from rnncli.inference import session_options
+    from rnncli.serve.onnx_model import session_options
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "floor",
                               [helper.make_tensor_value_info("x", TensorProto.INT32, ["b", "t"])],
@@ -92,7 +92,7 @@ def recurrent_node(path: Path, steps: int):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from rnncli.inference import session_options
+    from rnncli.serve.onnx_model import session_options
 
     proto = onnx.load(str(path))
     node = next((n for n in proto.graph.node if n.op_type in ("RNN", "GRU", "LSTM")), None)
@@ -158,7 +158,7 @@ def cpu_per_review_us(fn, n: int) -> float:
 
 def plain_padded(model, texts: list[str]) -> np.ndarray:
     """The reference path: each review tokenized alone, padded to maxlen."""
-    from rnncli import text
+    from rnncli.text import tokenizer as text
 
     prep = model.preprocessing
     vocab = text.Vocabulary(prep.vocabulary)
@@ -169,8 +169,8 @@ def plain_padded(model, texts: list[str]) -> np.ndarray:
 
 def bench_model(path: Path, full: list[str], sentences: list[str], floor, args,
                 tmp: Path) -> None:
-    from rnncli import runs
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
+    from rnncli.train import runs
 
     bundled = path.resolve() == runs.BUNDLED.resolve()
     single = OnnxModel(path, workers=1)
@@ -215,7 +215,7 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor, args,
         print(f"    max |stream - plain padded path|             {diff:.2e}")
         keras = path.with_name("model.keras")
         if name == "full" and args.keras and keras.exists():
-            from rnncli.tf_runtime import load_keras_model
+            from rnncli.model.runtime import load_keras_model
 
             ref = load_keras_model(keras).predict(plain_padded(model, texts), batch_size=1024,
                                                   verbose=0).ravel()
@@ -277,7 +277,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from rnncli import dataset, runs
+    from rnncli.data import store as dataset
+    from rnncli.train import runs
 
     models = []
     for m in args.model or [Path(runs.DEFAULT_OUTPUT), runs.BUNDLED]:

@@ -72,8 +72,8 @@ def run_once(cmd: list[str], extra_env: dict[str, str], cwd: str) -> float:
 LOAD_PARTS = """
 import json, sys, time
 import onnxruntime as ort
-from rnncli.inference import session_options
-from rnncli.preprocessing import Preprocessing
+from rnncli.serve.onnx_model import session_options
+from rnncli.text.preprocessing import Preprocessing
 from onnx import TensorProto, helper
 path = sys.argv[1]
 # onnxruntime's one-time set-up, on a one-node graph, so that it is in neither timing.
@@ -133,7 +133,7 @@ def main() -> None:
             ratio = medians[name] / floor
             verdict = "ok" if ratio <= 1.5 else "over"
             print(f"target {name}: <= 1.5x floor -> {ratio:.2f}x {verdict}")
-    from rnncli import runs
+    from rnncli.train import runs
 
     models = {"bundled": runs.BUNDLED}
     if args.model is not None:

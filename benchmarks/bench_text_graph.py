@@ -69,8 +69,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("artifacts"))
     ap.add_argument("--data-dir", type=Path, default=None)
     args = ap.parse_args()
-    from rnncli import dataset
-    from rnncli.inference import OnnxModel
+    from rnncli.data import store as dataset
+    from rnncli.serve.onnx_model import OnnxModel
 
     id_path = args.model / "model.onnx" if args.model.is_dir() else args.model
     text_path = id_path.with_name(id_path.stem + ".text.onnx")

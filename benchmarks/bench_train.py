@@ -23,7 +23,7 @@ from pathlib import Path
 PLAIN = r"""
 import json, sys, time, numpy as np
 from pathlib import Path
-from rnncli.dataset import data_home, load_split, load_encoded
+from rnncli.data.store import data_home, load_split, load_encoded
 import keras
 cell, epochs = sys.argv[1], int(sys.argv[2])
 home = data_home()

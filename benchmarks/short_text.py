@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from rnncli import text
+from rnncli.text import tokenizer as text
 
 _MARKUP = re.compile(r"<[^>]*>")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -86,7 +86,7 @@ def archive(tmp_path) -> Path:
 
 @pytest.fixture
 def prepared(archive):
-    from rnncli.fetch import fetch
+    from rnncli.data.fetch import fetch
 
     meta, _ = fetch("aclimdb", str(archive))
     return meta
@@ -167,7 +167,7 @@ ORDER_WORDS = (5, 6)
 def word_order_rows(n: int, seed: int):
     import numpy as np
 
-    from rnncli import text
+    from rnncli.text import tokenizer as text
 
     a, b = ORDER_WORDS
     rng = np.random.default_rng(seed)

@@ -26,8 +26,8 @@ from conftest import (
 )
 from typer.testing import CliRunner
 
-from rnncli import archive as arch
 from rnncli.cli import app
+from rnncli.data import archive as arch
 
 runner = CliRunner()
 
@@ -302,7 +302,7 @@ def test_download_without_length_is_used_but_not_cached(server, archive, _isolat
 
 def test_disk_full_during_download_leaves_nothing(server, archive, prepared, _isolated,
                                                   monkeypatch):
-    from rnncli import download
+    from rnncli.data import download
 
     base, files, _ = server
     data = archive.read_bytes()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rnncli import text
-from rnncli.batches import BatchPlan, crop, distilled, epoch_batches, pad_batch, real_rows
+from rnncli.text import tokenizer as text
+from rnncli.train.batches import BatchPlan, crop, distilled, epoch_batches, pad_batch, real_rows
 
 
 def _rows(lengths, seed=0):
@@ -98,7 +98,7 @@ class _Teacher:
 
 
 def test_distilled_targets_mix_the_teachers_mean_with_the_label():
-    from rnncli.teachers import TeacherMix
+    from rnncli.train.teachers import TeacherMix
 
     x = np.ones((4, 6), np.int32)
     y = np.array([1, 0, 1, 0], np.float32)
@@ -111,8 +111,8 @@ def test_distilled_targets_mix_the_teachers_mean_with_the_label():
 @pytest.mark.slow
 def test_masked_max_model_output_does_not_depend_on_padding():
     pytest.importorskip("keras")
-    from rnncli.config import RunConfig, apply
-    from rnncli.model import build_model
+    from rnncli.config.settings import RunConfig, apply
+    from rnncli.model.build import build_model
 
     cfg = apply(RunConfig(), {"cell": "gru", "bidirectional": True, "units": 3, "maxlen": 12,
                               "num_words": 30, "embedding_dim": 4, "pooling": "masked-max"})

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from test_inference import _graph, many_reviews, save_model
 
-from rnncli import bundle
 from rnncli.errors import ModelError
-from rnncli.inference import OnnxModel
+from rnncli.serve.onnx_model import OnnxModel
+from tools import bundle
 
 onnx = pytest.importorskip("onnx")
 

@@ -6,9 +6,9 @@ import pytest
 from conftest import REAL_ARCHIVE
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
-from rnncli.inference import OnnxModel
+from rnncli.serve.onnx_model import OnnxModel
+from rnncli.train import runs
 
 runner = CliRunner()
 
@@ -35,7 +35,7 @@ def test_bundled_model_keeps_its_weights_in_one_packaged_data_file():
     onnx = pytest.importorskip("onnx")
     import tomllib
 
-    from rnncli.bundle import EXTERNAL_FROM
+    from tools.bundle import EXTERNAL_FROM
 
     proto = onnx.load(str(runs.BUNDLED), load_external_data=False)
     inline = [t.name for t in proto.graph.initializer

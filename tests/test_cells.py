@@ -5,8 +5,9 @@ unknown cell or pooling is an error everywhere."""
 import numpy as np
 import pytest
 
-from rnncli import cells, config, poolings
+from rnncli.config import settings as config
 from rnncli.errors import UsageError
+from rnncli.model import cells, poolings
 
 
 def test_config_and_help_read_the_registries():
@@ -55,7 +56,7 @@ def test_numpy_and_onnx_backends_of_the_step_agree(name):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from rnncli.onnx_ops import GraphBuilder, OnnxOps
+    from rnncli.export.ops import GraphBuilder, OnnxOps
 
     cell = cells.get_cell(name)
     rng = np.random.default_rng(0)

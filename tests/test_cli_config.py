@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import config, config_file, runs, text
 from rnncli.cli import app
+from rnncli.config import file as config_file
+from rnncli.config import settings as config
+from rnncli.text import tokenizer as text
+from rnncli.train import runs
 
 runner = CliRunner()
 tomllib = config_file.toml_parser()
@@ -138,7 +141,7 @@ def test_run_folder_config_toml_reproduces_the_run(prepared, tmp_path):
 
 
 def test_cosine_schedule_falls_from_the_rate_towards_zero():
-    from rnncli.config import epoch_learning_rate
+    from rnncli.config.settings import epoch_learning_rate
 
     t = config.resolve(None, None, {"lr_schedule": "cosine", "epochs": 12,
                                     "learning_rate": 0.002}).train

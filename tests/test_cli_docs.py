@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from rnncli import config_file, runs
 from rnncli.cli import app
+from rnncli.config import file as config_file
+from rnncli.train import runs
 
 tomllib = config_file.toml_parser()
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from rnncli import evaluation, runs, tf_runtime
+from rnncli import evaluate as evaluation
 from rnncli.cli import app
-from rnncli.preprocessing import Preprocessing
+from rnncli.model import runtime as tf_runtime
+from rnncli.text.preprocessing import Preprocessing
+from rnncli.train import runs
 
 runner = CliRunner()
 

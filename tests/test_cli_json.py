@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
 from rnncli.cli.common import json_text
+from rnncli.train import runs
 
 runner = CliRunner()
 
@@ -46,7 +46,7 @@ def test_jsonl_lines_parse_strictly(prepared):
 
 def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path):
     """A rejected graph has no difference, latency or throughput: NaN in the report."""
-    import rnncli.onnx_export
+    import rnncli.export.onnx
 
     nan = float("nan")
     report = SimpleNamespace(
@@ -57,7 +57,7 @@ def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path)
                     SimpleNamespace(name="tf2onnx", status="rejected", max_diff=nan,
                                     latency_us=nan, throughput=float("inf"), size_bytes=0,
                                     error="did not convert")])
-    monkeypatch.setattr(rnncli.onnx_export, "export_onnx", lambda *a, **k: report)
+    monkeypatch.setattr(rnncli.export.onnx, "export_onnx", lambda *a, **k: report)
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / runs.MODEL).write_bytes(b"")
     res = runner.invoke(app, ["export", "onnx", "--json"])

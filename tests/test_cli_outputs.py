@@ -9,8 +9,8 @@ import pytest
 from conftest import one_line_error
 from typer.testing import CliRunner
 
-from rnncli import tf_runtime
 from rnncli.cli import app
+from rnncli.model import runtime as tf_runtime
 
 runner = CliRunner()
 

@@ -1,10 +1,10 @@
-"""completions/ holds what the app generates now: regenerate with `python -m rnncli.completion`."""
+"""completions/ holds what the app generates now: regenerate with `python tools/completions.py`."""
 
 from pathlib import Path
 
 import pytest
 
-from rnncli.completion import SHELLS, completion_script
+from tools.completions import SHELLS, completion_script
 
 FOLDER = Path(__file__).resolve().parents[1] / "completions"
 
@@ -13,7 +13,7 @@ FOLDER = Path(__file__).resolve().parents[1] / "completions"
 def test_completion_script_is_current(shell):
     committed = (FOLDER / SHELLS[shell]).read_text()
     assert committed == completion_script(shell), (
-        f"completions/{SHELLS[shell]} is stale: run `python -m rnncli.completion completions`")
+        f"completions/{SHELLS[shell]} is stale: run `python tools/completions.py completions`")
     assert "_RNNCLI_COMPLETE" in committed
 
 
@@ -54,8 +54,10 @@ def test_option_values_complete(monkeypatch, capsys, words, expected):
 def test_choice_lists_match_the_library():
     from typing import get_args
 
-    from rnncli import archive, dataset, onnx_export
     from rnncli.cli import common, data, export
+    from rnncli.data import archive
+    from rnncli.data import store as dataset
+    from rnncli.export import onnx as onnx_export
 
     assert get_args(export.Graph) == onnx_export.GRAPHS
     assert get_args(common.SplitName) == archive.SPLITS

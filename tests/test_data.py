@@ -13,8 +13,10 @@ import pytest
 from conftest import add_bytes, one_line_error, synthetic_reviews, write_archive
 from typer.testing import CliRunner
 
-from rnncli import dataset, prepare, text
 from rnncli.cli import app
+from rnncli.data import prepare
+from rnncli.data import store as dataset
+from rnncli.text import tokenizer as text
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +80,7 @@ def test_load_encoded_applies_num_words_and_start(prepared, _isolated):
 
 
 def test_pool_and_single_process_agree(archive, tmp_path):
-    from rnncli.fetch import fetch
+    from rnncli.data.fetch import fetch
 
     a, _ = fetch("aclimdb", str(archive), tmp_path / "a", workers=1)
     b, _ = fetch("aclimdb", str(archive), tmp_path / "b", workers=2)
@@ -232,8 +234,8 @@ def test_no_network_suggests_from(monkeypatch):
 
 
 def test_download_verifies_checksum(tmp_path, archive):
-    from rnncli import archive as arch
-    from rnncli import download
+    from rnncli.data import archive as arch
+    from rnncli.data import download
 
     url = archive.as_uri()
     got = download.download(url, tmp_path / "ok.tar.gz", sha256=arch.file_sha256(archive))
@@ -248,7 +250,7 @@ def test_download_verifies_checksum(tmp_path, archive):
 
 
 def test_second_fetch_is_refused_while_one_runs(archive, monkeypatch, _isolated):
-    from rnncli.fetch import fetch
+    from rnncli.data.fetch import fetch
 
     assert invoke("data", "fetch", "--from", str(archive)).exit_code == 0
     started, release = threading.Event(), threading.Event()

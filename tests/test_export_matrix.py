@@ -15,8 +15,8 @@ import itertools
 import numpy as np
 import pytest
 
-from rnncli import cells, poolings
-from rnncli.config import RunConfig, apply
+from rnncli.config.settings import RunConfig, apply
+from rnncli.model import cells, poolings
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
@@ -60,7 +60,7 @@ class Case:
     def __init__(self, cfg: RunConfig, seed: int, ngram_head: bool = False):
         import keras
 
-        from rnncli.model import build_model
+        from rnncli.model.build import build_model
 
         keras.utils.set_random_seed(seed)
         self.cfg, self.model = cfg, build_model(cfg, ngram_head=ngram_head)
@@ -83,7 +83,7 @@ class Case:
 
 @pytest.fixture(scope="module")
 def case():
-    from rnncli import tf_runtime
+    from rnncli.model import runtime as tf_runtime
 
     tf_runtime.import_tensorflow()
     made: dict[tuple, Case] = {}
@@ -121,7 +121,7 @@ def worst_diff(sess, c: Case) -> dict[str, float]:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
 def test_graph_matches_keras(case, combo, kind):
-    from rnncli.onnx_graph import build_graph
+    from rnncli.export.graph import build_graph
 
     c = case(*combo)
     diffs = worst_diff(session(build_graph(c.model, c.cfg, kind)), c)
@@ -133,7 +133,7 @@ def test_graph_matches_keras(case, combo, kind):
                          ids=combo_id)
 @pytest.mark.parametrize("kind", ["native", "unrolled"])
 def test_post_padding_matches_keras(case, combo, kind):
-    from rnncli.onnx_graph import build_graph
+    from rnncli.export.graph import build_graph
 
     c = case(*combo, padding="post")
     diffs = worst_diff(session(build_graph(c.model, c.cfg, kind)), c)
@@ -146,7 +146,7 @@ def test_post_padding_matches_keras(case, combo, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_ngram_head_matches_keras(case, combo, kind, padding):
     """The n-gram head's logit (counts of repeated keys, pairs across pads) in every kind."""
-    from rnncli.onnx_graph import build_graph
+    from rnncli.export.graph import build_graph
 
     c = case(*combo, padding=padding, ngram_head=True)
     diffs = worst_diff(session(build_graph(c.model, c.cfg, kind)), c)
@@ -159,7 +159,7 @@ def test_ngram_head_matches_keras(case, combo, kind, padding):
 def test_pad_steps_are_skipped_exactly_where_claimed(case, combo):
     """The native graph pads rows back to maxlen (a Pad node) only where it says it cannot
     skip them, with the reason; masked models never do."""
-    from rnncli.onnx_graph import build_graph, full_length_reason, serving_metadata
+    from rnncli.export.graph import build_graph, full_length_reason, serving_metadata
 
     c = case(*combo)
     meta = serving_metadata("native", c.cfg)
@@ -177,7 +177,7 @@ def test_pad_steps_are_skipped_exactly_where_claimed(case, combo):
 
 def test_refusals_name_their_reason(case):
     from rnncli.errors import GraphUnsupported
-    from rnncli.onnx_graph import build_graph
+    from rnncli.export.graph import build_graph
 
     c = case("gru", "uni", "last", 1)
     lstm_cfg = make_config("lstm", "uni", "last", 1)
@@ -212,8 +212,8 @@ def test_keras_settings_the_step_does_not_implement_are_refused():
 def test_unrolled_backward_masked_layers_are_refused(case):
     """Keras's unrolled loop misapplies the mask read backwards; such a model is refused."""
     from rnncli.errors import GraphUnsupported
-    from rnncli.model import build_model
-    from rnncli.onnx_graph import build_graph
+    from rnncli.export.graph import build_graph
+    from rnncli.model.build import build_model
 
     cfg = make_config("simple", "bi", "masked-max", 1)
     cfg.model.unroll = True
@@ -224,7 +224,7 @@ def test_unrolled_backward_masked_layers_are_refused(case):
 @pytest.mark.parametrize("cell", list(cells.CELLS))
 def test_pad_states_follow_the_keras_layer(case, cell):
     """The numpy step run over pad tokens gives the Keras layer's own states."""
-    from rnncli.onnx_graph import pad_states
+    from rnncli.export.graph import pad_states
 
     c = case(cell, "uni", "max", 2)
     tables = pad_states(c.model, c.cfg)

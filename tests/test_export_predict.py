@@ -9,8 +9,8 @@ import pytest
 from conftest import TRAINS, fetched_home, trained_run
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
+from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -73,7 +73,7 @@ def test_onnx_agrees_with_keras_on_evaluate(exported):
 
 
 def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
-    from rnncli import onnx_export
+    from rnncli.export import onnx as onnx_export
 
     home, run = trained
 
@@ -93,7 +93,7 @@ def test_check_outputs_rejects_a_wrong_graph(exported):
     import onnx
 
     from rnncli.errors import ExportError
-    from rnncli.onnx_check import check_outputs, session
+    from rnncli.export.check import check_outputs, session
 
     home, run, _ = exported
     sess = session(onnx.load(str(run / runs.ONNX)))
@@ -107,7 +107,7 @@ def test_check_outputs_rejects_a_wrong_graph(exported):
 def test_quantize_and_record_test_metrics(trained, tmp_path):
     import onnx
 
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
 
     home, run = trained
     target = tmp_path / "q.onnx"
@@ -160,9 +160,9 @@ def test_predict_formats(exported, fmt):
 
 
 def test_predict_matches_keras_on_the_same_text(exported):
-    from rnncli.inference import OnnxModel
-    from rnncli.runs import keras_preprocessing
-    from rnncli.tf_runtime import load_keras_model
+    from rnncli.model.runtime import load_keras_model
+    from rnncli.serve.onnx_model import OnnxModel
+    from rnncli.train.runs import keras_preprocessing
 
     _, run, _ = exported
     texts = ["great wonderful film, loved it", "awful boring waste", "the plot"]
@@ -254,7 +254,7 @@ def test_predict_subprocess_imports_no_tensorflow(exported, tmp_path):
 @pytest.mark.parametrize("graph, trims", [("native", True), ("hybrid", True),
                                           ("unrolled", True), ("tf2onnx", False)])
 def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims):
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
 
     home, run = trained
     target = tmp_path / f"{graph}.onnx"
@@ -276,7 +276,7 @@ def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims
 
 def test_a_builder_crash_fails_the_export_instead_of_falling_back(trained, tmp_path,
                                                                   monkeypatch):
-    from rnncli import onnx_export
+    from rnncli.export import onnx as onnx_export
 
     home, run = trained
 
@@ -322,9 +322,9 @@ def masked_trained(tmp_path_factory):
 
 
 def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
-    from rnncli.inference import OnnxModel
-    from rnncli.runs import keras_preprocessing
-    from rnncli.tf_runtime import load_keras_model
+    from rnncli.model.runtime import load_keras_model
+    from rnncli.serve.onnx_model import OnnxModel
+    from rnncli.train.runs import keras_preprocessing
 
     home, run = masked_trained
     res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rnncli.onnx_check import max_diff, trimmed_batches, trimmed_rows
-from rnncli.onnx_export import CHOICE_MARGIN, PREFERENCE, Candidate, choose
+from rnncli.export.check import max_diff, trimmed_batches, trimmed_rows
+from rnncli.export.onnx import CHOICE_MARGIN, PREFERENCE, Candidate, choose
 
 
 def cand(name, latency_us, throughput):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import text
 from rnncli.cli import app
 from rnncli.errors import ModelError
-from rnncli.inference import OnnxModel, plan_batches
-from rnncli.preprocessing import Preprocessing
+from rnncli.serve.onnx_model import OnnxModel, plan_batches
+from rnncli.text import tokenizer as text
+from rnncli.text.preprocessing import Preprocessing
 
 onnx = pytest.importorskip("onnx")
 TensorProto, helper = onnx.TensorProto, onnx.helper
@@ -166,7 +166,7 @@ def test_plan_batches_covers_each_review_once():
 
 
 def test_a_batch_ends_where_padding_would_cost_more_than_another_call():
-    from rnncli.inference import CALL_STEPS, PAD_SLACK
+    from rnncli.serve.onnx_model import CALL_STEPS, PAD_SLACK
 
     lengths = np.array([3] * 50 + [60] + [4] * 30)
     plan = plan_batches(lengths, 64, maxlen=100, trim=True)

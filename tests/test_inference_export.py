@@ -5,7 +5,8 @@ import pytest
 from conftest import REAL_ARCHIVE, TRAINS, cli, fetched_home, trained_run
 from typer.testing import CliRunner
 
-from rnncli import runs, text
+from rnncli.text import tokenizer as text
+from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -22,8 +23,8 @@ def train_and_export(root, home, train_args, graphs):
 
 def keras_reference(run, texts):
     """Keras on the plain path: each review tokenized alone and padded to maxlen."""
-    from rnncli.runs import keras_preprocessing
-    from rnncli.tf_runtime import load_keras_model
+    from rnncli.model.runtime import load_keras_model
+    from rnncli.train.runs import keras_preprocessing
 
     prep = keras_preprocessing(run / runs.MODEL)
     vocab = text.Vocabulary(prep.vocabulary)
@@ -48,7 +49,7 @@ def exported(tmp_path_factory):
 def test_streams_match_keras_in_input_order(exported, graph, trims):
     from conftest import synthetic_reviews
 
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
 
     texts = [r[4] for r in synthetic_reviews(40, seed=5)]
     texts += [" ".join(texts[i : i + 3]) for i in range(0, 60, 3)] + ["", "great", "zzz"]
@@ -67,8 +68,8 @@ def test_streams_match_keras_in_input_order(exported, graph, trims):
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
 def test_streams_match_keras_on_all_real_test_reviews(real_home, tmp_path):
-    from rnncli import dataset
-    from rnncli.inference import OnnxModel
+    from rnncli.data import store as dataset
+    from rnncli.serve.onnx_model import OnnxModel
 
     run = train_and_export(tmp_path, real_home, ["--epochs", "1", "--limit", "5000"],
                            ("hybrid",))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import dataset
 from rnncli.cli import app
+from rnncli.data import store as dataset
 
 # Keras (and TensorFlow under it) loads only when these tests run: collecting the fast
 # suite stays free of it.

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
-from rnncli import text
-from rnncli.ngram_head import BUCKETS, NgramHead, fit_head, key_counts, row_keys, stack_weights
+from rnncli.model.ngram import BUCKETS, NgramHead, fit_head, key_counts, row_keys, stack_weights
+from rnncli.text import tokenizer as text
 
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS
@@ -24,7 +24,7 @@ def test_features_are_scikit_learns_tfidf():
     """Sublinear counts, smoothed idf, unit rows: TfidfTransformer's exact numbers."""
     from sklearn.feature_extraction.text import TfidfTransformer
 
-    from rnncli.ngram_head import tfidf
+    from rnncli.model.ngram import tfidf
 
     rows, _ = word_order_rows(50, seed=3)
     counts = key_counts(rows, NUM_WORDS)
@@ -65,8 +65,8 @@ def test_stack_weights_recover_how_two_logits_combine():
 @pytest.mark.usefixtures("training_extra")
 def test_keras_layer_computes_the_numpy_head():
     """Repeated words, pairs across pads, rows with no key, either padding side."""
-    from rnncli import tf_runtime
-    from rnncli.ngram_head import ngram_layer
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.ngram import ngram_layer
 
     tf_runtime.import_tensorflow()
     rng = np.random.default_rng(1)
@@ -92,10 +92,10 @@ def test_keras_layer_computes_the_numpy_head():
 def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, padding):
     """a x network logit + b x head logit + c, folded into the dense and head weights, for a
     masked model (validation batches cut to their longest) and a full-width one."""
-    from rnncli import tf_runtime
-    from rnncli.config import RunConfig, apply
-    from rnncli.model import build_model
-    from rnncli.ngram_head import attach_head
+    from rnncli.config.settings import RunConfig, apply
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.build import build_model
+    from rnncli.model.ngram import attach_head
 
     tf_runtime.import_tensorflow()
     cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
@@ -129,10 +129,10 @@ def test_network_logits_read_rows_as_the_model_does(pooling, padding):
     give its full-width logits: what the head is weighed against."""
     import keras
 
-    from rnncli import tf_runtime
-    from rnncli.config import RunConfig, apply
-    from rnncli.model import build_model
-    from rnncli.ngram_head import network_logits
+    from rnncli.config.settings import RunConfig, apply
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.build import build_model
+    from rnncli.model.ngram import network_logits
 
     tf_runtime.import_tensorflow()
     cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,

@@ -55,7 +55,7 @@ def graph_with_a_branch(rng, vocab=600, units=600):
 def run(proto, x, optimized_to=None):
     import onnxruntime as ort
 
-    from rnncli.inference import session_options
+    from rnncli.serve.onnx_model import session_options
 
     opts = session_options()
     if optimized_to:
@@ -78,7 +78,7 @@ def test_weights_in_branches_are_quantized_and_run_as_float(tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from rnncli.quantize import quantize_weights
+    from rnncli.export.quantize import quantize_weights
 
     rng = np.random.default_rng(0)
     proto = graph_with_a_branch(rng)
@@ -116,7 +116,7 @@ def test_weights_in_branches_are_quantized_and_run_as_float(tmp_path):
 def test_nothing_to_quantize_is_said():
     import copy
 
-    from rnncli.quantize import quantize_weights
+    from rnncli.export.quantize import quantize_weights
 
     proto = graph_with_a_branch(np.random.default_rng(1), vocab=500, units=500)  # 4,000 each
     q = copy.deepcopy(proto)
@@ -132,7 +132,7 @@ def test_a_table_of_one_value_per_key_gets_one_scale_at_lookup():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from rnncli.quantize import quantize_weights
+    from rnncli.export.quantize import quantize_weights
 
     rng = np.random.default_rng(2)
     table = rng.normal(size=5000).astype(np.float32)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
-from rnncli import text
-from rnncli.teachers import NgramTeacher, TeacherMix, ngram_keys
+from rnncli.text import tokenizer as text
+from rnncli.train.teachers import NgramTeacher, TeacherMix, ngram_keys
 
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS

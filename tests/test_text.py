@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnncli import text
+from rnncli.text import tokenizer as text
 
 
 @pytest.mark.parametrize(

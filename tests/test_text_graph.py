@@ -16,15 +16,16 @@ import pytest
 from conftest import fetched_home, trained_run
 from typer.testing import CliRunner
 
-from rnncli import runs, text
 from rnncli.cli import app
 from rnncli.errors import ExportError, ModelError
-from rnncli.preprocessing import Preprocessing
+from rnncli.text import tokenizer as text
+from rnncli.text.preprocessing import Preprocessing
+from rnncli.train import runs
 
 onnx = pytest.importorskip("onnx")
 
-from rnncli import text_export, text_graph  # noqa: E402  (needs onnx)
-from rnncli.inference import OnnxModel, session_options  # noqa: E402
+from rnncli.export import text_export, text_graph  # noqa: E402  (needs onnx)
+from rnncli.serve.onnx_model import OnnxModel, session_options  # noqa: E402
 
 runner = CliRunner()
 NODE_DIR = Path(__file__).resolve().parents[1] / "examples" / "node"
@@ -159,7 +160,7 @@ def write_id_model(path: Path, prep: Preprocessing, graph: str = "native") -> Pa
 
 
 def test_export_then_predict_and_evaluate(prepared, tmp_path):
-    from rnncli import dataset
+    from rnncli.data import store as dataset
 
     home = Path(os.environ["RNNCLI_HOME"])
     vocab = dataset.load_vocabulary(home)
@@ -237,7 +238,7 @@ def test_a_vocabulary_with_sigma_is_refused(tmp_path):
 @pytest.mark.real_data
 def test_graph_ids_equal_encode_on_all_imdb_reviews(real_home):
     """All 50,000 reviews, whole vocabulary: every id the graph computes is encode()'s."""
-    from rnncli import dataset
+    from rnncli.data import store as dataset
 
     vocab = dataset.load_vocabulary(real_home)
     prep = Preprocessing(vocabulary=vocab.words, num_words=len(vocab) + 3, maxlen=200)

@@ -8,8 +8,9 @@ import pytest
 from conftest import TINY, TRAINS, train_tiny
 from typer.testing import CliRunner
 
-from rnncli import config, runs
 from rnncli.cli import app
+from rnncli.config import settings as config
+from rnncli.train import runs
 
 pytestmark = TRAINS
 

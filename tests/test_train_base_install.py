@@ -7,9 +7,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
-from rnncli.preprocessing import Preprocessing
+from rnncli.text.preprocessing import Preprocessing
+from rnncli.train import runs
 
 runner = CliRunner()
 EXTRA = 'needs the training extra (tensorflow, keras not installed): pip install "rnncli[train]"'

@@ -15,8 +15,8 @@ from rnncli.cli.train_display import (
     report,
     save_png,
 )
-from rnncli.tf_runtime import WorkerRole
-from rnncli.training import TrainResult
+from rnncli.model.runtime import WorkerRole
+from rnncli.train.loop import TrainResult
 
 HISTORY = [{"epoch": e, "loss": 0.7 - 0.1 * e, "accuracy": 0.5 + 0.1 * e,
             "val_loss": 0.65 - 0.05 * e + (0.2 if e == 3 else 0),

@@ -5,8 +5,8 @@ import json
 from conftest import TRAINS
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
+from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -37,7 +37,7 @@ def test_student_trains_on_its_teachers_and_records_them(prepared, tmp_path):
 
 def test_a_student_of_the_ngram_teacher_alone_or_beside_teacher_runs(prepared, tmp_path,
                                                                     monkeypatch):
-    from rnncli import teachers
+    from rnncli.train import teachers
 
     mixes = []
     real = teachers.TeacherMix.predict_on_batch
@@ -72,7 +72,7 @@ def test_a_teacher_that_reads_padding_is_refused(prepared, tmp_path):
 def test_thresholded_accuracy_compares_review_by_review():
     import numpy as np
 
-    from rnncli.model import thresholded_accuracy
+    from rnncli.model.build import thresholded_accuracy
 
     y_true = np.array([0.9, 0.2, 0.6, 0.4], np.float32)  # soft targets, [batch]
     y_pred = np.array([[0.8], [0.1], [0.3], [0.45]], np.float32)  # model output, [batch, 1]
@@ -84,8 +84,8 @@ def test_the_ngram_head_is_fitted_after_training_and_served_inside_the_model(pre
                                                                             tmp_path):
     import numpy as np
 
-    from rnncli import tf_runtime
-    from rnncli.ngram_head import LAYER, has_head
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.ngram import LAYER, has_head
 
     res = train("--epochs", "1", "--output", "head", "--ngram-head")
     assert "n-gram head joined" in res.output

@@ -10,9 +10,9 @@ import pytest
 from conftest import TINY, TRAINS, synthetic_reviews, train_tiny, write_archive
 from typer.testing import CliRunner
 
-from rnncli import runs
 from rnncli.cli import app
 from rnncli.cli.train_display import ProgressReporter
+from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -148,7 +148,7 @@ def test_keep_last_keeps_the_last_epoch_and_nan_keeps_the_best(prepared, tmp_pat
 
 
 def test_nan_after_good_epochs_keeps_the_best_model(prepared, tmp_path, monkeypatch):
-    from rnncli import tracking
+    from rnncli.train import tracking
 
     original = tracking.EpochTracker.batch_end
 
@@ -169,7 +169,8 @@ def test_nan_after_good_epochs_keeps_the_best_model(prepared, tmp_path, monkeypa
 
 def test_ctrl_c_while_the_ngram_head_is_fitted_keeps_the_network_and_resume_fits_it(
         prepared, tmp_path, monkeypatch):
-    from rnncli import ngram_head, tf_runtime
+    from rnncli.model import ngram as ngram_head
+    from rnncli.model import runtime as tf_runtime
 
     fit = ngram_head.fit_head
 

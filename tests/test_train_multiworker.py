@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import TRAINS
 
-from rnncli import runs
+from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -56,8 +56,8 @@ def finish(proc):
 
 
 def test_two_workers_train_one_model(prepared, tmp_path):
-    from rnncli.tf_runtime import load_keras_model
-    from rnncli.tracking import weights_fingerprint
+    from rnncli.model.runtime import load_keras_model
+    from rnncli.train.tracking import weights_fingerprint
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = [start(tmp_path / name, {"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -96,8 +96,8 @@ def test_a_lost_worker_ends_the_run_in_one_line_and_other_errors_stay_themselves
     step raises this message); any other TensorFlow error is not disguised as it."""
     import tensorflow as tf
 
-    from rnncli import distributed
     from rnncli.errors import TrainingError
+    from rnncli.train import distributed
 
     def raises(exc):
         def fit(*args):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rnncli import runs, tf_runtime
 from rnncli.cli import app
+from rnncli.model import runtime as tf_runtime
+from rnncli.train import runs
 
 runner = CliRunner()
 TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
@@ -75,9 +76,10 @@ def test_library_train_and_export_change_no_process_state(prepared, tmp_path):
     import keras  # noqa: F401  (imports may set what they like; our calls may not)
     import tensorflow  # noqa: F401
 
-    from rnncli import config, dataset
-    from rnncli.onnx_export import export_onnx
-    from rnncli.training import train
+    from rnncli.config import settings as config
+    from rnncli.data import store as dataset
+    from rnncli.export.onnx import export_onnx
+    from rnncli.train.loop import train
 
     home = dataset.data_home(None)
     cfg = config.resolve(None, None, {"maxlen": 20, "num_words": 30, "units": 4,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from rnncli.tracking import EpochTracker, RunState
+from rnncli.train.tracking import EpochTracker, RunState
 
 
 class FakeModel:

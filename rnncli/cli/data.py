@@ -60,8 +60,8 @@ def fetch(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rnncli import dataset
-    from rnncli.fetch import fetch as do_fetch
+    from rnncli.data import store as dataset
+    from rnncli.data.fetch import fetch as do_fetch
 
     if origin and not _is_url(origin):
         # Stored in meta.json and shown by `data info`: absolute, so it means the same later.
@@ -106,7 +106,8 @@ def info(
 
     Example: rnncli data info --num-words 1000
     """
-    from rnncli import dataset, reports
+    from rnncli.data import reports
+    from rnncli.data import store as dataset
 
     report = reports.info_report(dataset.data_home(data_dir), num_words)
     if as_json:
@@ -149,7 +150,8 @@ def decode(
         n = int(index)
     except ValueError:
         raise UsageError(f"Review number {index!r} is not a number: use e.g. 0.") from None
-    from rnncli import dataset, reports
+    from rnncli.data import reports
+    from rnncli.data import store as dataset
 
     report = reports.decode_report(dataset.data_home(data_dir), n, split, num_words)
     if as_json:
@@ -180,7 +182,8 @@ def lengths(
 
     Example: rnncli data lengths --maxlen 80 --truncating pre
     """
-    from rnncli import dataset, reports
+    from rnncli.data import reports
+    from rnncli.data import store as dataset
 
     report = reports.length_report(dataset.load_split(dataset.data_home(data_dir), split),
                                    maxlen, padding, truncating)

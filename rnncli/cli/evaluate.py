@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import typer
 
-from rnncli import runs
 from rnncli.cli.common import (
     Command,
     DataDir,
@@ -20,6 +19,7 @@ from rnncli.cli.common import (
     out,
     print_json,
 )
+from rnncli.train import runs
 
 app = typer.Typer(add_completion=False)
 
@@ -39,8 +39,9 @@ def evaluate(
 
     Example: rnncli evaluate --model artifacts/model.onnx --split test
     """
-    from rnncli import dataset, tf_runtime
-    from rnncli.evaluation import evaluate_model
+    from rnncli.data import store as dataset
+    from rnncli.evaluate import evaluate_model
+    from rnncli.model import runtime as tf_runtime
 
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before loading a model

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from rnncli import runs
 from rnncli.cli.common import (
     Command,
     DataDir,
@@ -21,6 +20,7 @@ from rnncli.cli.common import (
     out,
     print_json,
 )
+from rnncli.train import runs
 
 app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
                   help="Export a trained model.\n\nExample: rnncli export onnx --model artifacts/")
@@ -63,9 +63,10 @@ def onnx(
 
     Example: rnncli export onnx --model artifacts/ --quantize
     """
-    from rnncli import dataset, tf_runtime
-    from rnncli.onnx_export import export_onnx
-    from rnncli.text_export import export_text_graph
+    from rnncli.data import store as dataset
+    from rnncli.export.onnx import export_onnx
+    from rnncli.export.text_export import export_text_graph
+    from rnncli.model import runtime as tf_runtime
 
     if output is not None:
         runs.check_output_file(output)

@@ -23,9 +23,9 @@ from typing import Annotated, Literal, NamedTuple
 
 import typer
 
-from rnncli import runs
 from rnncli.cli.common import Command, ModelPath, handle_errors, json_text, note
 from rnncli.errors import UsageError
+from rnncli.train import runs
 
 app = typer.Typer(add_completion=False)
 
@@ -172,7 +172,7 @@ def predict(
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
-    from rnncli.inference import OnnxModel
+    from rnncli.serve.onnx_model import OnnxModel
 
     source = choose_input(list(texts or []), file)
     ref = runs.find_model(model, prefer="onnx")

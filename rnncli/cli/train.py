@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from rnncli import config, config_file, runs
 from rnncli.cli.common import Command, DataDir, Limit, handle_errors
 from rnncli.cli.train_display import ProgressReporter, report
+from rnncli.config import file as config_file
+from rnncli.config import settings as config
+from rnncli.train import runs
 
 app = typer.Typer(add_completion=False)
 
@@ -129,8 +131,9 @@ def train(
     if print_config:
         sys.stdout.write(cfg.to_toml())
         return
-    from rnncli import dataset, tf_runtime
-    from rnncli.training import train as run_training
+    from rnncli.data import store as dataset
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.train.loop import train as run_training
 
     requested = requested_settings(preset, config_file, overrides) if resume else set()
     home = dataset.data_home(data_dir)

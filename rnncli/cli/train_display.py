@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rnncli import runs
 from rnncli.cli.common import err, fail, out
+from rnncli.train import runs
 
 
 class EtaClock:

@@ -1,0 +1,305 @@
+"""Prepared datasets: stored compactly, loaded fast, checked on the way in.
+
+    meta = read_meta(data_home())
+    x, y = load_encoded(load_split(data_home(), "train"), num_words=1000, maxlen=80)
+
+A prepared dataset is a folder `<home>/<source>/` holding `meta.json` and a build folder of
+plain `.npy`-in-`.npz` arrays (ids as one flat int32 array plus offsets; no pickle). The
+build is written first and `meta.json` is switched to it last, by an atomic rename, so an
+interrupted fetch leaves the previous dataset as it was. Whatever is read back is checked
+(keys, types, array shapes), so damage is reported as such, with the repair: `data fetch
+--force`, which replaces a damaged dataset without reading it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.data.archive import SPLITS
+from rnncli.errors import DataError, NotPreparedError
+from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
+from rnncli.text import tokenizer as text
+
+SOURCES = ("aclimdb", "keras")
+FORMAT_VERSION = 1
+_META_TYPES = {"source": str, "origin": str, "checksum": str, "build": str, "created": str,
+               "tokenizer_version": str, "vocab_size": int, "splits": dict}
+_COUNTS = ("reviews", "pos", "neg", "tokens")
+_BUILD = re.compile(r"build-[\w-]+")
+_BUILD_FILES = ("train.npz", "test.npz", "vocab.txt")
+# What np.load raises on a damaged .npz: truncated (BadZipFile, EOFError), not an array
+# (ValueError), a missing member (KeyError).
+_NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# Array name -> dtype; every one is 1-D.
+_SPLIT_DTYPES = {"tokens": np.int32, "offsets": np.int64, "labels": np.int8,
+                 "ratings": np.int8, "ids": np.int32}
+
+
+def data_home(override: Path | str | None = None) -> Path:
+    """`--data-dir`, else $RNNCLI_HOME, else the per-user cache folder."""
+    if override:
+        return Path(override).expanduser()
+    if env := os.environ.get("RNNCLI_HOME"):
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "rnncli"
+
+
+def damaged(folder: Path, why: str) -> DataError:
+    return DataError(f"Prepared data in {folder} is damaged ({why}): "
+                     "run `rnncli data fetch --force`.")
+
+
+@dataclass
+class Split:
+    """One split of a prepared dataset: ragged ids (no start marker) plus per-review fields."""
+
+    name: str
+    tokens: np.ndarray  # int32, all reviews' ids end to end
+    offsets: np.ndarray  # int64, review i is tokens[offsets[i]:offsets[i+1]]
+    labels: np.ndarray  # int8, 0 negative / 1 positive
+    ratings: np.ndarray  # int8 stars, -1 where the source has none
+    ids: np.ndarray  # int32 review id within its label folder (or index)
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def review(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def sequences(self) -> Iterator[np.ndarray]:
+        tokens, offsets = self.tokens, self.offsets
+        return (tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
+
+    def texts(self, n: int | None = None, start: int = 0) -> list[str] | None:
+        """`n` original texts from review `start` (all by default), or None where the
+        source kept none."""
+        if self.path is None:
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if "text_offsets" not in z.files:
+                    return None
+                blob, offsets = z["text"], z["text_offsets"]
+        except _NPZ_ERRORS as exc:
+            raise damaged(self.path.parent.parent, f"{self.path.name}: {exc}") from None
+        if (blob.ndim != 1 or offsets.shape != (len(self) + 1,) or offsets[0] != 0
+                or offsets[-1] != len(blob) or (np.diff(offsets) < 0).any()):
+            raise damaged(self.path.parent.parent,
+                          f"{self.path.name}: texts do not match their offsets")
+        stop = len(self) if n is None else min(len(self), start + n)
+        return [blob[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8", errors="replace")
+                for i in range(start, stop)]
+
+    def text(self, i: int) -> str | None:
+        """The review's original text, or None where the source kept none."""
+        texts = self.texts(1, start=i)
+        return texts[0] if texts else None
+
+
+# ---------------------------------------------------------------- reading back, checked
+
+
+def _source_dir(home: Path, source: str) -> Path:
+    return home / source
+
+
+def current_source(home: Path) -> str | None:
+    try:
+        name = (home / "current").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return name if name in SOURCES else None
+
+
+def _meta_problem(meta: object, source: str) -> str | None:
+    """What is wrong with a meta.json's content, or None."""
+    if not isinstance(meta, dict):
+        return f"meta.json holds a {type(meta).__name__}, not an object"
+    wrong = [k for k, kind in _META_TYPES.items() if not isinstance(meta.get(k), kind)]
+    if wrong:
+        return "meta.json has no valid " + ", ".join(wrong)
+    if meta["source"] != source or not _BUILD.fullmatch(meta["build"]):
+        return "meta.json names another source or build"
+    for split in SPLITS:
+        counts = meta["splits"].get(split)
+        if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int)
+                                                   for k in _COUNTS):
+            return f"meta.json lacks the {split} counts"
+    return None
+
+
+def read_meta(home: Path, source: str | None = None) -> dict:
+    """Metadata of a prepared dataset; raises NotPreparedError when there is none and
+    DataError when it is damaged."""
+    source = source or current_source(home)
+    folder = _source_dir(home, source or "aclimdb")
+    path = folder / "meta.json"
+    if source is None or not path.exists():
+        raise NotPreparedError(
+            f"No prepared dataset in {home}: run `rnncli data fetch` first."
+        )
+    try:
+        meta = read_json(path)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise damaged(folder, f"meta.json unreadable: {exc}") from None
+    if isinstance(meta, dict) and meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise DataError(f"{path} is from another rnncli version: run `rnncli data fetch --force`.")
+    if problem := _meta_problem(meta, source):
+        raise damaged(folder, problem)
+    return meta
+
+
+def existing_meta(home: Path, source: str) -> dict | None:
+    """The prepared dataset's metadata if it looks whole (meta.json sound, its build's files
+    present), else None: a damaged dataset is rebuilt, never read further."""
+    try:
+        meta = read_meta(home, source)
+    except DataError:
+        return None
+    build = _source_dir(home, source) / meta["build"]
+    return meta if all((build / name).is_file() for name in _BUILD_FILES) else None
+
+
+def _split_problem(arrays: dict[str, np.ndarray], reviews: int) -> str | None:
+    for name, dtype in _SPLIT_DTYPES.items():
+        if arrays[name].dtype != dtype or arrays[name].ndim != 1:
+            return f"{name} is {arrays[name].dtype} of {arrays[name].ndim} dimensions"
+    offsets, tokens = arrays["offsets"], arrays["tokens"]
+    if any(len(arrays[k]) != reviews for k in ("labels", "ratings", "ids")):
+        return f"not {reviews} reviews as meta.json says"
+    if (len(offsets) != reviews + 1 or offsets[0] != 0 or offsets[-1] != len(tokens)
+            or (np.diff(offsets) < 0).any()):
+        return "offsets do not match the tokens"
+    if (len(tokens) and tokens.min() < 0) or ((arrays["labels"] != 0)
+                                              & (arrays["labels"] != 1)).any():
+        return "ids or labels out of range"
+    return None
+
+
+def _build_file(home: Path, source: str | None, name: str) -> tuple[dict, Path, Path]:
+    """(meta, source folder, path of `name` in the build meta.json names). A fetch that
+    finishes between reading meta.json and opening the file has removed the build it named:
+    meta.json is read again, once, and names the new build."""
+    meta = read_meta(home, source)
+    if not (_source_dir(home, meta["source"]) / meta["build"] / name).is_file():
+        meta = read_meta(home, source)
+    folder = _source_dir(home, meta["source"])
+    return meta, folder, folder / meta["build"] / name
+
+
+def load_split(home: Path, split: str, source: str | None = None) -> Split:
+    """Load one split's ids and fields (not its texts, which `Split.text` reads on demand)."""
+    if split not in SPLITS:
+        raise DataError(f"Unknown split {split!r}: use 'train' or 'test'.")
+    meta, folder, path = _build_file(home, source, f"{split}.npz")
+    if not path.is_file():
+        raise damaged(folder, f"{path.relative_to(folder)} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in _SPLIT_DTYPES}
+    except _NPZ_ERRORS as exc:
+        raise damaged(folder, f"{path.name}: {exc}") from None
+    if problem := _split_problem(arrays, meta["splits"][split]["reviews"]):
+        raise damaged(folder, f"{path.name}: {problem}")
+    return Split(name=split, path=path, **arrays)
+
+
+def load_vocabulary(home: Path, source: str | None = None) -> text.Vocabulary:
+    meta, folder, path = _build_file(home, source, "vocab.txt")
+    try:
+        vocab = text.Vocabulary.from_text(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise damaged(folder, f"{path.relative_to(folder)} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise damaged(folder, f"vocab.txt unreadable: {exc}") from None
+    if len(vocab) != meta["vocab_size"]:
+        raise damaged(folder, f"vocab.txt holds {len(vocab):,} words, meta.json says "
+                              f"{meta['vocab_size']:,}")
+    return vocab
+
+
+# ---------------------------------------------------------------- storing
+
+
+def _make_room(folder: Path) -> None:
+    """Clear what a damaged dataset may have left in the way of a new one (never read)."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+    meta = folder / "meta.json"
+    if meta.is_dir() and not meta.is_symlink():
+        shutil.rmtree(meta)
+
+
+def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabulary,
+          meta: dict) -> dict:
+    """Write a new build, then switch `meta.json` to it; older builds are removed after.
+
+    Callers hold the data home's lock (rnncli.fetch), so no other build is in progress.
+    """
+    folder = _source_dir(home, source)
+    try:
+        _make_room(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = Path(tempfile.mkdtemp(prefix=f"build-{stamp}-", dir=folder))
+        try:
+            for name, arrays in splits.items():
+                np.savez(target / f"{name}.npz", **{k: v for k, v in arrays.items()
+                                                    if isinstance(v, np.ndarray)})
+            atomic_write_text(target / "vocab.txt", vocab.to_text())
+            meta = {**meta, "build": target.name, "format_version": FORMAT_VERSION,
+                    "tokenizer_version": text.TOKENIZER_VERSION, "vocab_size": len(vocab),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            atomic_write_json(folder / "meta.json", meta)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    except OSError as exc:
+        raise DataError(f"Cannot write the prepared data to {folder} ({exc.strerror or exc}): "
+                        "free some disk space or pass another --data-dir; the previous "
+                        "dataset is unchanged.") from None
+    store_current(home, source)
+    for old in folder.iterdir():
+        # Earlier builds, and temporary files of fetches killed before they could clean up.
+        if old.name == target.name or not old.name.startswith(("build-", ".meta.tmp-")):
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return meta
+
+
+def store_current(home: Path, source: str) -> None:
+    """Make `source` the dataset that reports and training use by default."""
+    if current_source(home) != source:
+        atomic_write_text(home / "current", source + "\n")
+
+
+def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str = "pre",
+                 truncating: str = "pre") -> tuple[np.ndarray, np.ndarray]:
+    """The split as a padded int32 matrix and float32 labels, with ids >= num_words as OOV."""
+    tokens = split.tokens
+    if num_words is not None:
+        tokens = np.where(tokens < num_words, tokens, text.OOV).astype(np.int32)
+    offsets = split.offsets
+    seqs = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(split))]
+    x = text.pad_sequences(seqs, maxlen, padding, truncating)
+    return x, split.labels.astype(np.float32)

@@ -1,0 +1,138 @@
+"""Scoring a model on a split: the same metrics for Keras and ONNX models (numpy only).
+
+    report = evaluate_model(find_model(None), home, split="test")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.data import store as dataset
+from rnncli.errors import ModelError
+from rnncli.train.runs import ModelRef
+
+EPS = 1e-7  # Keras's epsilon: log(0) is clipped the same way
+
+
+def binary_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict:
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    pc = np.clip(p, EPS, 1 - EPS)
+    loss = float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))) if len(y) else 0.0
+    pred = (p >= threshold).astype(np.int64)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "reviews": int(len(y)),
+        "loss": loss,
+        "accuracy": (tp + tn) / len(y) if len(y) else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": roc_auc(y, p),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "threshold": threshold,
+    }
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve via ranks (Mann-Whitney U), ties sharing their mean rank."""
+    n_pos = int((y == 1).sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    sorted_scores = score[order]
+    ranks = np.empty(len(score), dtype=np.float64)
+    # Mean rank for each run of equal scores.
+    _, starts, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mean_ranks = starts + (counts + 1) / 2.0
+    ranks[order] = np.repeat(mean_ranks, counts)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def predict_probabilities(ref: ModelRef, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    if ref.kind == "onnx":
+        from rnncli.serve.onnx_model import OnnxModel
+
+        return OnnxModel(ref.path).predict_ids(x, batch_size)
+    from rnncli.model.runtime import load_keras_model
+
+    model = load_keras_model(ref.path)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()
+
+
+def preprocessing_of(ref: ModelRef):
+    if ref.kind == "onnx":
+        from rnncli.serve.onnx_model import OnnxModel
+
+        return OnnxModel(ref.path).preprocessing
+    from rnncli.train.runs import keras_preprocessing
+
+    return keras_preprocessing(ref.path)
+
+
+def _text_model(ref: ModelRef):
+    """The model, if it is ONNX and takes review text (`export onnx --text-input`)."""
+    if ref.kind != "onnx":
+        return None
+    from rnncli.serve.onnx_model import OnnxModel
+
+    model = OnnxModel(ref.path)
+    return model if model.takes_text else None
+
+
+def encode_split(prep, home: Path, split: str = "test",
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `limit` reviews of `split` (all by default) as the model's input and labels.
+
+    The stored ids serve when the model's vocabulary is the prepared dataset's; otherwise
+    the original texts are encoded with the model's own vocabulary.
+    """
+    data = dataset.load_split(home, split)
+    if dataset.load_vocabulary(home).truncated(prep.num_words).words == prep.vocabulary:
+        x, y = dataset.load_encoded(data, prep.num_words, prep.maxlen, prep.padding,
+                                    prep.truncating)
+        return (x[:limit], y[:limit]) if limit else (x, y)
+    n = min(limit or len(data), len(data))
+    texts = data.texts(n)
+    if texts is None:
+        source = dataset.read_meta(home)["source"]
+        raise ModelError(
+            f"The model's vocabulary differs from the prepared {source} data, which kept "
+            "no texts: `rnncli data fetch` the source the model came from."
+        )
+    x, _ = prep.encode(texts)
+    return x, data.labels[:n].astype(np.float32)
+
+
+def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
+                   limit: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """Encode `split` with the model's own preprocessing, predict, and score.
+
+    `progress` hears of the one long wait, loading TensorFlow for a Keras model."""
+    prep = preprocessing_of(ref)
+    if text_model := _text_model(ref):  # the graph tokenizes the texts itself
+        from rnncli.serve.text_input import split_probabilities
+
+        y, prob = split_probabilities(text_model, home, split, limit)
+    else:
+        x, y = encode_split(prep, home, split, limit)
+        if ref.kind == "keras" and progress:
+            from rnncli.model.runtime import require_training_extra
+
+            require_training_extra("Loading a Keras model")  # an error, not a progress line
+            progress(f"Loading TensorFlow and {ref.path}, then scoring {len(y):,} {split} "
+                     "reviews...")
+        prob = predict_probabilities(ref, x)
+    return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
+            **binary_metrics(y, prob, prep.threshold)}

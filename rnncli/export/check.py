@@ -1,0 +1,119 @@
+"""Checking an ONNX graph against its Keras model, and timing it the way serving runs it.
+
+    diff = check_outputs(session, x, keras_outputs, atol=1e-5, trimmed=200)
+
+Values are compared on rows padded to maxlen and, for graphs that accept them, on the same
+reviews without their padding: alone, and in length-sorted batches padded only to their
+longest, the way length-aware serving feeds a graph.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from rnncli.errors import ExportError
+from rnncli.export.ops import INPUT, OUTPUT
+from rnncli.text import tokenizer as text
+
+
+def trimmed_rows(x: np.ndarray, padding: str = "pre") -> list[np.ndarray]:
+    """Each row without its pads (one pad left in a row with nothing else)."""
+    rows = []
+    for row in x:
+        real = np.flatnonzero(row)
+        if padding == "pre":
+            rows.append(row[real[0] if len(real) else len(row) - 1:])
+        else:
+            rows.append(row[:real[-1] + 1 if len(real) else 1])
+    return rows
+
+
+def trimmed_batches(x: np.ndarray, padding: str, size: int = 32) -> list[tuple[np.ndarray,
+                                                                               np.ndarray]]:
+    """(batch, indices into x): rows sorted by length, in batches padded to their longest,
+    the way length-aware serving feeds a graph."""
+    rows = trimmed_rows(x, padding)
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    out = []
+    for i in range(0, len(order), size):
+        idx = order[i:i + size]
+        width = max(len(rows[k]) for k in idx)
+        batch = text.pad_sequences([rows[k] for k in idx], width, padding, padding, start=None)
+        out.append((batch, idx))
+    return out
+
+
+CHECK_BATCH = 1024  # reviews per call when comparing with Keras
+
+
+def run_sliced(sess, x: np.ndarray) -> np.ndarray:
+    """The graph's output on `x`, CHECK_BATCH rows per call: one call on 25,000 reviews x
+    500 steps would hold every step's state of every review at once (gigabytes)."""
+    if not len(x):
+        return sess.run([OUTPUT], {INPUT: x})[0]
+    return np.concatenate([sess.run([OUTPUT], {INPUT: x[i : i + CHECK_BATCH]})[0]
+                           for i in range(0, len(x), CHECK_BATCH)])
+
+
+def max_diff(sess, x: np.ndarray, reference: np.ndarray, trimmed: int = 0,
+             padding: str = "pre") -> float:
+    """Max |ONNX - reference| on `x`; with `trimmed`, also on its first `trimmed` rows
+    without their padding, in length-sorted batches and one by one."""
+    got = run_sliced(sess, x)
+    if got.shape != reference.shape:
+        raise ExportError(f"output shape {got.shape} differs from Keras's {reference.shape}")
+    diff = float(np.max(np.abs(got.astype(np.float64) - reference))) if len(x) else 0.0
+    part, ref = x[:trimmed], reference[:trimmed]
+    checks = trimmed_batches(part, padding) if trimmed else []
+    checks += [(row[None, :], [k]) for k, row in enumerate(trimmed_rows(part, padding))]
+    for batch, idx in checks:
+        out = sess.run([OUTPUT], {INPUT: batch})[0]
+        diff = max(diff, float(np.max(np.abs(out.astype(np.float64) - ref[idx]))))
+    return diff
+
+
+def check_outputs(sess, x: np.ndarray, reference: np.ndarray, atol: float,
+                  trimmed: int = 0, padding: str = "pre") -> float:
+    """Names, then shapes, then values against the Keras outputs; returns the max |diff|."""
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
+        raise ExportError(f"graph has inputs {[i.name for i in inputs]} and outputs "
+                          f"{[o.name for o in outputs]}, expected [{INPUT!r}] and [{OUTPUT!r}]")
+    diff = max_diff(sess, x, reference, trimmed, padding)
+    if not diff <= atol:
+        raise ExportError(f"max |ONNX - Keras| = {diff:.3g} on {len(x)} reviews exceeds "
+                          f"--atol {atol:g}")
+    return diff
+
+
+def time_graph(sess, x: np.ndarray, repeats: int = 200) -> tuple[float, float]:
+    """(p50 microseconds for one review, reviews/s at batch 1024 on every core), measured
+    the way `predict` runs the graph."""
+    from rnncli.serve.onnx_model import default_workers, run_batches
+
+    one = x[:1]
+    for _ in range(20):
+        sess.run([OUTPUT], {INPUT: one})
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run([OUTPUT], {INPUT: one})
+        samples.append(time.perf_counter() - t)
+    big = np.resize(x, (4096, x.shape[1]))
+    run_batches(sess, big[:1024], 1024, 1, INPUT, OUTPUT)
+    t = time.perf_counter()
+    run_batches(sess, big, 1024, default_workers(), INPUT, OUTPUT)
+    return statistics.median(samples) * 1e6, len(big) / (time.perf_counter() - t)
+
+
+def session(proto):
+    """An onnxruntime session on a model in memory, with serving's options."""
+    import onnxruntime as ort
+
+    from rnncli.serve.onnx_model import session_options
+
+    return ort.InferenceSession(proto.SerializeToString(), session_options(),
+                                providers=["CPUExecutionProvider"])

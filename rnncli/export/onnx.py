@@ -1,0 +1,259 @@
+"""Export a trained Keras model to ONNX, validated against Keras, preprocessing inside.
+
+    report = export_onnx(find_model(Path("artifacts")), Path("artifacts/model.onnx"))
+
+Candidates: tf2onnx's conversion (through `from_function`: `from_keras` fails on Keras 3,
+tf2onnx issue 2448) and the hand-built graphs of onnx_graph.py. Each is checked the same
+way (output names, shapes, then values on real test reviews within `atol`, padded and
+trimmed) and timed; one is chosen by a fixed rule (`choose`) and written via a temporary
+name, so a failed export leaves nothing at the output path.
+
+A candidate ends up valid, "mismatch" (its values differ from Keras), "rejected" (tf2onnx
+could not convert the model) or "unsupported" (a hand-built kind refused the model, with
+its reason). Any other failure of a hand-built graph is a bug in rnncli and fails the
+export: it never falls back quietly to another graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.config.settings import RunConfig
+from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
+from rnncli.export.check import check_outputs, session, time_graph
+from rnncli.export.graph import GRAPH_KINDS, build_graph, serving_metadata
+from rnncli.export.ops import INPUT, OUTPUT
+from rnncli.fsutil import atomic_path, read_json
+from rnncli.model import runtime as tf_runtime
+from rnncli.text.preprocessing import Preprocessing
+from rnncli.train import runs
+
+GRAPHS = ("auto", *GRAPH_KINDS, "tf2onnx")
+# --graph auto: the first kind in this order whose score is within CHOICE_MARGIN of the
+# best score; hybrid serves one review and large batches well, and a folded table is
+# often larger than the embedding it replaces.
+PREFERENCE = ("hybrid", "native", "native-folded", "unrolled", "tf2onnx")
+CHOICE_MARGIN = 1.25
+TRIMMED_CHECKS = 200  # reviews also fed without their padding, alone and in batches
+
+
+@dataclass
+class Candidate:
+    name: str
+    proto: object = None
+    status: str = "valid"  # or "mismatch", "rejected", "unsupported" (module docstring)
+    max_diff: float = float("nan")
+    error: str | None = None
+    latency_us: float = float("nan")  # one review, one thread, p50
+    throughput: float = float("nan")  # reviews/s at batch 1024
+    score: float = float("nan")  # see choose()
+    trims: bool = False  # accepts rows shorter than maxlen (padded to their longest)
+    size_bytes: int = 0
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    chosen: str
+    candidates: list[Candidate]
+    reviews: int  # how many reviews the values were compared on
+    real_reviews: bool
+    atol: float
+    size_bytes: int = 0
+    quantized: dict = field(default_factory=dict)
+    recorded: dict = field(default_factory=dict)  # path -> test metrics stored in metadata
+
+
+class _Rejected(Exception):
+    """tf2onnx could not convert the model."""
+
+
+def validation_inputs(prep: Preprocessing, home: Path,
+                      n: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Up to `n` real test reviews encoded with the model's preprocessing, else random ids."""
+    from rnncli.evaluate import encode_split
+
+    try:
+        x, y = encode_split(prep, home, "test", n)
+        return x, y, True
+    except (DataError, ModelError):
+        pass  # no prepared data, or none this model can read
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, prep.num_words, size=(min(n, 256), prep.maxlen), dtype=np.int32)
+    return x, None, False
+
+
+def _tf2onnx_graph(model, width: int | None, opset: int):
+    import tensorflow as tf
+
+    tf2onnx = tf_runtime.import_tf2onnx()
+
+    spec = [tf.TensorSpec([None, width], tf.int32, name=INPUT)]
+
+    @tf.function(input_signature=spec)
+    def serve(ids):
+        return {OUTPUT: model(ids, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    return proto
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
+
+
+def _masked(model) -> bool:
+    return bool(getattr(model.get_layer("embedding"), "mask_zero", False))
+
+
+def _build(name: str, model, cfg: RunConfig | None, maxlen: int, opset: int):
+    """(proto, session, accepts trimmed rows). Raises GraphUnsupported or _Rejected for a
+    candidate that is out; a failing hand-built graph raises ExportError for the export."""
+    if name == "tf2onnx":
+        masked = _masked(model)
+        try:  # a masked model runs any width, so its conversion may too
+            proto = _tf2onnx_graph(model, None if masked else maxlen, opset)
+            return proto, session(proto), masked
+        except Exception as exc:  # tf2onnx's failures share no base type
+            raise _Rejected(f"tf2onnx could not convert it ({_first_line(exc)})") from exc
+    if cfg is None:
+        raise GraphUnsupported(f"no {runs.CONFIG} beside the model to rebuild it from")
+    try:
+        proto = build_graph(model, cfg, name, opset)
+        return proto, session(proto), True
+    except GraphUnsupported:
+        raise
+    except Exception as exc:
+        raise ExportError(f"The {name} graph builder crashed on this model "
+                          f"({_first_line(exc)}): a bug in rnncli; `--graph tf2onnx` exports "
+                          "without it.") from exc
+
+
+def choose(valid: list[Candidate]) -> Candidate:
+    """The rule behind --graph auto. Each candidate's score is the worse of its two
+    measures relative to the best candidate on each (one-review latency, batch
+    throughput), so a graph fast at one and slow at the other loses to one good at both.
+    Of the candidates scoring within CHOICE_MARGIN of the best, the first in PREFERENCE
+    wins: timing noise smaller than the margin never changes the choice."""
+    best_latency = min(c.latency_us for c in valid)
+    best_rate = max(c.throughput for c in valid)
+    for c in valid:
+        c.score = min(best_latency / c.latency_us, c.throughput / best_rate)
+    top = max(c.score for c in valid)
+    close = [c for c in valid if c.score * CHOICE_MARGIN >= top]
+    return min(close, key=lambda c: PREFERENCE.index(c.name))
+
+
+def _candidate(name: str, model, cfg: RunConfig | None, prep: Preprocessing, opset: int,
+               x: np.ndarray, reference: np.ndarray, atol: float) -> Candidate:
+    cand = Candidate(name)
+    try:
+        cand.proto, sess, cand.trims = _build(name, model, cfg, prep.maxlen, opset)
+    except GraphUnsupported as exc:
+        cand.status, cand.error = "unsupported", str(exc)
+        return cand
+    except _Rejected as exc:
+        cand.status, cand.error = "rejected", str(exc)
+        return cand
+    cand.size_bytes = cand.proto.ByteSize()
+    try:
+        cand.max_diff = check_outputs(sess, x, reference, atol,
+                                      trimmed=TRIMMED_CHECKS if cand.trims else 0,
+                                      padding=prep.padding)
+    except ExportError as exc:
+        cand.status, cand.error = "mismatch", str(exc)
+        return cand
+    cand.latency_us, cand.throughput = time_graph(sess, x)
+    return cand
+
+
+def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
+    if cand.name == "tf2onnx":
+        return {"rnncli.graph": cand.name,
+                "rnncli.skips_pad_steps": "true" if cand.trims else "false"}
+    return serving_metadata(cand.name, cfg)
+
+
+def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
+                atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
+                quantize: bool = False, record_test: bool = False) -> ExportReport:
+    if ref.kind != "keras":
+        raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
+                         "(a run folder or .keras file), or --text-input to wrap it.")
+    if graph not in GRAPHS:
+        raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
+    tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
+    prep = runs.keras_preprocessing(ref.path)
+    cfg_path = ref.path.parent / runs.CONFIG
+    cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
+    # The CLI runs this inside tf_runtime.quiet(hide_gpus=True): a visible GPU makes Keras
+    # LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
+    model = tf_runtime.load_keras_model(ref.path)
+
+    x, y, real = validation_inputs(prep, home, n_reviews)
+    reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)
+
+    names = [g for g in GRAPHS[1:] if graph in ("auto", g)]
+    candidates = [_candidate(name, model, cfg, prep, opset, x, reference, atol)
+                  for name in names]
+    valid = [c for c in candidates if c.status == "valid"]
+    if not valid:
+        reasons = "; ".join(f"{c.name}: {c.error}" for c in candidates)
+        raise ExportError(f"No ONNX graph matched the Keras model ({reasons}); nothing "
+                          f"written to {output}.")
+    best = choose(valid)
+    prep.trim_padding = best.trims
+    _write(best.proto, output, prep, {**graph_metadata(best, cfg),
+                                      "rnncli.max_abs_diff": f"{best.max_diff:.3g}",
+                                      "rnncli.validated_reviews": str(len(x))})
+    report = ExportReport(output, best.name, candidates, len(x), real, atol,
+                          size_bytes=output.stat().st_size)
+    if quantize:
+        from rnncli.export.quantize import quantize_model
+
+        report.quantized = quantize_model(output, x, y, reference,
+                                          TRIMMED_CHECKS if best.trims else 0, prep.padding)
+    if record_test:
+        q_path = report.quantized.get("path")
+        paths = [output] + ([Path(q_path)] if q_path else [])
+        report.recorded = {str(p): record_test_metrics(p, home) for p in paths}
+    return report
+
+
+SLICE = 2000  # reviews in the recorded slice that tests re-check
+
+
+def record_test_metrics(path: Path, home: Path) -> dict:
+    """Score the written model on the whole test split and on its first SLICE reviews, and
+    store both in its metadata, so the numbers travel with the file."""
+    import onnx
+
+    from rnncli.evaluate import evaluate_model
+
+    ref = runs.ModelRef(path, "onnx")
+    full = evaluate_model(ref, home, "test")
+    part = evaluate_model(ref, home, "test", limit=SLICE)
+    props = {"rnncli.test_accuracy": f"{full['accuracy']:.6f}",
+             "rnncli.test_loss": f"{full['loss']:.6f}",
+             "rnncli.test_reviews": str(full["reviews"]),
+             "rnncli.test_slice_reviews": str(part["reviews"]),
+             "rnncli.test_slice_accuracy": f"{part['accuracy']:.6f}"}
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        **props})
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return {**props, "roc_auc": full["roc_auc"], "f1": full["f1"]}
+
+
+def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> None:
+    import onnx
+
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**prep.to_metadata(), **extra})
+    with atomic_path(output) as tmp:
+        onnx.save(proto, str(tmp))

@@ -1,0 +1,286 @@
+"""Serving: an onnxruntime session plus the model's own preprocessing. Never imports TensorFlow.
+
+    model = OnnxModel(Path("artifacts/model.onnx"))
+    model.predict_texts(["a great film"])   # [Prediction(label='positive', ...)]
+
+A graph whose metadata says it takes rows shorter than maxlen (`rnncli.trim_padding`) runs
+each batch only as many steps as the batch's longest review needs. Streams sort a window of
+reviews by length, so that similar lengths share a batch, and give results back in input
+order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.errors import ModelError
+from rnncli.serve.windows import encoded_windows, windows
+from rnncli.text.preprocessing import FEW, REEXPORT, Encoded, Preprocessing
+
+WINDOW_BATCHES = 16  # a stream sorts this many batches' worth of reviews by length
+MIN_WINDOW = 1024  # and at least this many: what a worker process gets per task
+
+
+@dataclass
+class Prediction:
+    text: str
+    label: str
+    probability: float  # of the positive class
+    known_words: int
+
+
+def session_options(threads: int = 1):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One thread per call: these graphs are chains of small ops that gain little from
+    # intra-op threads; large inputs are split across calls instead (run_batches).
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    # Spinning threads burn a core between calls; a CLI process gains nothing from it.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def map_concurrently(fn: Callable, items: Sequence, workers: int) -> list:
+    """[fn(i) for i in items], on up to `workers` threads: onnxruntime releases the GIL, so
+    model calls on several batches use several cores."""
+    if workers == 1 or len(items) < 2:
+        return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def run_batches(session, x: np.ndarray, batch_size: int, workers: int, input_name: str,
+                output_name: str) -> np.ndarray:
+    """Run `x` in batches, concurrently with workers > 1."""
+    def run(chunk):
+        return session.run([output_name], {input_name: chunk})[0].reshape(-1)
+
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+    return np.concatenate(map_concurrently(run, chunks, workers))
+
+
+# A model call costs about as much as this many more review-steps (onnxruntime's fixed
+# work per call against one recurrent step of one review, measured on the bundled GRU).
+CALL_STEPS = 32
+# Padding a batch may add this share of its real steps before it is cut in two.
+PAD_SLACK = 1 / 8
+
+
+def plan_batches(lengths: np.ndarray, batch_size: int, maxlen: int, trim: bool,
+                 full_length_batch: int | None = None) -> list[tuple[np.ndarray | slice, int]]:
+    """(rows, width) of each model call for reviews of `lengths` ids (start marker not counted).
+
+    Without `trim` the graph takes only maxlen-wide rows: batches in input order. With it,
+    reviews are sorted by length and each batch is padded to its own longest review, and a
+    batch ends early where padding to the next review would cost more steps than another
+    call (a recurrent op runs every row to the batch's width). Batches larger than
+    `full_length_batch` run at full length, which such a graph runs faster.
+    """
+    n = len(lengths)
+    if not trim:
+        return [(slice(i, min(i + batch_size, n)), maxlen) for i in range(0, n, batch_size)]
+    order = np.argsort(lengths, kind="stable")
+    widths = np.minimum(maxlen, 1 + np.asarray(lengths, np.int64)[order])
+    plan = []
+    start = 0
+    while start < n:
+        w = widths[start : start + batch_size]
+        real = np.cumsum(w)
+        padded = np.arange(1, len(w) + 1) * w
+        over = np.flatnonzero(padded - real > CALL_STEPS + real * PAD_SLACK)
+        end = start + (int(over[0]) if len(over) else len(w))
+        rows = order[start:end]
+        full = full_length_batch is not None and len(rows) > full_length_batch
+        plan.append((rows, maxlen if full else int(widths[end - 1])))
+        start = end
+    return plan
+
+
+class OnnxModel:
+    """An rnncli ONNX model: its session and the preprocessing stored in its metadata."""
+
+    def __init__(self, path: Path, workers: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"No model at {path}: run `rnncli export onnx` first.")
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            if "external data" in str(exc).lower():  # weights kept in a file beside it
+                raise ModelError(f"Cannot load {path}: its weights file is missing or outside "
+                                 f"its folder ({_first_line(exc)}); copy the .data file it "
+                                 "names along with it.") from None
+            raise ModelError(f"Cannot load {path}: not a valid ONNX model ({_first_line(exc)}); "
+                             f"{REEXPORT}.") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if not any(k.startswith("rnncli.") for k in props):
+            raise ModelError(f"{path} has no rnncli metadata (vocabulary, maxlen): export it "
+                             "with `rnncli export onnx`.")
+        self.path = path
+        self.workers = workers or default_workers()
+        self.metadata = dict(props)
+        self.preprocessing = prep = Preprocessing.from_metadata(props, str(path))
+        # `export onnx --text-input` graphs tokenize in the graph (rnncli.text_input).
+        self.takes_text = self.session.get_inputs()[0].type == "tensor(string)"
+        self.input_name, self.output_name = self._check_signature(prep)
+        # Graph facts come from metadata alone: no graph is inspected at serving time.
+        self.trim = prep.trim_padding
+        self.full_length_batch = self._full_length_batch()
+
+    def _check_signature(self, prep: Preprocessing) -> tuple[str, str]:
+        """Names of the one int32 [batch, steps] input and the one float output (a text
+        model: the one string [batch] input and its first output, a float)."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = inputs[0].shape if len(inputs) == 1 else []
+        if self.takes_text:
+            if len(shape) != 1 or not outputs or outputs[0].type != "tensor(float)":
+                raise ModelError(f"{self.path} takes text but not as one string [batch] input "
+                                 f"giving a float output first: {REEXPORT}.")
+            return inputs[0].name, outputs[0].name
+        if (len(inputs) != 1 or inputs[0].type != "tensor(int32)" or len(shape) != 2
+                or len(outputs) != 1 or outputs[0].type != "tensor(float)"):
+            got = ", ".join(f"{i.type} {i.shape}" for i in inputs) or "nothing"
+            gives = ", ".join(o.type for o in outputs) or "nothing"
+            raise ModelError(f"{self.path} carries rnncli metadata but its graph takes {got} "
+                             f"and gives {gives}, not one int32 [batch, steps] input and one "
+                             f"float output: {REEXPORT}.")
+        steps = shape[1]
+        if isinstance(steps, int) and (steps != prep.maxlen or prep.trim_padding):
+            raise ModelError(f"{self.path}: the graph takes {steps} steps, its metadata says "
+                             f"maxlen {prep.maxlen}"
+                             f"{' and shorter rows' if prep.trim_padding else ''}: {REEXPORT}.")
+        return inputs[0].name, outputs[0].name
+
+    def _full_length_batch(self) -> int | None:
+        value = self.metadata.get("rnncli.full_length_batch")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise ModelError(f"{self.path} metadata: rnncli.full_length_batch is {value!r}, "
+                             f"not a whole number: {REEXPORT}.")
+        return int(value)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run([self.output_name], {self.input_name: x})[0].reshape(-1)
+        except Exception as exc:  # a graph that loads but fails on its own input
+            raise ModelError(f"{self.path} failed on a batch of {x.shape} ids "
+                             f"({_first_line(exc)}): {REEXPORT}.") from None
+        if len(out) != len(x):
+            raise ModelError(f"{self.path} gave {len(out)} outputs for {len(x)} reviews: "
+                             f"{REEXPORT}.")
+        return out
+
+    def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Probabilities for an already padded int32 id matrix."""
+        if self.takes_text:
+            raise ModelError(f"{self.path} takes review text, not ids: use predict_texts.")
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        return np.concatenate(map_concurrently(self._run, chunks, self.workers))
+
+    def encode(self, texts: list[str]) -> Encoded:
+        """Reviews as the graph's input before batching; the one step (with _run and
+        _check_signature) a model kind with another input would change. Runs in worker
+        processes on large inputs."""
+        return self.preprocessing.encode_flat(texts)
+
+    def probabilities(self, encoded: Encoded, batch_size: int = 256) -> np.ndarray:
+        """Probabilities of encoded reviews, in their order, batched by length."""
+        prep = self.preprocessing
+        plan = plan_batches(encoded.lengths, batch_size, prep.maxlen, self.trim,
+                            self.full_length_batch)
+        outs = map_concurrently(lambda item: self._run(prep.pad(encoded, *item)), plan,
+                                self.workers)
+        probs = np.empty(len(encoded.lengths), np.float32)
+        for (rows, _), out in zip(plan, outs):
+            probs[rows] = out
+        return probs
+
+    def predict_texts(self, texts: Sequence[str], threshold: float | None = None,
+                      batch_size: int = 256) -> list[Prediction]:
+        if not texts:
+            return []
+        if self.takes_text:
+            from rnncli.serve.text_input import text_predictions
+
+            return text_predictions(self, list(texts), threshold)
+        if len(texts) <= FEW:  # the latency path: one call, no sorting
+            prep = self.preprocessing
+            trim = self.trim and (self.full_length_batch is None
+                                  or len(texts) <= self.full_length_batch)
+            x, known = prep.encode(texts, trim=trim)
+            return self._predictions(texts, self._run(x), known, threshold)
+        encoded = self.encode(list(texts))
+        return self._predictions(texts, self.probabilities(encoded, batch_size), encoded.known,
+                                 threshold)
+
+    def predict_stream(self, texts: Iterable[str], batch_size: int = 256,
+                       threshold: float | None = None,
+                       window: int | None = None) -> Iterator[Prediction]:
+        """Predict an iterable of any length, a window of reviews at a time (memory stays
+        bounded), in input order; large inputs are encoded across processes."""
+        window = window or max(MIN_WINDOW, WINDOW_BATCHES * batch_size)
+        if self.takes_text:  # the graph tokenizes: nothing to encode ahead
+            for chunk in windows(texts, window):
+                yield from self.predict_texts(chunk, threshold)
+            return
+        chunks = windows(texts, window)
+        head = list(islice(chunks, 2))
+        windows_in = encoded_windows(self.encode, chain(head, chunks), self.workers)
+        if self.workers == 1 or len(head) < 2:  # nothing to overlap: no thread to start
+            for chunk, encoded in windows_in:
+                yield from self._predictions(chunk, self.probabilities(encoded, batch_size),
+                                             encoded.known, threshold)
+            return
+        # One window ahead: its model calls (which release the GIL) run while this thread
+        # hands out the previous window's results and encodes the next window.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def done(chunk, known, probs) -> list[Prediction]:
+            return self._predictions(chunk, probs.result(), known, threshold)
+
+        with ThreadPoolExecutor(1) as ahead:
+            pending = None
+            for chunk, encoded in windows_in:
+                running = (chunk, encoded.known,
+                           ahead.submit(self.probabilities, encoded, batch_size))
+                if pending:
+                    yield from done(*pending)
+                pending = running
+            if pending:
+                yield from done(*pending)
+
+    def _predictions(self, texts: Sequence[str], probs: np.ndarray, known: np.ndarray,
+                     threshold: float | None) -> list[Prediction]:
+        prep = self.preprocessing
+        threshold = prep.threshold if threshold is None else threshold
+        negative, positive = prep.labels
+        return [Prediction(t, positive if p >= threshold else negative, p, k)
+                for t, p, k in zip(texts, probs.tolist(), known.tolist())]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__

@@ -1,0 +1,341 @@
+"""Fit a model on a prepared dataset and write a complete, resumable run folder.
+
+    result = train(resolve(preset="recipe"), home=data_home(), output=Path("artifacts"))
+
+The run folder (runs.py) gets model.keras (the best validation epoch, or the last one with
+restore_best off), best.keras, config.json, preprocessing.json, history.json/.csv, and,
+while the run is unfinished, `.backup/epoch-NNNN.keras` (the last finished epoch with its
+optimizer state), which `--resume` continues from. A new run is written in `.next/` and
+switched in once it has a model, so Ctrl-C never costs the folder's previous run.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.config.settings import RunConfig, bucket_for, distils
+from rnncli.data import store as dataset
+from rnncli.errors import TrainingError, UsageError
+from rnncli.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
+from rnncli.model import runtime as tf_runtime
+from rnncli.text.preprocessing import Preprocessing
+from rnncli.train import runs
+from rnncli.train.tracking import (
+    EpochTracker,
+    Reporter,
+    RunState,
+    keras_callback,
+    weights_fingerprint,
+)
+
+
+@dataclass
+class TrainResult:
+    output: Path  # the run folder
+    role: tf_runtime.WorkerRole
+    model: Path | None = None  # model.keras, if this process wrote one
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best: dict[str, float] = field(default_factory=dict)  # the best epoch's metrics
+    kept_epoch: int | None = None  # the epoch whose weights the model holds
+    interrupted: bool = False
+    resumable: bool = False  # `--resume` continues it
+    seconds: float = 0.0
+    fingerprint: str = ""  # of the model's weights: the same on every worker of one run
+    head: dict | None = None  # --ngram-head: ngram_head.attach_head's details
+
+
+@dataclass
+class TrainingData:
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def load_data(cfg: RunConfig, home: Path) -> TrainingData:
+    """The train split encoded as configured; its last share held out, as Keras's
+    validation_split takes it."""
+    d = cfg.data
+    x, y = dataset.load_encoded(dataset.load_split(home, "train"), d.num_words, d.maxlen,
+                                d.padding, d.truncating)
+    if d.limit:
+        x, y = x[: d.limit], y[: d.limit]
+    n_val = max(1, int(round(len(x) * d.validation_split)))
+    if n_val >= len(x):
+        raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
+                         "lower it.")
+    return TrainingData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:])
+
+
+def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:
+    d = cfg.data
+    vocab = dataset.load_vocabulary(home).truncated(d.num_words)
+    return Preprocessing(vocabulary=vocab.words, num_words=d.num_words, maxlen=d.maxlen,
+                         padding=d.padding, truncating=d.truncating, source=meta["source"])
+
+
+def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None:
+    prep = preprocessing_for(cfg, meta, home)
+    atomic_write_json(folder / runs.CONFIG, {**cfg.to_dict(), "dataset": {
+        "source": meta["source"], "checksum": meta["checksum"],
+        "tokenizer_version": meta["tokenizer_version"]}})
+    atomic_write_text(folder / runs.CONFIG_TOML, cfg.to_toml())
+    atomic_write_json(folder / runs.PREPROCESSING, prep.to_dict())
+
+
+def _flat(cfg: RunConfig) -> dict:
+    return {k: v for section in cfg.to_dict().values() for k, v in section.items()}
+
+
+def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[str],
+                    meta: dict) -> tuple[RunConfig, int, RunState]:
+    """The unfinished run's own settings, its last finished epoch and its state so far.
+
+    Settings given now must match the run's, except a larger epoch count; the prepared
+    data must be the data it was trained on.
+    """
+    saved = read_json(run.work / runs.CONFIG)
+    then = saved.get("dataset", {})
+    if (then.get("checksum"), then.get("tokenizer_version")) != (
+            meta["checksum"], meta["tokenizer_version"]):
+        raise UsageError(
+            f"The run in {run.output} was trained on other data ({then.get('source')}, "
+            f"checksum {str(then.get('checksum'))[:12]}) than the data home holds "
+            f"({meta['source']}, checksum {str(meta['checksum'])[:12]}): fetch that data "
+            "again, or start a new run with --overwrite.")
+    resumed = RunConfig.from_dict(saved)
+    old, new = _flat(resumed), _flat(cfg)
+    changed = [f"{k} {new[k]!r} (the run has {old[k]!r})" for k in sorted(requested)
+               if k != "epochs" and new.get(k) != old.get(k)]
+    if changed:
+        raise UsageError(f"--resume continues the run in {run.output} with its own settings, "
+                         f"and these differ: {', '.join(changed)}. Drop them, or start a new "
+                         "run with --overwrite.")
+    done, _ = runs.latest_checkpoint(run.work)
+    if "epochs" in requested and cfg.train.epochs != resumed.train.epochs:
+        if cfg.train.epochs <= done:
+            raise UsageError(f"The run in {run.output} has finished {done} epochs: "
+                             f"--epochs must be more than {done} to resume it.")
+        resumed.train.epochs = cfg.train.epochs
+        atomic_write_json(run.work / runs.CONFIG, {**saved, **resumed.to_dict()})
+        atomic_write_text(run.work / runs.CONFIG_TOML, resumed.to_toml())
+    t = resumed.train
+    state = RunState(t.epochs, t.monitor, t.restore_best)
+    for row in runs.read_history(run.work)[0]:
+        if row["epoch"] <= done:
+            state.record(row)
+    return resumed, done, state
+
+
+def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
+          resume: bool = False, requested: Collection[str] = (),
+          reporter: Reporter | None = None, cpu_devices: int | None = None) -> TrainResult:
+    """Train as `cfg` says and leave a run folder in `output` (on the chief worker only).
+
+    `requested`: the settings given explicitly (preset, file, options); on resume they
+    are checked against the run's own.
+    """
+    tf_runtime.require_training_extra("Training")
+    if cfg.model.ngram_head:
+        tf_runtime.require_training_extra("--ngram-head", ("sklearn", "scipy"))
+    meta = dataset.read_meta(home)
+    role = tf_runtime.worker_role(cfg.train.strategy)
+    if resume and role.count > 1:
+        raise UsageError("--resume does not work with --strategy multi-worker: start the run "
+                         "again with --overwrite.")
+    run = runs.open_run(output, overwrite, resume) if role.chief else None
+    done = 0
+    if run and run.resumed:
+        cfg, done, state = resume_settings(run, cfg, requested, meta)
+    else:
+        state = RunState(cfg.train.epochs, cfg.train.monitor, cfg.train.restore_best)
+    data = load_data(cfg, home)
+    if cfg.model.ngram_head and min(len(np.unique(data.y)), len(np.unique(data.y_val))) < 2:
+        # Checked before training: the head's fit needs both labels on each side.
+        raise UsageError("--ngram-head needs positive and negative reviews in both the "
+                         "training and the validation share: use more reviews (--limit) "
+                         "or a larger --validation-split.")
+
+    t = cfg.train
+    jit = t.jit_compile and t.strategy == "default"
+    tracker = EpochTracker(state, run.work if run else None, t.early_stopping, reporter)
+    result = TrainResult(output=Path(output), role=role)
+    started = time.perf_counter()
+    if run:
+        runs.begin(run)
+    try:  # from here on, whatever stops the run leaves the folder usable
+        if run and not run.resumed:
+            write_settings(run.work, cfg, meta, home)
+        tf = tf_runtime.import_tensorflow()
+        tf_runtime.split_cpu(tf, cpu_devices)
+        with tf_runtime.seeded(t.seed, deterministic_ops=not jit):
+            strategy = tf_runtime.make_strategy(tf, t.strategy)
+            checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
+            model = build_compiled(cfg, strategy, jit, checkpoint)
+            if t.strategy == "multi-worker":
+                from rnncli.train.distributed import fit_together
+
+                fit_together(model, strategy, cfg, data, tracker)
+            else:
+                fit_keras(model, strategy, cfg, data, tracker, done,
+                          teacher_for(cfg, meta, home, data))
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except BaseException:
+        if run and not run.resumed and state.kept_epoch is None:
+            runs.discard(run)
+        raise
+    joined = None
+    if run and cfg.model.ngram_head and not result.interrupted and state.kept_epoch is not None \
+            and not state.nan_epoch:
+        try:
+            joined = join_head(run, state, cfg, data, result)
+        except KeyboardInterrupt:  # the network is kept; --resume fits the head
+            result.interrupted = True
+    result.seconds = time.perf_counter() - started
+    return finish(run, state, result, joined)
+
+
+def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData,
+              result: TrainResult) -> Path:
+    """Fit the n-gram head on the training share, join it to the kept network, write that
+    model beside the run's files and its details to ngram_head.json; the joined model's
+    path (finish() makes it model.keras)."""
+    from rnncli.model.ngram import attach_head, fit_head
+
+    network = tf_runtime.load_keras_model(kept_model(run, state))
+    head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)
+    joined, result.head = attach_head(network, cfg, head, data.x_val, data.y_val,
+                                      cfg.train.seed)
+    path = run.work / ("head." + runs.MODEL)
+    with atomic_path(path) as tmp:
+        joined.save(tmp)
+    atomic_write_json(run.work / runs.HEAD_JSON, result.head)
+    return path
+
+
+def kept_model(run: runs.RunFolder, state: RunState) -> Path:
+    """The checkpoint of the epoch the run keeps."""
+    return (run.work / runs.BEST if state.restore_best
+            else runs.checkpoint_path(run.work, state.kept_epoch))
+
+
+def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None):
+    from rnncli.model.build import build_model, compile_model
+
+    with strategy.scope():
+        model = build_model(cfg)
+        # XLA and multi-step execution inside a multi-device strategy fail in TF 2.21's
+        # MirroredStrategy (feeds go missing); one step per call is its supported path.
+        compile_model(model, cfg, jit_compile=jit,
+                      steps_per_execution=None if cfg.train.strategy == "default" else 1)
+        if checkpoint:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(checkpoint)  # weights and optimizer state
+    return model
+
+
+def teacher_for(cfg: RunConfig, meta: dict, home: Path, data: TrainingData):
+    """The run's teacher (models from --teacher, the n-gram teacher), or None."""
+    if not distils(cfg):
+        return None
+    from rnncli.train.teachers import make_teacher
+
+    return make_teacher(cfg, preprocessing_for(cfg, meta, home), data.x, data.y)
+
+
+def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
+              first_epoch: int, teacher) -> None:
+    """model.fit for one device or a MirroredStrategy over local devices."""
+    t = cfg.train
+    val_batch = t.batch_size * max(1, 1024 // t.batch_size)
+    args: dict = {"validation_data": (data.x_val, data.y_val), "validation_batch_size": val_batch}
+    if t.strategy == "default" and (t.crop_prob > 0 or bucket_for(cfg) or teacher is not None):
+        from rnncli.train.batches import BatchPlan, keras_batches, real_rows
+
+        args = {"x": keras_batches(real_rows(data.x), data.y,
+                                   BatchPlan.for_training(cfg, t.batch_size), t.seed,
+                                   teacher=teacher, distill_weight=t.distill_weight,
+                                   first_epoch=first_epoch),
+                "validation_data": keras_batches(real_rows(data.x_val), data.y_val,
+                                                 BatchPlan.for_validation(cfg, val_batch),
+                                                 None, shuffle=False)}
+        tracker.steps = len(args["x"])
+    elif t.strategy == "default":
+        args.update(x=data.x, y=data.y, batch_size=t.batch_size, shuffle=True)
+        tracker.steps = math.ceil(len(data.x) / t.batch_size)
+    else:
+        import tensorflow as tf
+
+        # Replicas must get equal shares: a ragged last batch breaks the gradient all-reduce
+        # of the embedding in TF 2.21, so the remainder (< 1 batch per epoch) is dropped.
+        replicas = strategy.num_replicas_in_sync
+        if t.batch_size % replicas:
+            raise UsageError(f"--batch-size {t.batch_size} does not split over {replicas} "
+                             f"devices: use a multiple of {replicas}.")
+        tracker.steps = len(data.x) // t.batch_size
+        if tracker.steps == 0:
+            raise UsageError(f"--batch-size {t.batch_size} is larger than the training set.")
+        # Likewise every validation batch must split evenly: trim < `replicas` reviews.
+        keep = len(data.x_val) - len(data.x_val) % replicas
+        args["validation_data"] = (data.x_val[:keep], data.y_val[:keep])
+        args["x"] = (tf.data.Dataset.from_tensor_slices((data.x, data.y))
+                     .shuffle(len(data.x), seed=t.seed)
+                     .batch(t.batch_size, drop_remainder=True))
+    import keras
+
+    from rnncli.config.settings import epoch_learning_rate
+
+    schedule = keras.callbacks.LearningRateScheduler(lambda e, _: epoch_learning_rate(t, e))
+    model.fit(**args, epochs=t.epochs, initial_epoch=first_epoch, verbose=0,
+              callbacks=[schedule, keras_callback(tracker)])
+
+
+def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult,
+           joined: Path | None = None) -> TrainResult:
+    """Write model.keras (the kept epoch's, or `joined`: it with the n-gram head) and switch
+    the run in, or leave the folder as it was."""
+    s = state
+    result.history, result.best_epoch, result.kept_epoch = s.history, s.best_epoch, s.kept_epoch
+    if s.best_epoch:
+        row = next(h for h in s.history if h["epoch"] == s.best_epoch)
+        result.best = {k: v for k, v in row.items() if k != "epoch"}
+    if s.kept_weights is not None:
+        result.fingerprint = weights_fingerprint(s.kept_weights)
+    if run is None:
+        return result  # another worker is the chief: it writes the run folder
+    if s.kept_epoch is None:
+        runs.discard(run)
+        if s.nan_epoch:
+            raise TrainingError(
+                f"Loss became NaN in epoch {s.nan_epoch} before any epoch finished: no model "
+                f"saved; {run.output} is as it was. Lower --learning-rate or turn on "
+                "--clipnorm.")
+        return result
+    with runs.interrupts_held():
+        if joined:
+            joined.replace(run.work / runs.MODEL)
+        else:
+            with atomic_path(run.work / runs.MODEL) as tmp:
+                shutil.copyfile(kept_model(run, s), tmp)
+        # An interrupted run keeps its checkpoint for --resume; a NaN one would only
+        # diverge again from it.
+        result.resumable = result.interrupted and not s.nan_epoch
+        if not result.resumable:
+            shutil.rmtree(run.work / runs.BACKUP, ignore_errors=True)
+        atomic_write_text(run.work / runs.LAST_RUN, f"{time.time():.0f}\n")
+        runs.switch_in(run)
+    result.model = run.output / runs.MODEL
+    if s.nan_epoch:
+        raise TrainingError(
+            f"Loss became NaN in epoch {s.nan_epoch}: stopped; kept the model of epoch "
+            f"{s.kept_epoch} in {result.model}. Lower --learning-rate or turn on --clipnorm.")
+    return result
