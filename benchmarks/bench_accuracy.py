@@ -26,13 +26,13 @@ from short_text import crops, first_sentence
 from rnncli.data import store as dataset
 from rnncli.evaluate import binary_metrics
 from rnncli.model import runtime as tf_runtime
+from rnncli.serve import locate
 from rnncli.text import tokenizer as text
-from rnncli.train import runs
 
 
 def keras_scorer(path: Path):
     model = tf_runtime.load_keras_model(path)
-    prep = runs.keras_preprocessing(path)
+    prep = locate.keras_preprocessing(path)
     masked = model.get_layer("embedding").mask_zero is True
 
     def score(texts: list[str]) -> np.ndarray:
@@ -65,7 +65,7 @@ def onnx_scorer(path: Path):
 
 
 def scorer(spec: str):
-    ref = runs.find_model(Path(spec), prefer="keras")
+    ref = locate.find_model(Path(spec), prefer="keras")
     return (keras_scorer if ref.kind == "keras" else onnx_scorer)(ref.path)
 
 

@@ -169,10 +169,10 @@ def plain_padded(model, texts: list[str]) -> np.ndarray:
 
 def bench_model(path: Path, full: list[str], sentences: list[str], floor, args,
                 tmp: Path) -> None:
+    from rnncli.serve import locate
     from rnncli.serve.onnx_model import OnnxModel
-    from rnncli.train import runs
 
-    bundled = path.resolve() == runs.BUNDLED.resolve()
+    bundled = path.resolve() == locate.BUNDLED.resolve()
     single = OnnxModel(path, workers=1)
     model = OnnxModel(path)
     prep = model.preprocessing
@@ -277,12 +277,13 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+    from rnncli.config import run_files
     from rnncli.data import store as dataset
-    from rnncli.train import runs
+    from rnncli.serve import locate
 
     models = []
-    for m in args.model or [Path(runs.DEFAULT_OUTPUT), runs.BUNDLED]:
-        m = m / runs.ONNX if m.is_dir() else m
+    for m in args.model or [Path(run_files.DEFAULT_OUTPUT), locate.BUNDLED]:
+        m = m / run_files.ONNX if m.is_dir() else m
         if m.exists():
             models.append(m)
     home = args.data_dir or dataset.data_home()

@@ -133,9 +133,9 @@ def main() -> None:
             ratio = medians[name] / floor
             verdict = "ok" if ratio <= 1.5 else "over"
             print(f"target {name}: <= 1.5x floor -> {ratio:.2f}x {verdict}")
-    from rnncli.train import runs
+    from rnncli.serve import locate
 
-    models = {"bundled": runs.BUNDLED}
+    models = {"bundled": locate.BUNDLED}
     if args.model is not None:
         models["--model"] = args.model
     print(f"\nloading the model in a fresh process, ms (median of {args.runs}):")

@@ -12,7 +12,7 @@ import numpy as np
 
 from rnncli.data import store as dataset
 from rnncli.errors import ModelError
-from rnncli.train.runs import ModelRef
+from rnncli.serve.locate import ModelRef
 
 EPS = 1e-7  # Keras's epsilon: log(0) is clipped the same way
 
@@ -75,7 +75,7 @@ def preprocessing_of(ref: ModelRef):
         from rnncli.serve.onnx_model import OnnxModel
 
         return OnnxModel(ref.path).preprocessing
-    from rnncli.train.runs import keras_preprocessing
+    from rnncli.serve.locate import keras_preprocessing
 
     return keras_preprocessing(ref.path)
 
@@ -114,6 +114,21 @@ def encode_split(prep, home: Path, split: str = "test",
     return x, data.labels[:n].astype(np.float32)
 
 
+def _text_split_probabilities(model, home: Path, split: str,
+                              limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of the first `limit` reviews of `split`, fed as text."""
+    data = dataset.load_split(home, split)
+    texts = data.texts(limit)
+    if texts is None:
+        source = dataset.read_meta(home)["source"]
+        raise ModelError(f"A text-input model reads review texts, and the prepared {source} "
+                         "data kept none: `rnncli data fetch` the aclImdb archive.")
+    from rnncli.serve.text_input import run_text_model
+
+    probs, _ = run_text_model(model.session, texts, model.workers)
+    return data.labels[: len(texts)].astype(np.float32), probs
+
+
 def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
                    limit: int | None = None,
                    progress: Callable[[str], None] | None = None) -> dict:
@@ -122,9 +137,7 @@ def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
     `progress` hears of the one long wait, loading TensorFlow for a Keras model."""
     prep = preprocessing_of(ref)
     if text_model := _text_model(ref):  # the graph tokenizes the texts itself
-        from rnncli.serve.text_input import split_probabilities
-
-        y, prob = split_probabilities(text_model, home, split, limit)
+        y, prob = _text_split_probabilities(text_model, home, split, limit)
     else:
         x, y = encode_split(prep, home, split, limit)
         if ref.kind == "keras" and progress:

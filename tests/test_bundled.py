@@ -7,18 +7,18 @@ from conftest import REAL_ARCHIVE
 from typer.testing import CliRunner
 
 from rnncli.cli import app
+from rnncli.serve import locate
 from rnncli.serve.onnx_model import OnnxModel
-from rnncli.train import runs
 
 runner = CliRunner()
 
 
 def test_bundled_model_loads_with_its_metadata():
-    assert runs.BUNDLED.exists(), "rnncli/bundled/model.onnx is part of the package"
-    files = [runs.BUNDLED, *runs.BUNDLED.parent.glob("*.data")]
+    assert locate.BUNDLED.exists(), "rnncli/bundled/model.onnx is part of the package"
+    files = [locate.BUNDLED, *locate.BUNDLED.parent.glob("*.data")]
     # 4.4 MB of network and 2.2 MB for the n-gram head's two tables of 1.08 million values.
     assert sum(f.stat().st_size for f in files) <= 7_000_000
-    model = OnnxModel(runs.BUNDLED)
+    model = OnnxModel(locate.BUNDLED)
     prep = model.preprocessing
     assert len(prep.vocabulary) == prep.num_words - 3
     assert prep.maxlen >= 80 and prep.padding in ("pre", "post")
@@ -37,14 +37,14 @@ def test_bundled_model_keeps_its_weights_in_one_packaged_data_file():
 
     from tools.bundle import EXTERNAL_FROM
 
-    proto = onnx.load(str(runs.BUNDLED), load_external_data=False)
+    proto = onnx.load(str(locate.BUNDLED), load_external_data=False)
     inline = [t.name for t in proto.graph.initializer
               if t.data_location != onnx.TensorProto.EXTERNAL and t.ByteSize() > 2 * EXTERNAL_FROM]
     assert not inline
     locations = {e.value for t in proto.graph.initializer for e in t.external_data
                  if e.key == "location"}
-    assert len(locations) == 1 and (runs.BUNDLED.parent / locations.pop()).is_file()
-    package = tomllib.loads((runs.BUNDLED.parents[2] / "pyproject.toml").read_text())
+    assert len(locations) == 1 and (locate.BUNDLED.parent / locations.pop()).is_file()
+    package = tomllib.loads((locate.BUNDLED.parents[2] / "pyproject.toml").read_text())
     assert "bundled/*.data" in package["tool"]["setuptools"]["package-data"]["rnncli"]
 
 
@@ -53,7 +53,7 @@ def test_bundled_model_computes_in_float():
     (VNNI or not, x86-64 or ARM); weight-only int8 is turned into float at load."""
     onnx = pytest.importorskip("onnx")
 
-    proto = onnx.load(str(runs.BUNDLED))
+    proto = onnx.load(str(locate.BUNDLED))
     ops = {n.op_type for n in proto.graph.node}
     for node in proto.graph.node:
         for attr in node.attribute:
@@ -77,7 +77,7 @@ def test_predict_uses_the_bundled_model_in_a_fresh_folder(text, label, tmp_path)
 @pytest.mark.real_data
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
 def test_bundled_model_agrees_with_its_recorded_accuracy(real_home):
-    model = OnnxModel(runs.BUNDLED)
+    model = OnnxModel(locate.BUNDLED)
     res = runner.invoke(app, ["evaluate", "--data-dir", str(real_home), "--limit",
                               model.metadata["rnncli.test_slice_reviews"], "--json"])
     assert res.exit_code == 0, res.output

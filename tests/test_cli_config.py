@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from rnncli.cli import app
 from rnncli.config import file as config_file
+from rnncli.config import run_files
 from rnncli.config import settings as config
 from rnncli.text import tokenizer as text
-from rnncli.train import runs
 
 runner = CliRunner()
 tomllib = config_file.toml_parser()
@@ -133,9 +133,9 @@ def test_run_folder_config_toml_reproduces_the_run(prepared, tmp_path):
             "--num-words", "30", "--maxlen", "20", "--cell", "gru"]
     res = train(*args, "--output", "run")
     assert res.exit_code == 0, res.output
-    saved = tmp_path / "run" / runs.CONFIG_TOML
+    saved = tmp_path / "run" / run_files.CONFIG_TOML
     assert printed("--config", str(saved)) == printed(*args)
-    as_json = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
+    as_json = json.loads((tmp_path / "run" / run_files.CONFIG).read_text())
     assert config.RunConfig.from_dict(tomllib.loads(saved.read_text())) == \
         config.RunConfig.from_dict(as_json)
 

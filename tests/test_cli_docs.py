@@ -10,7 +10,7 @@ import typer
 
 from rnncli.cli import app
 from rnncli.config import file as config_file
-from rnncli.train import runs
+from rnncli.config import run_files
 
 tomllib = config_file.toml_parser()
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,8 @@ def test_completion_leads_with_install_completion():
 
 
 def test_run_folder_files_are_documented():
-    for name in (runs.CONFIG_TOML, runs.LAST_RUN, runs.CONFIG, runs.PREPROCESSING):
+    for name in (run_files.CONFIG_TOML, run_files.LAST_RUN, run_files.CONFIG,
+                 run_files.PREPROCESSING):
         assert f"`{name}`" in README, name
 
 

@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 
 from rnncli import evaluate as evaluation
 from rnncli.cli import app
+from rnncli.config import run_files
 from rnncli.model import runtime as tf_runtime
+from rnncli.serve import locate
 from rnncli.text.preprocessing import Preprocessing
-from rnncli.train import runs
 
 runner = CliRunner()
 
@@ -19,8 +20,8 @@ runner = CliRunner()
 def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
-    (run / runs.MODEL).write_bytes(b"a Keras model would be here")
-    (run / runs.PREPROCESSING).write_text(json.dumps(
+    (run / run_files.MODEL).write_bytes(b"a Keras model would be here")
+    (run / run_files.PREPROCESSING).write_text(json.dumps(
         Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
     monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
     monkeypatch.setattr(evaluation, "predict_probabilities",
@@ -28,11 +29,11 @@ def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
     res = runner.invoke(app, ["evaluate", "--model", "run", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert res.stderr == (f"Loading TensorFlow and {Path('run', runs.MODEL)}, then scoring "
+    assert res.stderr == (f"Loading TensorFlow and {Path('run', run_files.MODEL)}, then scoring "
                           f"{report['reviews']} test reviews...\n")
 
 
 def test_onnx_evaluate_has_no_loading_line(prepared):
-    res = runner.invoke(app, ["evaluate", "--model", str(runs.BUNDLED), "--limit", "2"])
+    res = runner.invoke(app, ["evaluate", "--model", str(locate.BUNDLED), "--limit", "2"])
     assert res.exit_code == 0, res.output
     assert "Loading TensorFlow" not in res.stderr

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from rnncli.cli import app
 from rnncli.cli.common import json_text
-from rnncli.train import runs
+from rnncli.config import run_files
 
 runner = CliRunner()
 
@@ -50,7 +50,7 @@ def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path)
 
     nan = float("nan")
     report = SimpleNamespace(
-        output=tmp_path / "artifacts" / runs.ONNX, chosen="native", size_bytes=10, reviews=8,
+        output=tmp_path / "artifacts" / run_files.ONNX, chosen="native", size_bytes=10, reviews=8,
         real_reviews=True, atol=1e-5, quantized={}, recorded={},
         candidates=[SimpleNamespace(name="native", status="valid", max_diff=1e-7,
                                     latency_us=50.0, throughput=1e5, size_bytes=10, error=None),
@@ -59,7 +59,7 @@ def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path)
                                     error="did not convert")])
     monkeypatch.setattr(rnncli.export.onnx, "export_onnx", lambda *a, **k: report)
     (tmp_path / "artifacts").mkdir()
-    (tmp_path / "artifacts" / runs.MODEL).write_bytes(b"")
+    (tmp_path / "artifacts" / run_files.MODEL).write_bytes(b"")
     res = runner.invoke(app, ["export", "onnx", "--json"])
     assert res.exit_code == 0, res.output
     rejected = strict_loads(res.stdout)["candidates"][1]

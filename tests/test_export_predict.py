@@ -10,7 +10,7 @@ from conftest import TRAINS, fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli.cli import app
-from rnncli.train import runs
+from rnncli.config import run_files
 
 pytestmark = TRAINS
 
@@ -39,7 +39,7 @@ def exported(trained):
 
 def test_export_validates_every_candidate_and_keeps_metadata(exported):
     home, run, report = exported
-    path = run / runs.ONNX
+    path = run / run_files.ONNX
     assert report["output"] == str(path) and path.exists()
     assert report["real_reviews"] and report["validated_reviews"] == 24
     by_name = {c["graph"]: c for c in report["candidates"]}
@@ -62,7 +62,7 @@ def test_export_validates_every_candidate_and_keeps_metadata(exported):
 def test_onnx_agrees_with_keras_on_evaluate(exported):
     home, run, _ = exported
     scores = {}
-    for model in (run / runs.MODEL, run / runs.ONNX):
+    for model in (run / run_files.MODEL, run / run_files.ONNX):
         res = runner.invoke(app, ["evaluate", "--model", str(model), "--data-dir", str(home),
                                   "--json"])
         assert res.exit_code == 0, res.output
@@ -96,7 +96,7 @@ def test_check_outputs_rejects_a_wrong_graph(exported):
     from rnncli.export.check import check_outputs, session
 
     home, run, _ = exported
-    sess = session(onnx.load(str(run / runs.ONNX)))
+    sess = session(onnx.load(str(run / run_files.ONNX)))
     x = np.zeros((3, 20), np.int32)
     with pytest.raises(ExportError, match="output shape"):
         check_outputs(sess, x, np.zeros((3, 2)), 1e-5)
@@ -142,7 +142,7 @@ def test_quantize_and_record_test_metrics(trained, tmp_path):
 def test_predict_formats(exported, fmt):
     _, run, _ = exported
     res = runner.invoke(app, ["predict", "great wonderful film", "awful boring waste",
-                              "--model", str(run / runs.ONNX), "--format", fmt])
+                              "--model", str(run / run_files.ONNX), "--format", fmt])
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     if fmt == "json":
@@ -161,20 +161,20 @@ def test_predict_formats(exported, fmt):
 
 def test_predict_matches_keras_on_the_same_text(exported):
     from rnncli.model.runtime import load_keras_model
+    from rnncli.serve.locate import keras_preprocessing
     from rnncli.serve.onnx_model import OnnxModel
-    from rnncli.train.runs import keras_preprocessing
 
     _, run, _ = exported
     texts = ["great wonderful film, loved it", "awful boring waste", "the plot"]
-    onnx_probs = [p.probability for p in OnnxModel(run / runs.ONNX).predict_texts(texts)]
-    x, _ = keras_preprocessing(run / runs.MODEL).encode(texts)
-    keras_probs = load_keras_model(run / runs.MODEL).predict(x, verbose=0).ravel()
+    onnx_probs = [p.probability for p in OnnxModel(run / run_files.ONNX).predict_texts(texts)]
+    x, _ = keras_preprocessing(run / run_files.MODEL).encode(texts)
+    keras_probs = load_keras_model(run / run_files.MODEL).predict(x, verbose=0).ravel()
     np.testing.assert_allclose(onnx_probs, keras_probs, atol=1e-5)
 
 
 def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
     _, run, _ = exported
-    model = str(run / runs.ONNX)
+    model = str(run / run_files.ONNX)
     (tmp_path / "r.txt").write_text("great film\n\n  \nzzzz qqqq xxxx\n")
     res = runner.invoke(app, ["predict", "--file", "r.txt", "--model", model, "--format",
                               "jsonl", "--threshold", "0"])
@@ -203,7 +203,7 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
 )
 def test_predict_bad_input(exported, args, message):
     _, run, _ = exported
-    res = runner.invoke(app, ["predict", *args, "--model", str(run / runs.ONNX)])
+    res = runner.invoke(app, ["predict", *args, "--model", str(run / run_files.ONNX)])
     assert res.exit_code != 0
     assert message in res.stderr and "Traceback" not in res.output
 
@@ -211,7 +211,7 @@ def test_predict_bad_input(exported, args, message):
 def test_predict_non_utf8_line_is_named(exported, tmp_path):
     _, run, _ = exported
     (tmp_path / "bad.txt").write_bytes(b"fine line\ncaf\xe9 au lait\n")
-    res = runner.invoke(app, ["predict", "--file", "bad.txt", "--model", str(run / runs.ONNX)])
+    res = runner.invoke(app, ["predict", "--file", "bad.txt", "--model", str(run / run_files.ONNX)])
     assert res.exit_code == 2
     assert "Line 2 of bad.txt is not UTF-8" in res.stderr
 
@@ -237,7 +237,7 @@ def test_predict_subprocess_imports_no_tensorflow(exported, tmp_path):
     _, run, _ = exported
     code = (
         "import sys\nfrom rnncli.cli import app\n"
-        f"sys.argv = ['rnncli', 'predict', 'great film', '--model', {str(run / runs.ONNX)!r},"
+        f"sys.argv = ['rnncli', 'predict', 'great film', '--model', {str(run / run_files.ONNX)!r},"
         " '--format', 'json']\n"
         "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "sys.stderr.write('MODULES ' + ' '.join({m.split('.')[0] for m in sys.modules}))\n"
@@ -323,8 +323,8 @@ def masked_trained(tmp_path_factory):
 
 def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
     from rnncli.model.runtime import load_keras_model
+    from rnncli.serve.locate import keras_preprocessing
     from rnncli.serve.onnx_model import OnnxModel
-    from rnncli.train.runs import keras_preprocessing
 
     home, run = masked_trained
     res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
@@ -334,11 +334,11 @@ def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
     for name in ("hybrid", "native-folded", "native", "unrolled"):
         assert by_name[name]["status"] == "valid", by_name[name]
     assert by_name["tf2onnx"]["status"] in ("valid", "rejected"), by_name["tf2onnx"]
-    model = OnnxModel(run / runs.ONNX)
+    model = OnnxModel(run / run_files.ONNX)
     assert model.preprocessing.trim_padding
     texts = ["great", "awful boring waste of a film, hated it", "the plot was moving"]
-    x, _ = keras_preprocessing(run / runs.MODEL).encode(texts)
-    keras_probs = load_keras_model(run / runs.MODEL).predict(x, verbose=0).ravel()
+    x, _ = keras_preprocessing(run / run_files.MODEL).encode(texts)
+    keras_probs = load_keras_model(run / run_files.MODEL).predict(x, verbose=0).ravel()
     short, _ = model.preprocessing.encode(texts, trim=True)
     assert short.shape[1] < x.shape[1]
     np.testing.assert_allclose(model.predict_ids(short), keras_probs, atol=1e-5)

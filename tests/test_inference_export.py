@@ -5,8 +5,8 @@ import pytest
 from conftest import REAL_ARCHIVE, TRAINS, cli, fetched_home, trained_run
 from typer.testing import CliRunner
 
+from rnncli.config import run_files
 from rnncli.text import tokenizer as text
-from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -24,13 +24,13 @@ def train_and_export(root, home, train_args, graphs):
 def keras_reference(run, texts):
     """Keras on the plain path: each review tokenized alone and padded to maxlen."""
     from rnncli.model.runtime import load_keras_model
-    from rnncli.train.runs import keras_preprocessing
+    from rnncli.serve.locate import keras_preprocessing
 
-    prep = keras_preprocessing(run / runs.MODEL)
+    prep = keras_preprocessing(run / run_files.MODEL)
     vocab = text.Vocabulary(prep.vocabulary)
     ids = [vocab.encode(text.tokenize(t), prep.num_words) for t in texts]
     x = text.pad_sequences(ids, prep.maxlen, prep.padding, prep.truncating)
-    return load_keras_model(run / runs.MODEL).predict(x, batch_size=1024, verbose=0).ravel()
+    return load_keras_model(run / run_files.MODEL).predict(x, batch_size=1024, verbose=0).ravel()
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from conftest import fetched_home, trained_run
 from typer.testing import CliRunner
 
 from rnncli.cli import app
+from rnncli.config import run_files
 from rnncli.errors import ExportError, ModelError
 from rnncli.text import tokenizer as text
 from rnncli.text.preprocessing import Preprocessing
-from rnncli.train import runs
 
 onnx = pytest.importorskip("onnx")
 
@@ -268,9 +268,9 @@ def exported_text(tmp_path_factory):
 def test_export_text_input_beside_the_id_model(exported_text):
     run, report = exported_text
     text_report = report["text_input"]
-    assert text_report["output"] == str(run / runs.ONNX_TEXT)
+    assert text_report["output"] == str(run / run_files.ONNX_TEXT)
     assert text_report["real_reviews"] and text_report["max_abs_diff"] <= 1e-5
-    ids, texts = OnnxModel(run / runs.ONNX), OnnxModel(run / runs.ONNX_TEXT)
+    ids, texts = OnnxModel(run / run_files.ONNX), OnnxModel(run / run_files.ONNX_TEXT)
     assert texts.metadata["rnncli.graph"] == report["chosen"]
     want = [p.probability for p in ids.predict_texts(REVIEWS)]
     got = [p.probability for p in texts.predict_texts(REVIEWS)]
@@ -301,11 +301,11 @@ def test_node_client_prints_what_rnncli_predict_prints(exported_text):
     client = node_client()
     reviews = [r for r in REVIEWS if r.strip()] + ["\u6771\u4eac \U0001F600 film",
                                                    "\u05d6\u05d4 \u05e1\u05e8\u05d8 bad"]
-    node = subprocess.run(["node", "predict.js", "--model", str(run / runs.ONNX_TEXT), "--",
+    node = subprocess.run(["node", "predict.js", "--model", str(run / run_files.ONNX_TEXT), "--",
                            *reviews], cwd=client, capture_output=True, text=True, timeout=120)
     assert node.returncode == 0, node.stderr
     python = subprocess.run([sys.executable, "-m", "rnncli", "predict", *reviews, "--model",
-                             str(run / runs.ONNX), "--format", "jsonl"],
+                             str(run / run_files.ONNX), "--format", "jsonl"],
                             capture_output=True, text=True, timeout=120)
     assert python.returncode == 0, python.stderr
     got = [json.loads(line) for line in node.stdout.splitlines()]

@@ -9,8 +9,8 @@ from conftest import TINY, TRAINS, train_tiny
 from typer.testing import CliRunner
 
 from rnncli.cli import app
+from rnncli.config import run_files
 from rnncli.config import settings as config
-from rnncli.train import runs
 
 pytestmark = TRAINS
 
@@ -24,20 +24,20 @@ def test_one_epoch_writes_every_artifact_and_evaluate_reads_them(prepared, tmp_p
     res = train("--epochs", "2", "--output", "run")
     assert res.exit_code == 0, res.output
     folder = tmp_path / "run"
-    for name in (runs.MODEL, runs.BEST, runs.CONFIG, runs.PREPROCESSING, runs.HISTORY_JSON,
-                 runs.HISTORY_CSV):
+    for name in (run_files.MODEL, run_files.BEST, run_files.CONFIG, run_files.PREPROCESSING,
+                 run_files.HISTORY_JSON, run_files.HISTORY_CSV):
         assert (folder / name).exists(), name
-    assert not (folder / runs.BACKUP).exists(), "a finished run leaves no backup"
+    assert not (folder / run_files.BACKUP).exists(), "a finished run leaves no backup"
     lines = [line for line in res.stderr.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and "val_acc" in lines[0]
     assert "best epoch" in res.stdout and "train accuracy" in res.stdout
     assert "next: rnncli evaluate --model run" in res.stderr
 
-    saved = json.loads((folder / runs.CONFIG).read_text())
+    saved = json.loads((folder / run_files.CONFIG).read_text())
     assert saved["model"]["cell"] == "simple" and saved["data"]["maxlen"] == 20
-    prep = json.loads((folder / runs.PREPROCESSING).read_text())
+    prep = json.loads((folder / run_files.PREPROCESSING).read_text())
     assert prep["num_words"] == 30 and len(prep["vocabulary"]) <= 27 and prep["padding"] == "pre"
-    history = json.loads((folder / runs.HISTORY_JSON).read_text())
+    history = json.loads((folder / run_files.HISTORY_JSON).read_text())
     assert [h["epoch"] for h in history["epochs"]] == [1, 2]
     assert history["best_epoch"] in (1, 2)
 
@@ -82,7 +82,7 @@ def test_interrupt_keeps_best_and_resume_continues(prepared, tmp_path, monkeypat
     assert res.exit_code == 130, res.output
     assert "--resume" in res.stderr
     folder = tmp_path / "run"
-    assert (folder / runs.MODEL).exists() and (folder / runs.BACKUP).exists()
+    assert (folder / run_files.MODEL).exists() and (folder / run_files.BACKUP).exists()
 
     monkeypatch.setattr(train_cli.ProgressReporter, "epoch_end", original)
     res = runner.invoke(app, ["train", "--output", "run", "--resume"])
@@ -90,9 +90,9 @@ def test_interrupt_keeps_best_and_resume_continues(prepared, tmp_path, monkeypat
     epochs = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("epoch ")]
     # Epoch 2's checkpoint was written before the display saw the epoch end.
     assert epochs == ["3/4", "4/4"]
-    history = json.loads((folder / runs.HISTORY_JSON).read_text())["epochs"]
+    history = json.loads((folder / run_files.HISTORY_JSON).read_text())["epochs"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert not (folder / runs.BACKUP).exists()
+    assert not (folder / run_files.BACKUP).exists()
 
 
 def test_nan_loss_stops_with_a_clear_message(prepared, tmp_path):
@@ -108,7 +108,7 @@ def test_same_seed_same_metrics(prepared, tmp_path, path):
     def history(out, seed):
         res = train(*path, "--epochs", "2", "--seed", str(seed), "--output", out)
         assert res.exit_code == 0, res.output
-        rows = json.loads((tmp_path / out / runs.HISTORY_JSON).read_text())["epochs"]
+        rows = json.loads((tmp_path / out / run_files.HISTORY_JSON).read_text())["epochs"]
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     first = history("a", 7)
@@ -122,7 +122,7 @@ def test_mirrored_strategy_on_two_logical_cpus(prepared, tmp_path):
          "mirrored", "--cpu-devices", "2", "--output", "mirrored"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "mirrored" / runs.MODEL).exists()
+    assert (tmp_path / "mirrored" / run_files.MODEL).exists()
     assert "epoch 1/1" in res.stderr
 
 
@@ -130,7 +130,7 @@ def test_config_file_preset_and_options(prepared, tmp_path):
     (tmp_path / "run.toml").write_text('[model]\ncell = "gru"\nunits = 6\n[train]\nepochs = 1\n')
     res = train("--config", "run.toml", "--units", "5", "--output", "run")
     assert res.exit_code == 0, res.output
-    saved = json.loads((tmp_path / "run" / runs.CONFIG).read_text())
+    saved = json.loads((tmp_path / "run" / run_files.CONFIG).read_text())
     assert saved["model"]["cell"] == "gru" and saved["model"]["units"] == 5
     cfg = config.resolve("lstm", None, {"epochs": 2})
     assert cfg.model.cell == "lstm" and cfg.train.epochs == 2 and cfg.data.maxlen == 80
@@ -179,7 +179,7 @@ def test_evaluate_bad_models(prepared, tmp_path):
 def test_cosine_schedule_sets_each_epochs_step_size(prepared, tmp_path):
     res = train("--epochs", "3", "--lr-schedule", "cosine", "--output", "cos")
     assert res.exit_code == 0, res.output
-    rows = json.loads((tmp_path / "cos" / runs.HISTORY_JSON).read_text())["epochs"]
+    rows = json.loads((tmp_path / "cos" / run_files.HISTORY_JSON).read_text())["epochs"]
     t = config.resolve(None, None, {"lr_schedule": "cosine", "epochs": 3}).train
     assert [r["learning_rate"] for r in rows] == pytest.approx(
         [config.epoch_learning_rate(t, e) for e in range(3)], rel=1e-6)

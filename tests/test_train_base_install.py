@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rnncli.cli import app
+from rnncli.config import run_files
+from rnncli.serve import locate
 from rnncli.text.preprocessing import Preprocessing
-from rnncli.train import runs
 
 runner = CliRunner()
 EXTRA = 'needs the training extra (tensorflow, keras not installed): pip install "rnncli[train]"'
@@ -37,8 +38,8 @@ def test_train_says_which_extra_and_leaves_no_run_behind(prepared, base_install,
 
 def keras_run_folder(folder):
     folder.mkdir()
-    (folder / runs.MODEL).write_bytes(b"a Keras model would be here")
-    (folder / runs.PREPROCESSING).write_text(json.dumps(
+    (folder / run_files.MODEL).write_bytes(b"a Keras model would be here")
+    (folder / run_files.PREPROCESSING).write_text(json.dumps(
         Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
     return files_in(folder)
 
@@ -59,7 +60,7 @@ def test_keras_commands_say_which_extra(prepared, base_install, tmp_path, comman
 
 
 def test_onnx_models_still_evaluate_on_a_base_install(prepared, base_install):
-    res = runner.invoke(app, ["evaluate", "--model", str(runs.BUNDLED), "--limit", "4",
+    res = runner.invoke(app, ["evaluate", "--model", str(locate.BUNDLED), "--limit", "4",
                               "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["reviews"] == 4

@@ -6,7 +6,7 @@ from conftest import TRAINS
 from typer.testing import CliRunner
 
 from rnncli.cli import app
-from rnncli.train import runs
+from rnncli.config import run_files
 
 pytestmark = TRAINS
 
@@ -27,10 +27,10 @@ def test_student_trains_on_its_teachers_and_records_them(prepared, tmp_path):
     train("--epochs", "1", "--output", "teacher", "--seed", "1")
     train("--epochs", "2", "--output", "student", "--units", "2", "--teacher", "teacher",
           "--distill-weight", "0.5")
-    saved = json.loads((tmp_path / "student" / runs.CONFIG).read_text())
+    saved = json.loads((tmp_path / "student" / run_files.CONFIG).read_text())
     assert saved["train"]["teachers"] == ["teacher"]
     assert saved["train"]["distill_weight"] == 0.5
-    history = json.loads((tmp_path / "student" / runs.HISTORY_JSON).read_text())["epochs"]
+    history = json.loads((tmp_path / "student" / run_files.HISTORY_JSON).read_text())["epochs"]
     # Train accuracy thresholds both sides, so soft targets still read as agreement.
     assert len(history) == 2 and all(h["accuracy"] > 0.2 for h in history)
 
@@ -51,9 +51,9 @@ def test_a_student_of_the_ngram_teacher_alone_or_beside_teacher_runs(prepared, t
     train("--epochs", "1", "--output", "teacher", "--seed", "1")
     train("--epochs", "1", "--output", "both", "--teacher", "teacher", "--ngram-teacher", "0.4")
     assert {m for m in mixes} == {(0, True, 0.4), (1, True, 0.4)}
-    saved = json.loads((tmp_path / "both" / runs.CONFIG).read_text())["train"]
+    saved = json.loads((tmp_path / "both" / run_files.CONFIG).read_text())["train"]
     assert saved["ngram_teacher"] == 0.4 and saved["teachers"] == ["teacher"]
-    history = json.loads((tmp_path / "ngram" / runs.HISTORY_JSON).read_text())["epochs"]
+    history = json.loads((tmp_path / "ngram" / run_files.HISTORY_JSON).read_text())["epochs"]
     assert history[0]["accuracy"] > 0.2  # thresholded: soft targets still read as agreement
 
 
@@ -90,17 +90,17 @@ def test_the_ngram_head_is_fitted_after_training_and_served_inside_the_model(pre
     res = train("--epochs", "1", "--output", "head", "--ngram-head")
     assert "n-gram head joined" in res.output
     run = tmp_path / "head"
-    details = json.loads((run / runs.HEAD_JSON).read_text())
+    details = json.loads((run / run_files.HEAD_JSON).read_text())
     assert set(details["val_accuracy"]) == {"network", "head", "both"}
-    model = tf_runtime.load_keras_model(run / runs.MODEL)
-    assert has_head(model) and not has_head(tf_runtime.load_keras_model(run / runs.BEST))
+    model = tf_runtime.load_keras_model(run / run_files.MODEL)
+    assert has_head(model) and not has_head(tf_runtime.load_keras_model(run / run_files.BEST))
     table, idf = model.get_layer(LAYER).get_weights()
     assert np.abs(table).max() > 0 and idf.max() > 0  # fitted, not the zeros it starts from
     res = runner.invoke(app, ["export", "onnx", "--model", "head", "--graph", "native",
                               "--quantize", "--text-input"])
     assert res.exit_code == 0, res.output
     got = []
-    for model in ("head", str(run / runs.ONNX_TEXT)):  # ids in, or text in (tokenizer inside)
+    for model in ("head", str(run / run_files.ONNX_TEXT)):  # ids in, or text in (tokenizer inside)
         res = runner.invoke(app, ["predict", "--model", model, "--format", "json",
                                   "great film", "a dull, dull film"])
         assert res.exit_code == 0, res.output

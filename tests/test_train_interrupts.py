@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rnncli.cli import app
 from rnncli.cli.train_display import ProgressReporter
-from rnncli.train import runs
+from rnncli.config import run_files
 
 pytestmark = TRAINS
 
@@ -60,20 +60,20 @@ def test_ctrl_c_before_the_first_epoch_claims_nothing_and_a_rerun_works(prepared
     assert "before the first epoch ended: no model was saved" in res.stderr
     assert "kept" not in res.stderr
     assert snapshot(tmp_path / "run") == {}
-    assert not (tmp_path / "run" / runs.STAGING).exists()
+    assert not (tmp_path / "run" / run_files.STAGING).exists()
 
     ctrl_c(None)
     res = train("--output", "run", "--resume")
     assert res.exit_code == 2 and "Nothing to resume in run" in res.stderr
     res = train("--epochs", "1", "--output", "run")
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "run" / runs.MODEL).exists()
+    assert (tmp_path / "run" / run_files.MODEL).exists()
 
 
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_model(prepared, tmp_path, ctrl_c):
     assert train("--epochs", "1", "--output", "run").exit_code == 0
     folder = tmp_path / "run"
-    (folder / runs.ONNX).write_bytes(b"the old run's export")
+    (folder / run_files.ONNX).write_bytes(b"the old run's export")
     old = snapshot(folder)
 
     ctrl_c("batch")  # the new run is stopped before it has a model: the old one stays whole
@@ -86,13 +86,13 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_model(prepared, tmp
     assert res.exit_code == 130, res.output
     assert f"kept the model of epoch 1 (the best so far) in {folder.name}/model.keras" \
         in res.stderr and "--resume" in res.stderr
-    assert not (folder / runs.ONNX).exists(), "a stale export would be served by mistake"
-    assert not (folder / runs.STAGING).exists()
-    assert (folder / runs.MODEL).read_bytes() != old[runs.MODEL]
-    assert json.loads((folder / runs.CONFIG).read_text())["train"]["seed"] == 2
-    history = json.loads((folder / runs.HISTORY_JSON).read_text())
+    assert not (folder / run_files.ONNX).exists(), "a stale export would be served by mistake"
+    assert not (folder / run_files.STAGING).exists()
+    assert (folder / run_files.MODEL).read_bytes() != old[run_files.MODEL]
+    assert json.loads((folder / run_files.CONFIG).read_text())["train"]["seed"] == 2
+    history = json.loads((folder / run_files.HISTORY_JSON).read_text())
     assert [h["epoch"] for h in history["epochs"]] == [1]
-    assert [p.name for p in (folder / runs.BACKUP).iterdir()] == ["epoch-0001.keras"]
+    assert [p.name for p in (folder / run_files.BACKUP).iterdir()] == ["epoch-0001.keras"]
 
 
 def test_resume_honours_more_epochs_and_refuses_other_changes(prepared, tmp_path, ctrl_c):
@@ -116,10 +116,10 @@ def test_resume_honours_more_epochs_and_refuses_other_changes(prepared, tmp_path
     assert res.exit_code == 0, res.output
     lines = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("epoch ")]
     assert lines == ["2/3", "3/3"]
-    history = json.loads((folder / runs.HISTORY_JSON).read_text())
+    history = json.loads((folder / run_files.HISTORY_JSON).read_text())
     assert [h["epoch"] for h in history["epochs"]] == [1, 2, 3]
-    assert json.loads((folder / runs.CONFIG).read_text())["train"]["epochs"] == 3
-    assert not (folder / runs.BACKUP).exists()
+    assert json.loads((folder / run_files.CONFIG).read_text())["train"]["epochs"] == 3
+    assert not (folder / run_files.BACKUP).exists()
     res = runner.invoke(app, ["train", "--output", "run", "--resume"])
     assert res.exit_code == 2 and "is complete: nothing to resume" in res.stderr
 
@@ -139,11 +139,11 @@ def test_keep_last_keeps_the_last_epoch_and_nan_keeps_the_best(prepared, tmp_pat
     res = train("--epochs", "3", "--keep-last", "--learning-rate", "0.05", "--output", "last")
     assert res.exit_code == 0, res.output
     assert "model (epoch 3, " in res.stdout
-    history = json.loads((tmp_path / "last" / runs.HISTORY_JSON).read_text())
+    history = json.loads((tmp_path / "last" / run_files.HISTORY_JSON).read_text())
     assert len(history["epochs"]) == 3
     # model.keras is epoch 3's checkpoint; best.keras the best epoch's.
-    same = (tmp_path / "last" / runs.MODEL).read_bytes() == \
-        (tmp_path / "last" / runs.BEST).read_bytes()
+    same = (tmp_path / "last" / run_files.MODEL).read_bytes() == \
+        (tmp_path / "last" / run_files.BEST).read_bytes()
     assert same == (history["best_epoch"] == 3)
 
 
@@ -158,13 +158,13 @@ def test_nan_after_good_epochs_keeps_the_best_model(prepared, tmp_path, monkeypa
     monkeypatch.setattr(tracking.EpochTracker, "batch_end", nan_in_epoch_3)
     res = train("--epochs", "4", "--output", "run")
     assert res.exit_code == 1, res.output
-    history = json.loads((tmp_path / "run" / runs.HISTORY_JSON).read_text())
+    history = json.loads((tmp_path / "run" / run_files.HISTORY_JSON).read_text())
     best = history["best_epoch"]
     assert [h["epoch"] for h in history["epochs"]] == [1, 2] and best in (1, 2)
     assert f"Loss became NaN in epoch 3: stopped; kept the model of epoch {best}" in res.stderr
-    assert (tmp_path / "run" / runs.MODEL).read_bytes() == \
-        (tmp_path / "run" / runs.BEST).read_bytes()
-    assert not (tmp_path / "run" / runs.BACKUP).exists()
+    assert (tmp_path / "run" / run_files.MODEL).read_bytes() == \
+        (tmp_path / "run" / run_files.BEST).read_bytes()
+    assert not (tmp_path / "run" / run_files.BACKUP).exists()
 
 
 def test_ctrl_c_while_the_ngram_head_is_fitted_keeps_the_network_and_resume_fits_it(
@@ -180,10 +180,10 @@ def test_ctrl_c_while_the_ngram_head_is_fitted_keeps_the_network_and_resume_fits
     monkeypatch.setattr(ngram_head, "fit_head", interrupted)
     assert train("--epochs", "1", "--output", "run", "--ngram-head").exit_code == 130
     folder = tmp_path / "run"
-    assert not ngram_head.has_head(tf_runtime.load_keras_model(folder / runs.MODEL))
-    assert not (folder / runs.HEAD_JSON).exists()
+    assert not ngram_head.has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
+    assert not (folder / run_files.HEAD_JSON).exists()
     monkeypatch.setattr(ngram_head, "fit_head", fit)
     res = runner.invoke(app, ["train", "--output", "run", "--resume"])
     assert res.exit_code == 0, res.output
-    assert ngram_head.has_head(tf_runtime.load_keras_model(folder / runs.MODEL))
-    assert (folder / runs.HEAD_JSON).exists() and not (folder / runs.BACKUP).exists()
+    assert ngram_head.has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
+    assert (folder / run_files.HEAD_JSON).exists() and not (folder / run_files.BACKUP).exists()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import TRAINS
 
-from rnncli.train import runs
+from rnncli.config import run_files
 
 pytestmark = TRAINS
 
@@ -73,19 +73,20 @@ def test_two_workers_train_one_model(prepared, tmp_path):
     assert "2 workers" in chief_out and "epoch 2/2" in chief_err
 
     folder = tmp_path / "chief" / "run"
-    for name in (runs.MODEL, runs.BEST, runs.CONFIG, runs.PREPROCESSING, runs.HISTORY_JSON):
+    for name in (run_files.MODEL, run_files.BEST, run_files.CONFIG, run_files.PREPROCESSING,
+                 run_files.HISTORY_JSON):
         assert (folder / name).exists(), name
-    assert not (folder / runs.STAGING).exists()
+    assert not (folder / run_files.STAGING).exists()
     assert list((tmp_path / "worker").iterdir()) == [], "only the chief writes"
-    weights = load_keras_model(folder / runs.MODEL).get_weights()
+    weights = load_keras_model(folder / run_files.MODEL).get_weights()
     assert weights_fingerprint(weights) == fingerprints[0]
 
     # Each worker computed half of every batch's gradient; summed, they are one worker's.
-    alone = load_keras_model(tmp_path / "single" / "run" / runs.MODEL).get_weights()
+    alone = load_keras_model(tmp_path / "single" / "run" / run_files.MODEL).get_weights()
     for a, b in zip(weights, alone):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    together = json.loads((folder / runs.HISTORY_JSON).read_text())["epochs"]
-    one = json.loads((tmp_path / "single" / "run" / runs.HISTORY_JSON).read_text())["epochs"]
+    together = json.loads((folder / run_files.HISTORY_JSON).read_text())["epochs"]
+    one = json.loads((tmp_path / "single" / "run" / run_files.HISTORY_JSON).read_text())["epochs"]
     for a, b in zip(together, one):
         assert a["val_accuracy"] == b["val_accuracy"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)

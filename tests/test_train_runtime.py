@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rnncli.cli import app
+from rnncli.config import run_files
 from rnncli.model import runtime as tf_runtime
-from rnncli.train import runs
+from rnncli.serve import locate
 
 runner = CliRunner()
 TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
@@ -90,9 +91,9 @@ def test_library_train_and_export_change_no_process_state(prepared, tmp_path):
     result = train(cfg, home, tmp_path / "run")
     assert random.getstate() == py_rng, "training restores the generators it seeds"
     assert np.array_equal(np.random.get_state()[1], np_rng[1])
-    export_onnx(runs.find_model(tmp_path / "run"), tmp_path / "run" / runs.ONNX, home,
+    export_onnx(locate.find_model(tmp_path / "run"), tmp_path / "run" / run_files.ONNX, home,
                 graph="tf2onnx")
-    assert result.model and (tmp_path / "run" / runs.ONNX).exists()
+    assert result.model and (tmp_path / "run" / run_files.ONNX).exists()
     after = process_state()
     changed = {k for k in set(before[0]) | set(after[0]) if before[0].get(k) != after[0].get(k)}
     assert changed == set()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rnncli.errors import ModelError
 from rnncli.fsutil import atomic_write_bytes
-from rnncli.train.runs import BUNDLED
+from rnncli.serve.locate import BUNDLED
 
 EXTERNAL_FROM = 1024  # bytes: smaller tensors stay inside the graph file
 CHECK_REVIEWS = ["a wonderful, moving film", "a boring, awful waste of time", "great film",

@@ -19,7 +19,8 @@ from rnncli.cli.common import (
     out,
     print_json,
 )
-from rnncli.train import runs
+from rnncli.config import run_files
+from rnncli.serve import locate
 
 app = typer.Typer(add_completion=False)
 
@@ -45,9 +46,9 @@ def evaluate(
 
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before loading a model
-    ref = runs.find_model(model)
+    ref = locate.find_model(model)
     if ref.bundled:
-        note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
+        note(f"No model in {run_files.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     with tf_runtime.quiet():
         report = evaluate_model(ref, home, split, limit, progress=note)
     if as_json:

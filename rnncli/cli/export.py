@@ -20,6 +20,8 @@ from rnncli.cli.common import (
     out,
     print_json,
 )
+from rnncli.config import run_files
+from rnncli.serve import locate
 from rnncli.train import runs
 
 app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
@@ -34,7 +36,7 @@ Graph = Literal["auto", "hybrid", "unrolled", "native", "native-folded", "tf2onn
 def onnx(
     model: Annotated[Path, typer.Option(
         "--model", help="Run folder or .keras file to export (.onnx with --text-input).")]
-    = runs.DEFAULT_OUTPUT,
+    = run_files.DEFAULT_OUTPUT,
     output: Annotated[Path | None, typer.Option(
         "--output", show_default="model.onnx beside the model",
         help="ONNX file to write.")] = None,
@@ -70,12 +72,12 @@ def onnx(
 
     if output is not None:
         runs.check_output_file(output)
-    ref = runs.find_model(model)
+    ref = locate.find_model(model)
     home = dataset.data_home(data_dir)
     if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
         text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
         return print_json(text.to_dict()) if as_json else out.print(text.summary())
-    output = output or ref.path.parent / runs.ONNX
+    output = output or ref.path.parent / run_files.ONNX
     with tf_runtime.quiet(hide_gpus=True):
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,

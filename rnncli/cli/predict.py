@@ -24,8 +24,9 @@ from typing import Annotated, Literal, NamedTuple
 import typer
 
 from rnncli.cli.common import Command, ModelPath, handle_errors, json_text, note
+from rnncli.config import run_files
 from rnncli.errors import UsageError
-from rnncli.train import runs
+from rnncli.serve import locate
 
 app = typer.Typer(add_completion=False)
 
@@ -175,12 +176,12 @@ def predict(
     from rnncli.serve.onnx_model import OnnxModel
 
     source = choose_input(list(texts or []), file)
-    ref = runs.find_model(model, prefer="onnx")
+    ref = locate.find_model(model, prefer="onnx")
     if ref.kind != "onnx":
         raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
     if ref.bundled:
-        note(f"No model in {runs.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
+        note(f"No model in {run_files.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     onnx_model = OnnxModel(ref.path)
     rows = aligned(source, lambda reviews: onnx_model.predict_stream(reviews, batch_size,
                                                                        threshold))

@@ -16,8 +16,8 @@ import typer
 from rnncli.cli.common import Command, DataDir, Limit, handle_errors
 from rnncli.cli.train_display import ProgressReporter, report
 from rnncli.config import file as config_file
+from rnncli.config import run_files
 from rnncli.config import settings as config
-from rnncli.train import runs
 
 app = typer.Typer(add_completion=False)
 
@@ -107,7 +107,8 @@ def train(
     ngram_teacher: Annotated[float | None, setting("ngram_teacher")] = None,
     cpu_devices: Annotated[int | None, typer.Option(
         "--cpu-devices", hidden=True, help="Split the CPU into N logical devices.")] = None,
-    output: Annotated[Path, typer.Option("--output", help="Run folder.")] = runs.DEFAULT_OUTPUT,
+    output: Annotated[Path, typer.Option(
+        "--output", help="Run folder.")] = run_files.DEFAULT_OUTPUT,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace a run in --output.")] = False,
     resume: Annotated[bool, typer.Option(

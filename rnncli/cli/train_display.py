@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rnncli.cli.common import err, fail, out
-from rnncli.train import runs
+from rnncli.config import run_files
 
 
 class EtaClock:
@@ -199,8 +199,8 @@ def report(result, output: Path) -> None:
         return
     if result.history:
         out.print(curves_chart(result.history, result.best_epoch), markup=False)
-        if save_png(result.history, output / runs.CURVES_PNG, result.best_epoch):
-            err.print(f"learning curves: {output / runs.CURVES_PNG}", markup=False)
+        if save_png(result.history, output / run_files.CURVES_PNG, result.best_epoch):
+            err.print(f"learning curves: {output / run_files.CURVES_PNG}", markup=False)
         else:
             err.print("learning curves: terminal chart only (curves.png needs matplotlib, "
                       "part of the [train] extra)", markup=False)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from rnncli.errors import ExportError
-from rnncli.export.ops import INPUT, OUTPUT
+from rnncli.serve.contract import INPUT, OUTPUT
 from rnncli.text import tokenizer as text
 
 

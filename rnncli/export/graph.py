@@ -35,22 +35,14 @@ import numpy as np
 
 from rnncli.config.settings import RunConfig
 from rnncli.errors import GraphUnsupported
-from rnncli.export.ops import (
-    FLOAT,
-    INPUT,
-    INT32,
-    INT64,
-    LOWEST,
-    MIN_OPSET,
-    OUTPUT,
-    GraphBuilder,
-    dense_head,
-)
+from rnncli.export.ops import FLOAT, INT32, INT64, LOWEST, MIN_OPSET, GraphBuilder, dense_head
 from rnncli.export.weights import check_model, embedding_table, layer_weights
 from rnncli.model.cells import get_cell, run_steps
 from rnncli.model.ngram import MIN_OPSET as HEAD_OPSET
 from rnncli.model.ngram import has_head
 from rnncli.model.poolings import get_pooling
+from rnncli.serve import contract
+from rnncli.serve.contract import INPUT, OUTPUT
 
 GRAPH_KINDS = ("hybrid", "unrolled", "native", "native-folded")
 # Batches up to this size take the native branch of the hybrid graph.
@@ -83,11 +75,11 @@ def skips_pad_steps(kind: str, cfg: RunConfig) -> bool:
 
 def serving_metadata(kind: str, cfg: RunConfig) -> dict[str, str]:
     """What serving reads from the file besides the preprocessing."""
-    props = {"rnncli.graph": kind,
-             "rnncli.skips_pad_steps": "true" if skips_pad_steps(kind, cfg) else "false"}
+    props = {contract.GRAPH: kind,
+             contract.SKIPS_PAD_STEPS: "true" if skips_pad_steps(kind, cfg) else "false"}
     if kind == "hybrid" and skips_pad_steps(kind, cfg):
         # Shorter rows take the native branch, fast for a few rows but not for many.
-        props["rnncli.full_length_batch"] = str(HYBRID_SMALL_BATCH)
+        props[contract.FULL_LENGTH_BATCH] = str(HYBRID_SMALL_BATCH)
     return props
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncli.config import run_files
 from rnncli.config.settings import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
 from rnncli.export.check import check_outputs, session, time_graph
@@ -28,8 +29,8 @@ from rnncli.export.graph import GRAPH_KINDS, build_graph, serving_metadata
 from rnncli.export.ops import INPUT, OUTPUT
 from rnncli.fsutil import atomic_path, read_json
 from rnncli.model import runtime as tf_runtime
+from rnncli.serve import locate
 from rnncli.text.preprocessing import Preprocessing
-from rnncli.train import runs
 
 GRAPHS = ("auto", *GRAPH_KINDS, "tf2onnx")
 # --graph auto: the first kind in this order whose score is within CHOICE_MARGIN of the
@@ -121,7 +122,7 @@ def _build(name: str, model, cfg: RunConfig | None, maxlen: int, opset: int):
         except Exception as exc:  # tf2onnx's failures share no base type
             raise _Rejected(f"tf2onnx could not convert it ({_first_line(exc)})") from exc
     if cfg is None:
-        raise GraphUnsupported(f"no {runs.CONFIG} beside the model to rebuild it from")
+        raise GraphUnsupported(f"no {run_files.CONFIG} beside the model to rebuild it from")
     try:
         proto = build_graph(model, cfg, name, opset)
         return proto, session(proto), True
@@ -178,7 +179,7 @@ def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
     return serving_metadata(cand.name, cfg)
 
 
-def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17,
+def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
                 atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                 quantize: bool = False, record_test: bool = False) -> ExportReport:
     if ref.kind != "keras":
@@ -187,8 +188,8 @@ def export_onnx(ref: runs.ModelRef, output: Path, home: Path, *, opset: int = 17
     if graph not in GRAPHS:
         raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
     tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
-    prep = runs.keras_preprocessing(ref.path)
-    cfg_path = ref.path.parent / runs.CONFIG
+    prep = locate.keras_preprocessing(ref.path)
+    cfg_path = ref.path.parent / run_files.CONFIG
     cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
     # The CLI runs this inside tf_runtime.quiet(hide_gpus=True): a visible GPU makes Keras
     # LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
@@ -234,7 +235,7 @@ def record_test_metrics(path: Path, home: Path) -> dict:
 
     from rnncli.evaluate import evaluate_model
 
-    ref = runs.ModelRef(path, "onnx")
+    ref = locate.ModelRef(path, "onnx")
     full = evaluate_model(ref, home, "test")
     part = evaluate_model(ref, home, "test", limit=SLICE)
     props = {"rnncli.test_accuracy": f"{full['accuracy']:.6f}",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-INPUT = "ids"
-OUTPUT = "probability"
+from rnncli.serve.contract import INPUT, OUTPUT  # noqa: F401  (the graphs' names)
+
 MIN_OPSET = 15  # Shape's start/end attributes
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto element types, for Cast
 LOWEST = np.float32(np.finfo(np.float32).min)  # identity of a max: masked steps take it

@@ -44,6 +44,10 @@ APOSTROPHES = "'\u2019\u2018`"  # what tokenize() turns into "'"
 DOTTED_CAPITAL_I = "\u0130"
 MIN_OPSET = 15  # Shape with start and end
 _DROP = -1  # LabelEncoder value for tokens that are not words (padding, markup)
+# Element type and rank of the outputs of each operator outside the standard domains: onnx
+# knows no schema for them, and a value it cannot type crashes its shape inference further
+# on (onnx 1.23 segfaults at the LabelEncoder fed from a Tokenizer; see declared_types).
+CUSTOM_OUTPUTS = {("com.microsoft", "Tokenizer"): ("STRING", 2)}  # [rows, tokens]
 
 
 def _code(ch: str) -> str:
@@ -211,6 +215,26 @@ def _int64_tensor(v: int):
     return numpy_helper.from_array(np.array([v], np.int64))
 
 
+def declared_types(nodes) -> list:
+    """value_info giving the type and rank of every output of a node in a non-standard
+    domain (CUSTOM_OUTPUTS), so that onnx's checker and shape inference type the whole
+    graph. An operator missing from the table is a bug here, raised as such."""
+    from onnx import TensorProto, helper
+
+    infos = []
+    for node in nodes:
+        if node.domain in ("", "ai.onnx", "ai.onnx.ml"):
+            continue
+        key = (node.domain, node.op_type)
+        if key not in CUSTOM_OUTPUTS:
+            raise RuntimeError(f"text graph node {node.name} ({node.domain} {node.op_type}) "
+                               "has no declared output type: add it to CUSTOM_OUTPUTS")
+        elem, rank = CUSTOM_OUTPUTS[key]
+        infos += [helper.make_tensor_value_info(out, getattr(TensorProto, elem), [None] * rank)
+                  for out in node.output if out]
+    return infos
+
+
 def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bool = True):
     """The id model behind a text front end: input "text" [batch] string, outputs
     "probability" [batch, 1], "known_words" [batch] int64 and "label" [batch] string.
@@ -249,9 +273,10 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
         outputs = [*src.output, *outputs, helper.make_tensor_value_info(
             LABEL_OUTPUT, *types[LABEL_OUTPUT])]
         inits = list({**g.inits, **tail.inits}.values()) + list(src.initializer)
-        value_info = src.value_info
+        value_info = [*src.value_info, *declared_types(g.nodes)]
     else:
-        nodes, inits, value_info = g.nodes, list(g.inits.values()), []
+        nodes, inits = g.nodes, list(g.inits.values())
+        value_info = declared_types(g.nodes)
         outputs = [helper.make_tensor_value_info(INPUT, *types[INPUT]), *outputs]
     text_in = helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])
     graph = helper.make_graph(nodes, "rnncli_text", [text_in], outputs, initializer=inits,

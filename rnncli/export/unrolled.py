@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.config.settings import RunConfig
-from rnncli.export.ops import FLOAT, INPUT, LOWEST, GraphBuilder, OnnxOps, dense_head
+from rnncli.export.ops import FLOAT, LOWEST, GraphBuilder, OnnxOps, dense_head
 from rnncli.export.weights import embedding_table, layer_weights
 from rnncli.model.cells import get_cell
 from rnncli.model.poolings import get_pooling
+from rnncli.serve.contract import INPUT
 
 
 def unrolled(g: GraphBuilder, model, cfg: RunConfig, out: str) -> None:

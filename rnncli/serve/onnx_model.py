@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.errors import ModelError
+from rnncli.serve import contract
 from rnncli.serve.windows import encoded_windows, windows
 from rnncli.text.preprocessing import FEW, REEXPORT, Encoded, Preprocessing
 
@@ -133,7 +134,7 @@ class OnnxModel:
             raise ModelError(f"Cannot load {path}: not a valid ONNX model ({_first_line(exc)}); "
                              f"{REEXPORT}.") from None
         props = self.session.get_modelmeta().custom_metadata_map
-        if not any(k.startswith("rnncli.") for k in props):
+        if not any(k.startswith(contract.PREFIX) for k in props):
             raise ModelError(f"{path} has no rnncli metadata (vocabulary, maxlen): export it "
                              "with `rnncli export onnx`.")
         self.path = path
@@ -172,11 +173,11 @@ class OnnxModel:
         return inputs[0].name, outputs[0].name
 
     def _full_length_batch(self) -> int | None:
-        value = self.metadata.get("rnncli.full_length_batch")
+        value = self.metadata.get(contract.FULL_LENGTH_BATCH)
         if value is None:
             return None
         if not value.isdigit():
-            raise ModelError(f"{self.path} metadata: rnncli.full_length_batch is {value!r}, "
+            raise ModelError(f"{self.path} metadata: {contract.FULL_LENGTH_BATCH} is {value!r}, "
                              f"not a whole number: {REEXPORT}.")
         return int(value)
 
@@ -223,9 +224,10 @@ class OnnxModel:
         if not texts:
             return []
         if self.takes_text:
-            from rnncli.serve.text_input import text_predictions
+            from rnncli.serve.text_input import run_text_model
 
-            return text_predictions(self, list(texts), threshold)
+            probs, known = run_text_model(self.session, list(texts), self.workers)
+            return self._predictions(texts, probs, known, threshold)
         if len(texts) <= FEW:  # the latency path: one call, no sorting
             prep = self.preprocessing
             trim = self.trim and (self.full_length_batch is None

@@ -9,18 +9,12 @@ and fed in groups whose rows x longest review stays under CHAR_BUDGET characters
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from rnncli.data import store as dataset
-from rnncli.errors import ModelError
-from rnncli.export.ops import OUTPUT
-from rnncli.export.text_graph import KNOWN_OUTPUT, TEXT_INPUT
+from rnncli.serve.contract import KNOWN_OUTPUT, OUTPUT, TEXT_INPUT
 
 CHAR_BUDGET = 1 << 20
 MAX_GROUP = 256
-STRING_INPUT = "tensor(string)"
 
 
 def _groups(texts: list[str]) -> list[np.ndarray]:
@@ -57,28 +51,3 @@ def run_text_model(session, texts: list[str], workers: int = 1) -> tuple[np.ndar
         for idx in groups:
             run(idx)
     return probs, known
-
-
-def text_predictions(model, texts: list[str], threshold: float | None):
-    """OnnxModel.predict_texts for a model whose input is the review text."""
-    from rnncli.serve.onnx_model import Prediction
-
-    prep = model.preprocessing
-    threshold = prep.threshold if threshold is None else threshold
-    probs, known = run_text_model(model.session, texts, model.workers)
-    positive, negative = prep.labels[1], prep.labels[0]
-    return [Prediction(t, positive if p >= threshold else negative, float(p), int(k))
-            for t, p, k in zip(texts, probs.tolist(), known.tolist())]
-
-
-def split_probabilities(model, home: Path, split: str,
-                        limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of the first `limit` reviews of `split`, fed as text."""
-    data = dataset.load_split(home, split)
-    texts = data.texts(limit)
-    if texts is None:
-        source = dataset.read_meta(home)["source"]
-        raise ModelError(f"A text-input model reads review texts, and the prepared {source} "
-                         "data kept none: `rnncli data fetch` the aclImdb archive.")
-    probs, _ = run_text_model(model.session, texts, model.workers)
-    return data.labels[: len(texts)].astype(np.float32), probs

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncli.config import run_files
 from rnncli.config.settings import RunConfig, bucket_for, distils
 from rnncli.data import store as dataset
 from rnncli.errors import TrainingError, UsageError
@@ -84,11 +85,11 @@ def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:
 
 def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None:
     prep = preprocessing_for(cfg, meta, home)
-    atomic_write_json(folder / runs.CONFIG, {**cfg.to_dict(), "dataset": {
+    atomic_write_json(folder / run_files.CONFIG, {**cfg.to_dict(), "dataset": {
         "source": meta["source"], "checksum": meta["checksum"],
         "tokenizer_version": meta["tokenizer_version"]}})
-    atomic_write_text(folder / runs.CONFIG_TOML, cfg.to_toml())
-    atomic_write_json(folder / runs.PREPROCESSING, prep.to_dict())
+    atomic_write_text(folder / run_files.CONFIG_TOML, cfg.to_toml())
+    atomic_write_json(folder / run_files.PREPROCESSING, prep.to_dict())
 
 
 def _flat(cfg: RunConfig) -> dict:
@@ -102,7 +103,7 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
     Settings given now must match the run's, except a larger epoch count; the prepared
     data must be the data it was trained on.
     """
-    saved = read_json(run.work / runs.CONFIG)
+    saved = read_json(run.work / run_files.CONFIG)
     then = saved.get("dataset", {})
     if (then.get("checksum"), then.get("tokenizer_version")) != (
             meta["checksum"], meta["tokenizer_version"]):
@@ -125,8 +126,8 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
             raise UsageError(f"The run in {run.output} has finished {done} epochs: "
                              f"--epochs must be more than {done} to resume it.")
         resumed.train.epochs = cfg.train.epochs
-        atomic_write_json(run.work / runs.CONFIG, {**saved, **resumed.to_dict()})
-        atomic_write_text(run.work / runs.CONFIG_TOML, resumed.to_toml())
+        atomic_write_json(run.work / run_files.CONFIG, {**saved, **resumed.to_dict()})
+        atomic_write_text(run.work / run_files.CONFIG_TOML, resumed.to_toml())
     t = resumed.train
     state = RunState(t.epochs, t.monitor, t.restore_best)
     for row in runs.read_history(run.work)[0]:
@@ -215,16 +216,16 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
     head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)
     joined, result.head = attach_head(network, cfg, head, data.x_val, data.y_val,
                                       cfg.train.seed)
-    path = run.work / ("head." + runs.MODEL)
+    path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
         joined.save(tmp)
-    atomic_write_json(run.work / runs.HEAD_JSON, result.head)
+    atomic_write_json(run.work / run_files.HEAD_JSON, result.head)
     return path
 
 
 def kept_model(run: runs.RunFolder, state: RunState) -> Path:
     """The checkpoint of the epoch the run keeps."""
-    return (run.work / runs.BEST if state.restore_best
+    return (run.work / run_files.BEST if state.restore_best
             else runs.checkpoint_path(run.work, state.kept_epoch))
 
 
@@ -322,18 +323,18 @@ def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult,
         return result
     with runs.interrupts_held():
         if joined:
-            joined.replace(run.work / runs.MODEL)
+            joined.replace(run.work / run_files.MODEL)
         else:
-            with atomic_path(run.work / runs.MODEL) as tmp:
+            with atomic_path(run.work / run_files.MODEL) as tmp:
                 shutil.copyfile(kept_model(run, s), tmp)
         # An interrupted run keeps its checkpoint for --resume; a NaN one would only
         # diverge again from it.
         result.resumable = result.interrupted and not s.nan_epoch
         if not result.resumable:
-            shutil.rmtree(run.work / runs.BACKUP, ignore_errors=True)
-        atomic_write_text(run.work / runs.LAST_RUN, f"{time.time():.0f}\n")
+            shutil.rmtree(run.work / run_files.BACKUP, ignore_errors=True)
+        atomic_write_text(run.work / run_files.LAST_RUN, f"{time.time():.0f}\n")
         runs.switch_in(run)
-    result.model = run.output / runs.MODEL
+    result.model = run.output / run_files.MODEL
     if s.nan_epoch:
         raise TrainingError(
             f"Loss became NaN in epoch {s.nan_epoch}: stopped; kept the model of epoch "

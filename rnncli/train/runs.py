@@ -1,8 +1,8 @@
-"""The run folder: its layout, how a run enters it, its history, and finding a model in it.
+"""A run folder in training: how a run enters it (staged, then switched in), its
+checkpoints and its history. The names of its files are in config/run_files.py.
 
     run = open_run(Path("artifacts"), overwrite=False, resume=False)  # files go to run.work
     switch_in(run)                                                   # then replace the old run
-    model = find_model(None)   # artifacts/ model, else the bundled one
 
 A new run is written in `.next/` inside the run folder and switched in, file by file with
 Ctrl-C held off, once it has a model: until then the folder's previous run stays whole.
@@ -20,29 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnncli.errors import ModelError, UsageError
+from rnncli.config.run_files import (
+    BACKUP,
+    CONFIG,
+    HISTORY_CSV,
+    HISTORY_JSON,
+    ONNX,
+    RUN_FILES,
+    STAGING,
+)
+from rnncli.errors import UsageError
 from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
-
-DEFAULT_OUTPUT = Path("artifacts")
-MODEL = "model.keras"
-BEST = "best.keras"
-CONFIG = "config.json"
-CONFIG_TOML = "config.toml"  # the same settings, for `rnncli train --config`
-PREPROCESSING = "preprocessing.json"
-HISTORY_JSON = "history.json"
-HISTORY_CSV = "history.csv"
-CURVES_PNG = "curves.png"
-LAST_RUN = "last_run"
-BACKUP = ".backup"  # epoch-NNNN.keras: the last finished epoch, with optimizer state
-STAGING = ".next"  # a run in progress, until it has a model
-HEAD_JSON = "ngram_head.json"  # --ngram-head: its weights against the network's, val accuracy
-ONNX = "model.onnx"
-ONNX_INT8 = "model.int8.onnx"
-ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
-# What a new run replaces: a stale export beside a new model would be served by mistake.
-RUN_FILES = (MODEL, BEST, CONFIG, CONFIG_TOML, PREPROCESSING, HISTORY_JSON, HISTORY_CSV,
-             CURVES_PNG, LAST_RUN, BACKUP, HEAD_JSON, ONNX, ONNX_INT8, ONNX_TEXT)
-BUNDLED = Path(__file__).resolve().parents[1] / "bundled" / "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -193,58 +181,3 @@ def read_history(folder: Path) -> tuple[list[dict], int | None, float | None]:
     except (OSError, ValueError):
         return [], None, None
     return h.get("epochs", []), h.get("best_epoch"), h.get("best")
-
-
-@dataclass
-class ModelRef:
-    path: Path  # the .keras or .onnx file
-    kind: str  # "keras" or "onnx"
-    bundled: bool = False
-
-
-def _model_in(folder: Path, prefer: str) -> ModelRef | None:
-    for name in ((MODEL, ONNX) if prefer == "keras" else (ONNX, MODEL)):
-        if (folder / name).exists():
-            return ModelRef(folder / name, "keras" if name == MODEL else "onnx")
-    return None
-
-
-def find_model(path: Path | None, prefer: str = "keras") -> ModelRef:
-    """Resolve --model: a run folder, a .keras or .onnx file; default artifacts/, then bundled."""
-    if path is None:
-        found = _model_in(DEFAULT_OUTPUT, prefer)
-        if found is None and BUNDLED.exists():
-            found = ModelRef(BUNDLED, "onnx", bundled=True)
-        if found is None:
-            raise ModelError(f"No model in {DEFAULT_OUTPUT}/: run `rnncli train` first.")
-        return found
-    path = Path(path)
-    if path.is_dir():
-        found = _model_in(path, prefer)
-        if found is None:
-            raise ModelError(f"No {MODEL} or {ONNX} in {path}: "
-                             f"run `rnncli train --output {path}`.")
-        return found
-    if not path.exists():
-        raise ModelError(f"No model at {path}: check --model.")
-    if path.suffix == ".keras":
-        return ModelRef(path, "keras")
-    if path.suffix == ".onnx":
-        return ModelRef(path, "onnx")
-    raise ModelError(f"{path} is neither a .keras nor an .onnx model: pass one of those.")
-
-
-def keras_preprocessing(model_path: Path):
-    """The preprocessing saved beside a Keras model."""
-    from rnncli.text.preprocessing import Preprocessing
-
-    meta = model_path.parent / PREPROCESSING
-    if not meta.exists():
-        raise ModelError(
-            f"No {PREPROCESSING} beside {model_path}: it was not saved by `rnncli train`; "
-            "retrain it with rnncli."
-        )
-    try:
-        return Preprocessing.from_dict(read_json(meta))
-    except ValueError as exc:
-        raise ModelError(f"Unreadable {meta} ({exc}): retrain the model.") from None

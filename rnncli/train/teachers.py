@@ -20,9 +20,9 @@ from rnncli.config.settings import RunConfig
 from rnncli.errors import UsageError
 from rnncli.model import runtime as tf_runtime
 from rnncli.model.ngram import count_matrix
+from rnncli.serve import locate
 from rnncli.text.preprocessing import Preprocessing
 from rnncli.text.tokenizer import OOV
-from rnncli.train import runs
 
 MIN_REVIEWS = 2  # an n-gram in fewer training reviews is left out (as TF-IDF's min_df)
 C = 4.0  # inverse L2 strength of the logistic regression (the bigram baseline's)
@@ -32,10 +32,10 @@ def load_teachers(folders: list[str], prep: Preprocessing) -> list:
     """Teacher models for distillation; each must read the student's ids the same way."""
     models = []
     for folder in folders:
-        ref = runs.find_model(Path(folder))
+        ref = locate.find_model(Path(folder))
         if ref.kind != "keras":
             raise UsageError(f"Teacher {folder} has no Keras model: give a run folder.")
-        theirs = runs.keras_preprocessing(ref.path)
+        theirs = locate.keras_preprocessing(ref.path)
         if (theirs.vocabulary[: prep.num_words - 3] != prep.vocabulary
                 or theirs.num_words < prep.num_words or theirs.maxlen != prep.maxlen):
             raise UsageError(f"Teacher {folder} reads reviews differently (vocabulary, "

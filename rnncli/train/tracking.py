@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rnncli.config import run_files
 from rnncli.fsutil import atomic_path
 from rnncli.train import runs
 
@@ -116,7 +117,7 @@ class EpochTracker:
                 model.save(tmp)
             runs.drop_checkpoints_before(folder, epoch)
             if improved:
-                with atomic_path(folder / runs.BEST) as tmp:
+                with atomic_path(folder / run_files.BEST) as tmp:
                     shutil.copyfile(checkpoint, tmp)
             runs.write_history(folder, s.history, s.best_epoch, s.best)
 

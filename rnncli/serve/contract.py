@@ -1,0 +1,23 @@
+"""What both sides of an rnncli ONNX file agree on: its input and output names and the
+metadata keys serving reads. Serving owns these names; export reads them from here, so
+serving never imports the code that builds graphs.
+
+    session.run([OUTPUT], {INPUT: ids})          # an id model
+    session.run([OUTPUT, KNOWN_OUTPUT], {TEXT_INPUT: texts})   # a text-input model
+"""
+
+from __future__ import annotations
+
+INPUT = "ids"  # int32 [batch, steps], padded on the model's side
+OUTPUT = "probability"  # float [batch, 1], of the positive class
+TEXT_INPUT = "text"  # string [batch]: `export onnx --text-input` graphs tokenize in-graph
+KNOWN_OUTPUT = "known_words"  # int64 [batch]: words of each review the vocabulary knows
+LABEL_OUTPUT = "label"  # string [batch], so a client needs neither metadata nor threshold
+
+# Metadata: every key starts with PREFIX; the preprocessing (vocabulary, maxlen, padding
+# side, labels) is stored under it too (text/preprocessing.py).
+PREFIX = "rnncli."
+GRAPH = PREFIX + "graph"  # the graph kind: hybrid, native, unrolled, tf2onnx, ...
+SKIPS_PAD_STEPS = PREFIX + "skips_pad_steps"  # "true" when shorter rows run fewer steps
+FULL_LENGTH_BATCH = PREFIX + "full_length_batch"  # larger batches run at full length
+INPUT_KIND = PREFIX + "input"  # TEXT_INPUT for a text-input graph
