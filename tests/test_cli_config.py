@@ -114,7 +114,7 @@ def test_a_run_config_json_is_read_too(tmp_path):
 
 
 def test_readme_lists_every_key_as_config_py_defines_it():
-    assert config_file.keys_table() in README.read_text(), (
+    assert config.keys_table() in README.read_text(), (
         "README's key table is stale: paste the output of `python -m rnncli.config_file`")
 
 

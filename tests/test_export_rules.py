@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from rnncli.export.check import max_diff, trimmed_batches, trimmed_rows
+from rnncli.export.check import max_diff
 from rnncli.export.onnx import CHOICE_MARGIN, PREFERENCE, Candidate, choose
+from rnncli.text.padding import trimmed_batches, trimmed_rows
 
 
 def cand(name, latency_us, throughput):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
-from rnncli.model.ngram import BUCKETS, NgramHead, fit_head, key_counts, row_keys, stack_weights
+from rnncli.model.ngram import BUCKETS, NgramHead, key_counts, row_keys
 from rnncli.text import tokenizer as text
+from rnncli.train.head import fit_head, stack_weights
 
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS
@@ -66,7 +67,7 @@ def test_stack_weights_recover_how_two_logits_combine():
 def test_keras_layer_computes_the_numpy_head():
     """Repeated words, pairs across pads, rows with no key, either padding side."""
     from rnncli.model import runtime as tf_runtime
-    from rnncli.model.ngram import ngram_layer
+    from rnncli.model.layers import ngram_layer
 
     tf_runtime.import_tensorflow()
     rng = np.random.default_rng(1)
@@ -95,7 +96,7 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
     from rnncli.config.settings import RunConfig, apply
     from rnncli.model import runtime as tf_runtime
     from rnncli.model.build import build_model
-    from rnncli.model.ngram import attach_head
+    from rnncli.train.head import attach_head
 
     tf_runtime.import_tensorflow()
     cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
@@ -132,7 +133,7 @@ def test_network_logits_read_rows_as_the_model_does(pooling, padding):
     from rnncli.config.settings import RunConfig, apply
     from rnncli.model import runtime as tf_runtime
     from rnncli.model.build import build_model
-    from rnncli.model.ngram import network_logits
+    from rnncli.train.head import network_logits
 
     tf_runtime.import_tensorflow()
     cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,

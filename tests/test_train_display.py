@@ -15,7 +15,7 @@ from rnncli.cli.train_display import (
     report,
     save_png,
 )
-from rnncli.model.runtime import WorkerRole
+from rnncli.train.distributed import WorkerRole
 from rnncli.train.loop import TrainResult
 
 HISTORY = [{"epoch": e, "loss": 0.7 - 0.1 * e, "accuracy": 0.5 + 0.1 * e,

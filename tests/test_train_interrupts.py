@@ -169,21 +169,22 @@ def test_nan_after_good_epochs_keeps_the_best_model(prepared, tmp_path, monkeypa
 
 def test_ctrl_c_while_the_ngram_head_is_fitted_keeps_the_network_and_resume_fits_it(
         prepared, tmp_path, monkeypatch):
-    from rnncli.model import ngram as ngram_head
     from rnncli.model import runtime as tf_runtime
+    from rnncli.model.ngram import has_head
+    from rnncli.train import head as train_head
 
-    fit = ngram_head.fit_head
+    fit = train_head.fit_head
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ngram_head, "fit_head", interrupted)
+    monkeypatch.setattr(train_head, "fit_head", interrupted)
     assert train("--epochs", "1", "--output", "run", "--ngram-head").exit_code == 130
     folder = tmp_path / "run"
-    assert not ngram_head.has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
+    assert not has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
     assert not (folder / run_files.HEAD_JSON).exists()
-    monkeypatch.setattr(ngram_head, "fit_head", fit)
+    monkeypatch.setattr(train_head, "fit_head", fit)
     res = runner.invoke(app, ["train", "--output", "run", "--resume"])
     assert res.exit_code == 0, res.output
-    assert ngram_head.has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
+    assert has_head(tf_runtime.load_keras_model(folder / run_files.MODEL))
     assert (folder / run_files.HEAD_JSON).exists() and not (folder / run_files.BACKUP).exists()

@@ -15,6 +15,7 @@ from rnncli.cli import app
 from rnncli.config import run_files
 from rnncli.model import runtime as tf_runtime
 from rnncli.serve import locate
+from rnncli.train import distributed
 
 runner = CliRunner()
 TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim", "8",
@@ -60,9 +61,9 @@ def test_worker_role_from_tf_config(monkeypatch, tf_config, role):
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    got = tf_runtime.worker_role("multi-worker")
+    got = distributed.worker_role("multi-worker")
     assert (got.index, got.count, got.chief) == role
-    assert tf_runtime.worker_role("default").chief
+    assert distributed.worker_role("default").chief
 
 
 def test_bad_tf_config_is_a_usage_error(prepared, monkeypatch):

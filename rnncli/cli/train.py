@@ -28,7 +28,7 @@ def requested_settings(preset: str | None, file: Path | None,
     keys = {k for k, v in overrides.items() if v is not None}
     keys |= set(config.PRESETS.get(preset or "", {}))
     if file:
-        keys |= set(config_file.load_toml(file))
+        keys |= set(config.load_file(file))
     return {k.replace("-", "_") for k in keys}
 
 

@@ -15,7 +15,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from rnncli.config.settings import KEYS_DOC, SECTIONS, RunConfig, Setting, settings
 from rnncli.errors import UsageError
 
 
@@ -38,15 +37,17 @@ def toml_parser():
     return tomllib
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: Path, table: dict, keys_doc: str) -> dict[str, Any]:
     """The settings of a TOML file, flat; sections ([data], [model], [train]) are optional,
     but a key given inside one must belong to it. A run's config.json is read too (its
-    "dataset" entry is a record of the data, not a setting)."""
+    "dataset" entry is a record of the data, not a setting). `table` holds every key's
+    Setting (config/settings.py), whose section it checks."""
     tomllib = toml_parser()
+    sections = {s.section for s in table.values()}
     try:
         with open(path, "rb") as f:
             if Path(path).suffix == ".json":
-                raw = {k: v for k, v in json.load(f).items() if k in SECTIONS}
+                raw = {k: v for k, v in json.load(f).items() if k in sections}
             else:
                 raw = tomllib.load(f)
     except FileNotFoundError:
@@ -63,15 +64,14 @@ def load_toml(path: Path) -> dict[str, Any]:
         reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise UsageError(f"Invalid {kind} in {path} ({reason}): fix the file, or write one "
                          "with `rnncli train --print-config`.") from None
-    table = settings()
     flat: dict[str, Any] = {}
     for k, v in raw.items():
         if not isinstance(v, dict):
             flat[k] = v
             continue
-        if k not in SECTIONS:
+        if k not in sections:
             raise UsageError(f"Unknown section [{k}] in {path}: use [data], [model] or [train] "
-                             f"(keys: {KEYS_DOC}).")
+                             f"(keys: {keys_doc}).")
         for key, value in v.items():
             home = table[key].section if key in table else k
             if home != k:
@@ -93,13 +93,13 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
-def to_toml(cfg: RunConfig) -> str:
+def to_toml(cfg, table: dict, keys_doc: str) -> str:
     """The config as a TOML file that `--config` reads back to the same settings. TOML has
     no null: an unset (None) key is written as a comment, so the file still lists it."""
     lines = ["# rnncli run settings: rnncli train --config THIS_FILE",
-             f"# Every key: {KEYS_DOC}."]
-    by_section: dict[str, list[Setting]] = {}
-    for s in settings().values():
+             f"# Every key: {keys_doc}."]
+    by_section: dict[str, list] = {}
+    for s in table.values():
         by_section.setdefault(s.section, []).append(s)
     for section, items in by_section.items():
         lines += ["", f"[{section}]"]
@@ -112,15 +112,12 @@ def to_toml(cfg: RunConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def keys_table() -> str:
-    """The README's table of config keys, generated from the fields of config.py."""
+def keys_table(table: dict) -> str:
+    """The documented table of config keys (docs/config.md), from the settings `table`."""
     rows = ["| key | section | type | default | meaning |", "|---|---|---|---|---|"]
-    for s in settings().values():
+    for s in table.values():
         default = "unset" if s.default is None else toml_value(s.default)  # [] for a list
         kind = type_name(s.type, article=False)
         rows.append(f"| `{s.name}` | {s.section} | {kind} | `{default}` | {s.help} |")
     return "\n".join(rows) + "\n"
 
-
-if __name__ == "__main__":
-    print(keys_table(), end="")

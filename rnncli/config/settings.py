@@ -141,7 +141,7 @@ class RunConfig:
     def to_toml(self) -> str:
         from rnncli.config.file import to_toml
 
-        return to_toml(self)
+        return to_toml(self, settings(), KEYS_DOC)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -256,12 +256,24 @@ def resolve(preset: str | None = None, file: Path | None = None,
             raise UsageError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}.")
         apply(cfg, PRESETS[preset], f"preset {preset}")
     if file:
-        from rnncli.config.file import load_toml
-
-        apply(cfg, load_toml(file), str(file))
+        apply(cfg, load_file(file), str(file))
     apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "the options")
     validate(cfg)
     return cfg
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file (or a run's config.json), flat, sections checked."""
+    from rnncli.config.file import load_toml
+
+    return load_toml(path, settings(), KEYS_DOC)
+
+
+def keys_table() -> str:
+    """The documented table of config keys: `python -m rnncli.config` prints it."""
+    from rnncli.config.file import keys_table
+
+    return keys_table(settings())
 
 
 def validate(cfg: RunConfig) -> None:

@@ -35,10 +35,10 @@ import numpy as np
 
 from rnncli.config.settings import RunConfig
 from rnncli.errors import GraphUnsupported
+from rnncli.export.ngram import MIN_OPSET as HEAD_OPSET
 from rnncli.export.ops import FLOAT, INT32, INT64, LOWEST, MIN_OPSET, GraphBuilder, dense_head
 from rnncli.export.weights import check_model, embedding_table, layer_weights
 from rnncli.model.cells import get_cell, run_steps
-from rnncli.model.ngram import MIN_OPSET as HEAD_OPSET
 from rnncli.model.ngram import has_head
 from rnncli.model.poolings import get_pooling
 from rnncli.serve import contract

@@ -136,7 +136,8 @@ class OnnxOps:
 def dense_head(g: GraphBuilder, model, features: str, out: str) -> None:
     """The layer named "dense" on [batch, features], then the sigmoid: Dense(1, sigmoid), or
     Dense(1) plus the n-gram head's logit of the graph's input ids (ngram_head.py)."""
-    from rnncli.model.ngram import has_head, onnx_head_logit
+    from rnncli.export.ngram import onnx_head_logit
+    from rnncli.model.ngram import has_head
 
     kernel, bias = (np.asarray(w, np.float32) for w in model.get_layer("dense").get_weights())
     logits = g.one("Gemm", [features, g.const("dense_kernel", kernel),

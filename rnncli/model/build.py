@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from rnncli.config.settings import RunConfig, distils, unroll_for
 from rnncli.model.cells import get_cell
+from rnncli.model.layers import ngram_layer, pooling_layer
+from rnncli.model.ngram import LAYER
 from rnncli.model.poolings import get_pooling
 
 # Layer names are a contract with the ONNX graphs (model_weights.py reads weights by name):
@@ -57,8 +59,6 @@ def build_model(cfg: RunConfig, ngram_head: bool = False):
     if not ngram_head:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
         return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
-    from rnncli.model.ngram import LAYER, ngram_layer
-
     logit = keras.layers.Dense(1, name="dense")(x)
     head = ngram_layer()(d.num_words, name=LAYER)(inputs)
     logit = keras.layers.Add(name="logit")([logit, head])
@@ -85,16 +85,6 @@ def compile_model(model, cfg: RunConfig, jit_compile: bool | None = None,
     )
 
 
-def pooling_layer(name: str):
-    """The Keras layer class of a pooling mode: a keras.layers name or one of rnncli's."""
-    custom = {"rnncli>MaskedGlobalMaxPooling1D": masked_max_pooling}
-    if name in custom:
-        return custom[name]()
-    import keras
-
-    return getattr(keras.layers, name)
-
-
 def thresholded_accuracy(y_true, y_pred):
     from keras import ops
 
@@ -104,42 +94,3 @@ def thresholded_accuracy(y_true, y_pred):
 
 
 thresholded_accuracy.__name__ = "accuracy"  # the history's column name, as plain Keras
-
-_MASKED_MAX = None
-
-
-def masked_max_pooling():
-    """The Keras layer class for max pooling over unmasked steps, registered for loading.
-
-    Made on first use so that importing this module does not import Keras.
-    """
-    global _MASKED_MAX
-    if _MASKED_MAX is not None:
-        return _MASKED_MAX
-    import keras
-    from keras import ops
-
-    @keras.saving.register_keras_serializable(package="rnncli")
-    class MaskedGlobalMaxPooling1D(keras.layers.Layer):
-        """Max over time of the steps whose mask is true; a row with none gives zeros."""
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.supports_masking = True
-
-        def call(self, inputs, mask=None):
-            if mask is None:
-                return ops.max(inputs, axis=1)
-            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
-            lowest = ops.full_like(inputs, -3.0e38)
-            pooled = ops.max(ops.where(keep, inputs, lowest), axis=1)
-            return ops.where(ops.any(keep, axis=1), pooled, ops.zeros_like(pooled))
-
-        def compute_mask(self, inputs, mask=None):
-            return None  # one vector per review: nothing left to mask
-
-        def compute_output_shape(self, input_shape):
-            return (input_shape[0], input_shape[2])
-
-    _MASKED_MAX = MaskedGlobalMaxPooling1D
-    return _MASKED_MAX

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from rnncli.errors import MissingExtraError, ModelError, UsageError
+from rnncli.errors import MissingExtraError, ModelError
 
 TRAIN_EXTRA = 'pip install "rnncli[train]"'
 KERAS_MODULES = ("tensorflow", "keras")
@@ -148,18 +146,6 @@ def import_tf2onnx():
     return tf2onnx
 
 
-def split_cpu(tf, devices: int | None) -> None:
-    """Show the CPU as `devices` logical devices (to try a mirrored strategy on one host)."""
-    if not devices or devices < 2:
-        return
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices)
-    except RuntimeError:
-        pass  # already initialised with its devices (a second run in one process)
-
-
 @contextlib.contextmanager
 def seeded(seed: int, deterministic_ops: bool) -> Iterator[None]:
     """Keras's seeds (Python, numpy, TensorFlow) and, on request, deterministic ops.
@@ -186,51 +172,11 @@ def seeded(seed: int, deterministic_ops: bool) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
-@dataclass(frozen=True)
-class WorkerRole:
-    index: int  # this process's place among the workers
-    count: int  # workers in the cluster
-    chief: bool  # the one that writes the run folder
-
-
-def worker_role(strategy: str) -> WorkerRole:
-    """This process's role, read from TF_CONFIG as tf.distribute reads it."""
-    if strategy != "multi-worker" or not os.environ.get("TF_CONFIG"):
-        return WorkerRole(0, 1, True)
-    try:
-        tf_config = json.loads(os.environ["TF_CONFIG"])
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        kind, index = task["type"], int(task["index"])
-        count = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(
-            f"TF_CONFIG is not a valid cluster description ({type(exc).__name__}: {exc}): "
-            'set it to JSON such as {"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
-            '"task": {"type": "worker", "index": 0}}.') from None
-    # As in TensorFlow's multi-worker guide: the "chief" task if the cluster names one,
-    # else worker 0.
-    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
-    position = index + (len(cluster.get("chief", [])) if kind == "worker" else 0)
-    return WorkerRole(position, count, chief)
-
-
-def make_strategy(tf, name: str):
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    # Workers and this one's role come from TF_CONFIG, as tf.distribute documents.
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
 def load_keras_model(model_path: Path):
     require_training_extra("Loading a Keras model")
     import keras
 
-    from rnncli.model.build import masked_max_pooling
-    from rnncli.model.ngram import ngram_layer
+    from rnncli.model.layers import masked_max_pooling, ngram_layer
 
     masked_max_pooling()  # registers the custom layers before a file may name them
     ngram_layer()

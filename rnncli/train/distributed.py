@@ -1,5 +1,7 @@
-"""Training on several machines: one model, trained by every worker named in TF_CONFIG.
+"""Training on several devices or machines: the tf.distribute strategy, this process's role
+in a cluster, and one model trained by every worker named in TF_CONFIG.
 
+    role = worker_role("multi-worker")                  # read from TF_CONFIG
     fit_together(model, strategy, cfg, data, tracker)   # under MultiWorkerMirroredStrategy
 
 Keras 3's model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras issue
@@ -13,10 +15,65 @@ worker sees the same metrics and makes the same early-stopping and NaN decisions
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+
 import numpy as np
 
 from rnncli.config.settings import RunConfig, bucket_for, epoch_learning_rate
-from rnncli.errors import TrainingError
+from rnncli.errors import TrainingError, UsageError
+
+
+def split_cpu(tf, devices: int | None) -> None:
+    """Show the CPU as `devices` logical devices (to try a mirrored strategy on one host)."""
+    if not devices or devices < 2:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:
+        pass  # already initialised with its devices (a second run in one process)
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    index: int  # this process's place among the workers
+    count: int  # workers in the cluster
+    chief: bool  # the one that writes the run folder
+
+
+def worker_role(strategy: str) -> WorkerRole:
+    """This process's role, read from TF_CONFIG as tf.distribute reads it."""
+    if strategy != "multi-worker" or not os.environ.get("TF_CONFIG"):
+        return WorkerRole(0, 1, True)
+    try:
+        tf_config = json.loads(os.environ["TF_CONFIG"])
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        kind, index = task["type"], int(task["index"])
+        count = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(
+            f"TF_CONFIG is not a valid cluster description ({type(exc).__name__}: {exc}): "
+            'set it to JSON such as {"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
+            '"task": {"type": "worker", "index": 0}}.') from None
+    # As in TensorFlow's multi-worker guide: the "chief" task if the cluster names one,
+    # else worker 0.
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    position = index + (len(cluster.get("chief", [])) if kind == "worker" else 0)
+    return WorkerRole(position, count, chief)
+
+
+def make_strategy(tf, name: str):
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    # Workers and this one's role come from TF_CONFIG, as tf.distribute documents.
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def lost_worker(exc: BaseException) -> bool:

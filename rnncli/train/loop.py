@@ -27,7 +27,7 @@ from rnncli.errors import TrainingError, UsageError
 from rnncli.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from rnncli.model import runtime as tf_runtime
 from rnncli.text.preprocessing import Preprocessing
-from rnncli.train import runs
+from rnncli.train import distributed, runs
 from rnncli.train.tracking import (
     EpochTracker,
     Reporter,
@@ -40,7 +40,7 @@ from rnncli.train.tracking import (
 @dataclass
 class TrainResult:
     output: Path  # the run folder
-    role: tf_runtime.WorkerRole
+    role: distributed.WorkerRole
     model: Path | None = None  # model.keras, if this process wrote one
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
@@ -148,7 +148,7 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     if cfg.model.ngram_head:
         tf_runtime.require_training_extra("--ngram-head", ("sklearn", "scipy"))
     meta = dataset.read_meta(home)
-    role = tf_runtime.worker_role(cfg.train.strategy)
+    role = distributed.worker_role(cfg.train.strategy)
     if resume and role.count > 1:
         raise UsageError("--resume does not work with --strategy multi-worker: start the run "
                          "again with --overwrite.")
@@ -176,9 +176,9 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
         if run and not run.resumed:
             write_settings(run.work, cfg, meta, home)
         tf = tf_runtime.import_tensorflow()
-        tf_runtime.split_cpu(tf, cpu_devices)
+        distributed.split_cpu(tf, cpu_devices)
         with tf_runtime.seeded(t.seed, deterministic_ops=not jit):
-            strategy = tf_runtime.make_strategy(tf, t.strategy)
+            strategy = distributed.make_strategy(tf, t.strategy)
             checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
             model = build_compiled(cfg, strategy, jit, checkpoint)
             if t.strategy == "multi-worker":
@@ -210,7 +210,7 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
     """Fit the n-gram head on the training share, join it to the kept network, write that
     model beside the run's files and its details to ngram_head.json; the joined model's
     path (finish() makes it model.keras)."""
-    from rnncli.model.ngram import attach_head, fit_head
+    from rnncli.train.head import attach_head, fit_head
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
     head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)

@@ -1,0 +1,66 @@
+"""The n-gram head as ONNX nodes: the Keras layer's computation (model/layers.py) in every
+hand-built graph kind.
+
+    logit = onnx_head_logit(g, model, INPUT)   # [batch, 1], added to the network's logit
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnncli.model.ngram import LAYER
+from rnncli.text.tokenizer import OOV
+
+MIN_OPSET = 16  # ScatterElements with reduction="add"
+
+
+def onnx_head_logit(g, model, ids: str) -> str:
+    """The head's logit [batch, 1] as nodes of GraphBuilder `g` reading int32 `ids`: the
+    Keras layer's computation (Unique counts each review's keys, ScatterElements sums
+    per review)."""
+    from onnx import TensorProto, helper
+
+    layer = model.get_layer(LAYER)
+    table, idf = (np.array(w, np.float32) for w in layer.get_weights())
+    # Every entry that is not a key goes to flat index 0, key 0 of row 0, which the Keras
+    # layer masks out; an idf of 0 there does the same without a mask per call.
+    idf[0] = 0.0
+    nw, size = layer.num_words, layer.num_words + layer.buckets
+    INT64, FLOAT = TensorProto.INT64, TensorProto.FLOAT
+    one = g.one
+    x = one("Cast", [ids], "ngram_ids", to=INT64)
+    real = one("GreaterOrEqual", [x, g.const("ngram_oov", np.array(OOV, np.int64))])
+    axis1 = g.int64("ngram_axis1", [1])
+    start, end = g.int64("ngram_0", [0]), g.int64("ngram_last", [-1])
+    first, big = g.int64("ngram_1", [1]), g.int64("ngram_end", [np.iinfo(np.int64).max])
+    left = one("Slice", [x, start, end, axis1])
+    right = one("Slice", [x, first, big, axis1])
+    pair = one("Mul", [left, g.const("ngram_num_words", np.array(nw, np.int64))])
+    pair = one("Mod", [one("Add", [pair, right]),
+                       g.const("ngram_buckets", np.array(layer.buckets, np.int64))])
+    pair = one("Add", [pair, "ngram_num_words"])
+    kept_pair = one("GreaterOrEqual", [one("Min", [left, right]), "ngram_oov"])
+    keys = one("Concat", [x, pair], axis=1)
+    kept = one("Concat", [real, kept_pair], axis=1)
+    shape = one("Shape", [x])
+    batch = one("Gather", [shape, g.const("ngram_zero", np.array(0, np.int64))])
+    rows = one("Range", [g.const("ngram_r0", np.array(0, np.int64)), batch,
+                         g.const("ngram_r1", np.array(1, np.int64))])
+    rows = one("Mul", [one("Unsqueeze", [rows, axis1]),
+                       g.const("ngram_size", np.array(size, np.int64))])
+    flat = one("Where", [kept, one("Add", [rows, keys]), g.const("ngram_none",
+                                                                 np.array(0, np.int64))])
+    flat = one("Reshape", [flat, g.int64("ngram_flat", [-1])])
+    found, _, _, counts = g.node("Unique", [flat], n_out=4, unused=(1, 2), sorted=1)
+    key = one("Mod", [found, "ngram_size"])
+    row = one("Div", [found, "ngram_size"])
+    tf_ = one("Add", [g.const("ngram_one", np.array(1, np.float32)),
+                      one("Log", [one("Cast", [counts], to=FLOAT)])])
+    v = one("Mul", [tf_, one("Gather", [g.const("ngram_idf", idf), key])])
+    zeros = one("ConstantOfShape", [one("Reshape", [batch, g.int64("ngram_1d", [1])])],
+                value=helper.make_tensor("zero", FLOAT, [1], [0.0]))
+    dot = one("ScatterElements", [zeros, row, one("Mul", [v, one(
+        "Gather", [g.const("ngram_weights", table), key])])], reduction="add")
+    norm = one("ScatterElements", [zeros, row, one("Mul", [v, v])], reduction="add")
+    norm = one("Sqrt", [one("Max", [norm, g.const("ngram_tiny", np.array(1e-30, np.float32))])])
+    return one("Unsqueeze", [one("Div", [dot, norm]), axis1], "ngram_logit")
