@@ -8,6 +8,7 @@ import pytest
 from rnncli.config import settings as config
 from rnncli.errors import UsageError
 from rnncli.model import cells, poolings
+from rnncli.model.build import unroll_for
 
 
 def test_config_and_help_read_the_registries():
@@ -107,6 +108,6 @@ def test_masked_poolings_are_the_ones_that_cut_batches():
     masked = [p.name for p in poolings.POOLINGS.values() if p.masked]
     assert masked == ["masked-max"]
     cfg = config.resolve(overrides={"pooling": "masked-max"})
-    assert config.bucket_for(cfg) and not config.unroll_for(cfg)
+    assert config.bucket_for(cfg) and not unroll_for(cfg)
     with pytest.raises(UsageError, match="--bucket"):
         config.resolve(overrides={"bucket": True, "pooling": "max"})

@@ -72,7 +72,7 @@ def test_a_teacher_that_reads_padding_is_refused(prepared, tmp_path):
 def test_thresholded_accuracy_compares_review_by_review():
     import numpy as np
 
-    from rnncli.model.build import thresholded_accuracy
+    from rnncli.train.objective import thresholded_accuracy
 
     y_true = np.array([0.9, 0.2, 0.6, 0.4], np.float32)  # soft targets, [batch]
     y_pred = np.array([[0.8], [0.1], [0.3], [0.45]], np.float32)  # model output, [batch, 1]

@@ -3,7 +3,10 @@
     $ rnncli --help
 
 Commands are listed in cli/lazy.py (COMMANDS) and imported only when used, so
-`rnncli predict` loads neither the training nor the data commands.
+`rnncli predict` loads neither the training nor the data commands. Each command parses
+its options, calls one library function and renders the result.
+
+Imports: every room (data, train, export, serve, evaluate, model, text, config).
 """
 
 from __future__ import annotations

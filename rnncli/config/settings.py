@@ -336,17 +336,6 @@ def validate(cfg: RunConfig) -> None:
             raise UsageError(message)
 
 
-def unroll_for(cfg: RunConfig) -> bool:
-    # Measured on 2 CPU cores with XLA: an unrolled SimpleRNN(32) over 80 steps ran epochs
-    # in 2.5 s against 3.3-5.3 s as a loop, but an unrolled LSTM took 97 s to compile and
-    # 20 s per epoch against 7 s as a loop; long sequences only bloat the graph.
-    if cfg.model.unroll is not None:
-        return cfg.model.unroll
-    # Masked models run batches of many widths, which an unrolled loop cannot share.
-    return (cfg.model.cell == "simple" and cfg.data.maxlen <= 100
-            and not poolings.get_pooling(cfg.model.pooling).masked)
-
-
 def distils(cfg: RunConfig) -> bool:
     """Whether the run trains on a teacher's probabilities (--teacher, --ngram-teacher)."""
     return bool(cfg.train.teachers) or cfg.train.ngram_teacher > 0

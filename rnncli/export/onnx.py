@@ -9,13 +9,19 @@ trimmed) and timed; one is chosen by a fixed rule (`choose`) and written via a t
 name, so a failed export leaves nothing at the output path.
 
 A candidate ends up valid, "mismatch" (its values differ from Keras), "rejected" (tf2onnx
-could not convert the model) or "unsupported" (a hand-built kind refused the model, with
-its reason). Any other failure of a hand-built graph is a bug in rnncli and fails the
-export: it never falls back quietly to another graph.
+could not convert the model, or its graph fails onnx's checker) or "unsupported" (a
+hand-built kind refused the model, with its reason). Any other failure of a hand-built
+graph, failing onnx's checker included, is a bug in rnncli and fails the export: it never
+falls back quietly to another graph.
+
+Every file an export writes (this module, quantize.py, text_export.py) first passes
+`full_check`: onnx's checker with full_check and strict shape inference, or the export
+refuses it in one line and writes nothing.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +113,66 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
 
 
+def _graphs(graph):
+    """A graph and every graph nested in its nodes' attributes (If branches, Loop bodies)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for sub in attr.graphs:
+                yield from _graphs(sub)
+
+
+def undeclared_outputs(proto) -> list[str]:
+    """Outputs of nodes whose operator onnx has no schema for (another domain's, such as
+    com.microsoft's Tokenizer) that carry no declared element type. onnx cannot infer
+    their type, and its shape inference may crash on what reads them instead of raising
+    (onnx 1.23 segfaults at an ai.onnx.ml LabelEncoder fed from a Tokenizer; onnx/onnx#7298
+    is one of that family): such a graph is refused before onnx's inference runs."""
+    import onnx
+
+    typed = {v.name for g in _graphs(proto.graph) for v in (*g.input, *g.output, *g.value_info)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type
+             or v.type.HasField("sequence_type") or v.type.HasField("map_type")}
+    return [f"{out} ({node.domain or 'ai.onnx'} {node.op_type} {node.name})"
+            for g in _graphs(proto.graph) for node in g.node
+            if not onnx.defs.has(node.op_type, node.domain)
+            for out in node.output if out and out not in typed]
+
+
+def checker_problem(model) -> str | None:
+    """Why onnx's own checks refuse `model` (a ModelProto, or the path of a saved one:
+    needed for a model with external data or over 2 GB), in one line; None when it passes
+    `onnx.checker.check_model(full_check=True)` and `onnx.shape_inference.infer_shapes`
+    with strict_mode, check_type and data_prop, as tests/test_onnx_checker.py runs them on
+    every file an export writes."""
+    import onnx
+
+    path = isinstance(model, (str, os.PathLike))
+    proto = onnx.load(os.fspath(model)) if path else model
+    undeclared = undeclared_outputs(proto)
+    if undeclared:
+        return (f"{len(undeclared)} output(s) of operators onnx has no schema for carry no "
+                f"declared type, first {undeclared[0]}: onnx's shape inference can crash on "
+                "such a graph")
+    try:
+        onnx.checker.check_model(os.fspath(model) if path else proto, full_check=True)
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
+                                          data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        return _first_line(exc)
+    return None
+
+
+def full_check(model, what: str, next_step: str) -> None:
+    """Raise ExportError, in one line, when `model` fails onnx's checks (checker_problem).
+    Every writer of an exported file calls it before its atomic write."""
+    problem = checker_problem(model)
+    if problem:
+        raise ExportError(f"{what} fails onnx's checker ({problem}); {next_step}")
+
+
 def _masked(model) -> bool:
     return bool(getattr(model.get_layer("embedding"), "mask_zero", False))
 
@@ -118,20 +184,26 @@ def _build(name: str, model, cfg: RunConfig | None, maxlen: int, opset: int):
         masked = _masked(model)
         try:  # a masked model runs any width, so its conversion may too
             proto = _tf2onnx_graph(model, None if masked else maxlen, opset)
-            return proto, session(proto), masked
         except Exception as exc:  # tf2onnx's failures share no base type
             raise _Rejected(f"tf2onnx could not convert it ({_first_line(exc)})") from exc
+        problem = checker_problem(proto)
+        if problem:  # tf2onnx's graph is not ours to fix: another candidate may do
+            raise _Rejected(f"tf2onnx's graph fails onnx's checker ({problem})")
+        return proto, session(proto), masked
     if cfg is None:
         raise GraphUnsupported(f"no {run_files.CONFIG} beside the model to rebuild it from")
     try:
         proto = build_graph(model, cfg, name, opset)
-        return proto, session(proto), True
+        sess = session(proto)
     except GraphUnsupported:
         raise
     except Exception as exc:
         raise ExportError(f"The {name} graph builder crashed on this model "
                           f"({_first_line(exc)}): a bug in rnncli; `--graph tf2onnx` exports "
                           "without it.") from exc
+    full_check(proto, f"The {name} graph", "a bug in rnncli; `--graph tf2onnx` exports "
+               "without it.")
+    return proto, sess, True
 
 
 def choose(valid: list[Candidate]) -> Candidate:
@@ -246,6 +318,7 @@ def record_test_metrics(path: Path, home: Path) -> dict:
     proto = onnx.load(str(path))
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
                                         **props})
+    full_check(proto, str(path), "it is left as it was, without the test metrics.")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return {**props, "roc_auc": full["roc_auc"], "f1": full["f1"]}
@@ -256,5 +329,7 @@ def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> N
 
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, {**prep.to_metadata(), **extra})
+    full_check(proto, f"The {extra.get('rnncli.graph', 'chosen')} graph",
+               f"nothing written to {output}: a bug in rnncli; `--graph` can choose another.")
     with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))

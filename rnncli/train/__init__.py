@@ -1,1 +1,9 @@
-"""train"""
+"""The train room: fitting a model.
+
+The fit loop and run assembly (loop.py), batches, the objective (optimizer, loss,
+metrics), teachers for distillation, fitting the n-gram head (head.py), run folders
+(runs.py), epoch tracking, and multi-worker training (distributed.py).
+
+Imports: data, serve (finding teacher models), model, text, config, errors, fsutil.
+Nothing from export.
+"""

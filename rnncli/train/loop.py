@@ -230,7 +230,8 @@ def kept_model(run: runs.RunFolder, state: RunState) -> Path:
 
 
 def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None):
-    from rnncli.model.build import build_model, compile_model
+    from rnncli.model.build import build_model
+    from rnncli.train.objective import compile_model
 
     with strategy.scope():
         model = build_model(cfg)
