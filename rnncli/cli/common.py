@@ -75,7 +75,8 @@ def note(message: str) -> None:
     sys.stderr.write(message + "\n")
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def error_exit(message: str, code: int = 1) -> typer.Exit:
+    """Print the one-line error and return the Exit for the caller to raise."""
     # Plain write, not rich: a one-line message stays one line whatever the terminal width.
     sys.stderr.write(f"Error: {message}\n")
     return typer.Exit(code)
@@ -89,15 +90,15 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RnncliError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise error_exit(str(exc), exc.exit_code) from None
         except OSError as exc:
             # Disk full, a read-only folder, a file where a folder belongs: whatever the
             # library did not name itself still gets one line.
             where = f" {exc.filename}" if exc.filename else ""
-            raise fail(f"Cannot use{where} ({exc.strerror or exc}): check the path, its "
+            raise error_exit(f"Cannot use{where} ({exc.strerror or exc}): check the path, its "
                        "permissions and the free disk space.") from None
         except KeyboardInterrupt:
-            raise fail("Interrupted; nothing was half-written.", 130) from None
+            raise error_exit("Interrupted; nothing was half-written.", 130) from None
 
     return wrapper  # type: ignore[return-value]
 

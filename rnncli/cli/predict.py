@@ -173,7 +173,7 @@ def predict(
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
-    from rnncli.serve.onnx_model import OnnxModel
+    from rnncli.serve.api import Model
 
     source = choose_input(list(texts or []), file)
     ref = locate.find_model(model, prefer="onnx")
@@ -182,9 +182,9 @@ def predict(
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
     if ref.bundled:
         note(f"No model in {run_files.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
-    onnx_model = OnnxModel(ref.path)
-    rows = aligned(source, lambda reviews: onnx_model.predict_stream(reviews, batch_size,
-                                                                       threshold))
+    served = Model(ref.path, bundled=ref.bundled)
+    rows = aligned(source, lambda reviews: served.predict_stream(reviews, threshold,
+                                                                 batch_size))
     write_rows(rows, output_format)
 
 

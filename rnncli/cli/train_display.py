@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rnncli.cli.common import err, fail, out
+from rnncli.cli.common import err, error_exit, out
 from rnncli.config import run_files
 
 
@@ -191,8 +191,8 @@ def report(result, output: Path) -> None:
     """The chart, where the model went and what to run next; an interruption exits 130."""
     if not result.role.chief:
         if result.interrupted:
-            raise fail("Interrupted; the chief (worker 0) decides what the run folder keeps.",
-                       130)
+            raise error_exit("Interrupted; the chief (worker 0) decides what the run folder "
+                             "keeps.", 130)
         out.print(f"worker {result.role.index} of {result.role.count}: trained "
                   f"{len(result.history)} epochs with the chief, which wrote the run folder; "
                   f"weights fingerprint {result.fingerprint}")
@@ -222,11 +222,12 @@ def report(result, output: Path) -> None:
                                   for name, v in val.items()), markup=False)
     if result.interrupted:
         if result.model:
-            raise fail(f"Interrupted; kept the model of epoch {result.kept_epoch} ({which}) in "
-                       f"{result.model}; `rnncli train --resume --output "
-                       f"{shlex.quote(str(output))}` continues.", 130)
-        raise fail(f"Interrupted before the first epoch ended: no model was saved and {output} "
-                   "is as it was; run the same command again to start over.", 130)
+            raise error_exit(f"Interrupted; kept the model of epoch {result.kept_epoch} "
+                             f"({which}) in {result.model}; `rnncli train --resume --output "
+                             f"{shlex.quote(str(output))}` continues.", 130)
+        raise error_exit(f"Interrupted before the first epoch ended: no model was saved and "
+                         f"{output} is as it was; run the same command again to start over.",
+                         130)
     if result.model:
         folder = shlex.quote(str(output))
         err.print(f"next: rnncli evaluate --model {folder}\n"

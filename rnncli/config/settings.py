@@ -319,7 +319,8 @@ def validate(cfg: RunConfig) -> None:
         (t.monitor in MONITORS, "--monitor: use val_accuracy or val_loss."),
         (t.strategy in STRATEGIES, f"Unknown strategy {t.strategy!r}: use "
                                    f"{', '.join(STRATEGIES)}."),
-        (t.steps_per_execution >= 1, "--steps-per-execution must be 1 or more."),
+        (t.steps_per_execution >= 1, "steps_per_execution (a config key: no option sets it) "
+                                      "must be 1 or more."),
         (0 <= t.crop_prob <= 1, f"--crop-prob {t.crop_prob} must be between 0 and 1."),
         (1 <= t.crop_min <= t.crop_max, "--crop-min must be 1 or more and <= --crop-max."),
         (0 <= t.distill_weight <= 1, "--distill-weight must be between 0 and 1."),

@@ -20,7 +20,6 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +81,6 @@ class Split:
 
     def review(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
-
-    def sequences(self) -> Iterator[np.ndarray]:
-        tokens, offsets = self.tokens, self.offsets
-        return (tokens[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1))
 
     def texts(self, n: int | None = None, start: int = 0) -> list[str] | None:
         """`n` original texts from review `start` (all by default), or None where the
