@@ -97,14 +97,8 @@ def real_home(tmp_path_factory):
     """The real archive prepared once per test session, through `data fetch --from`."""
     if not REAL_ARCHIVE.exists():
         pytest.skip("real archive not present")
-    from typer.testing import CliRunner
-
-    from rnncli.cli import app
-
     home = tmp_path_factory.mktemp("real-home")
-    res = CliRunner().invoke(app, ["data", "fetch", "--from", str(REAL_ARCHIVE),
-                                   "--data-dir", str(home)])
-    assert res.exit_code == 0, res.output
+    cli("data", "fetch", "--from", REAL_ARCHIVE, "--data-dir", home)
     return home
 
 
@@ -113,13 +107,19 @@ TINY = ["--maxlen", "20", "--num-words", "30", "--units", "4", "--embedding-dim"
         "--batch-size", "8", "--no-jit"]
 
 
-def cli(*args: str):
-    """`rnncli ARGS` in-process, asserted to succeed."""
+def invoke(*args, **kwargs):
+    """`rnncli ARGS` in-process (Typer's CliRunner): the result, for the test to check.
+    kwargs go to CliRunner.invoke (input=..., env=..., catch_exceptions=...)."""
     from typer.testing import CliRunner
 
     from rnncli.cli import app
 
-    res = CliRunner().invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
+
+
+def cli(*args: str):
+    """`rnncli ARGS` in-process, asserted to succeed."""
+    res = invoke(*args)
     assert res.exit_code == 0, res.output
     return res
 
@@ -151,11 +151,7 @@ TRAINS = [pytest.mark.slow, pytest.mark.usefixtures("training_extra")]
 
 def train_tiny(*args: str):
     """`rnncli train` on TINY settings, in-process; the result, for the test to check."""
-    from typer.testing import CliRunner
-
-    from rnncli.cli import app
-
-    return CliRunner().invoke(app, ["train", *TINY, *args])
+    return invoke("train", *TINY, *args)
 
 
 # Id rows whose label is the order of two words (ORDER_WORDS), which their counts do not

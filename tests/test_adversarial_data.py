@@ -19,21 +19,14 @@ import pytest
 from conftest import (
     REAL_ARCHIVE,
     add_bytes,
+    invoke,
     one_line_error,
     synthetic_reviews,
     tar_bytes,
     write_archive,
 )
-from typer.testing import CliRunner
 
-from rnncli.cli import app
 from rnncli.data import archive as arch
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def info():

@@ -3,14 +3,10 @@
 import json
 
 import pytest
-from conftest import REAL_ARCHIVE
-from typer.testing import CliRunner
+from conftest import REAL_ARCHIVE, invoke
 
-from rnncli.cli import app
 from rnncli.serve import locate
 from rnncli.serve.onnx_model import OnnxModel
-
-runner = CliRunner()
 
 
 def test_bundled_model_loads_with_its_metadata():
@@ -68,7 +64,7 @@ def test_bundled_model_computes_in_float():
                                          ("a boring, awful waste of time", "negative")])
 def test_predict_uses_the_bundled_model_in_a_fresh_folder(text, label, tmp_path):
     assert not (tmp_path / "artifacts").exists()
-    res = runner.invoke(app, ["predict", text, "--format", "json"])
+    res = invoke("predict", text, "--format", "json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["label"] == label
     assert "using the bundled model" in res.stderr
@@ -78,8 +74,8 @@ def test_predict_uses_the_bundled_model_in_a_fresh_folder(text, label, tmp_path)
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
 def test_bundled_model_agrees_with_its_recorded_accuracy(real_home):
     model = OnnxModel(locate.BUNDLED)
-    res = runner.invoke(app, ["evaluate", "--data-dir", str(real_home), "--limit",
-                              model.metadata["rnncli.test_slice_reviews"], "--json"])
+    res = invoke("evaluate", "--data-dir", str(real_home), "--limit",
+                              model.metadata["rnncli.test_slice_reviews"], "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert report["bundled"] and report["kind"] == "onnx"

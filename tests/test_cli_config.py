@@ -3,6 +3,9 @@ documented, and a bad file is refused with its key named before anything is writ
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,8 @@ from rnncli.text import tokenizer as text
 
 runner = CliRunner()
 tomllib = config_file.toml_parser()
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+KEYS_TABLE_DOC = ROOT / "docs" / "config.md"  # the generated table of config keys
 
 
 def train(*args):
@@ -82,8 +86,13 @@ def test_unknown_key_points_to_the_documented_list(tmp_path):
     (tmp_path / "run.toml").write_text("colour = 3\n")
     res = train("--config", "run.toml")
     assert config.KEYS_DOC in res.stderr and "--print-config" in res.stderr
-    heading = config.KEYS_DOC.split('"')[1]
-    assert f"#### {heading}" in README.read_text(), "the message names a README section"
+    # KEYS_DOC is 'DOCUMENT, section "HEADING"': DOCUMENT is README or a path such as
+    # docs/config.md; the section must be there, at any heading level.
+    document, heading = config.KEYS_DOC.split(",")[0], config.KEYS_DOC.split('"')[1]
+    path = ROOT / ("README.md" if document == "README" else document)
+    assert path.is_file(), f"the message names {document}, which does not exist"
+    assert re.search(rf"^#+ {re.escape(heading)}$", path.read_text(), re.MULTILINE), (
+        f"the message names section {heading!r} of {document}, which has none")
 
 
 @pytest.mark.parametrize("kind", ["folder", "unreadable", "not-utf8", "json-list"])
@@ -113,9 +122,16 @@ def test_a_run_config_json_is_read_too(tmp_path):
         printed("--preset", "gru", "--epochs", "2"))
 
 
-def test_readme_lists_every_key_as_config_py_defines_it():
-    assert config.keys_table() in README.read_text(), (
-        "README's key table is stale: paste the output of `python -m rnncli.config_file`")
+def test_docs_list_every_key_as_settings_define_it():
+    assert config.keys_table() in KEYS_TABLE_DOC.read_text(), (
+        "docs/config.md's key table is stale: paste the output of `python -m rnncli.config`")
+
+
+def test_the_documented_command_prints_the_key_table():
+    out = subprocess.run([sys.executable, "-m", "rnncli.config"], capture_output=True,
+                         text=True, check=True, cwd=ROOT).stdout
+    assert out == config.keys_table()
+    assert "`python -m rnncli.config`" in KEYS_TABLE_DOC.read_text()
 
 
 def test_choices_match_the_modules_that_use_them():

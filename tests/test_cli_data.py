@@ -2,15 +2,11 @@
 
 import json
 
-from typer.testing import CliRunner
-
-from rnncli.cli import app
-
-runner = CliRunner()
+from conftest import invoke
 
 
 def test_fetch_writes_no_empty_line_off_a_terminal(archive):
-    res = runner.invoke(app, ["data", "fetch", "--from", str(archive)])
+    res = invoke("data", "fetch", "--from", str(archive))
     assert res.exit_code == 0, res.output
     lines = res.stderr.splitlines()
     assert lines and all(line.strip() for line in lines), res.stderr
@@ -19,9 +15,9 @@ def test_fetch_writes_no_empty_line_off_a_terminal(archive):
 
 def test_info_shows_the_origin_as_an_absolute_path(archive, tmp_path):
     # the fixture's cwd is tmp_path, where the archive lies: pass it relative
-    res = runner.invoke(app, ["data", "fetch", "--from", archive.name])
+    res = invoke("data", "fetch", "--from", archive.name)
     assert res.exit_code == 0, res.output
-    info = json.loads(runner.invoke(app, ["data", "info", "--json"]).stdout)
+    info = json.loads(invoke("data", "info", "--json").stdout)
     assert info["origin"] == str(archive.resolve())
-    shown = runner.invoke(app, ["data", "info"]).stdout.splitlines()[0]
+    shown = invoke("data", "info").stdout.splitlines()[0]
     assert f"({archive.resolve()})" in shown

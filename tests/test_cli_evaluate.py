@@ -5,16 +5,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from typer.testing import CliRunner
+from conftest import invoke
 
 from rnncli import evaluate as evaluation
-from rnncli.cli import app
 from rnncli.config import run_files
 from rnncli.model import runtime as tf_runtime
 from rnncli.serve import locate
 from rnncli.text.preprocessing import Preprocessing
-
-runner = CliRunner()
 
 
 def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
@@ -26,7 +23,7 @@ def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
     monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
     monkeypatch.setattr(evaluation, "predict_probabilities",
                         lambda ref, x: np.linspace(0, 1, len(x)))
-    res = runner.invoke(app, ["evaluate", "--model", "run", "--json"])
+    res = invoke("evaluate", "--model", "run", "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert res.stderr == (f"Loading TensorFlow and {Path('run', run_files.MODEL)}, then scoring "
@@ -34,6 +31,6 @@ def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
 
 
 def test_onnx_evaluate_has_no_loading_line(prepared):
-    res = runner.invoke(app, ["evaluate", "--model", str(locate.BUNDLED), "--limit", "2"])
+    res = invoke("evaluate", "--model", str(locate.BUNDLED), "--limit", "2")
     assert res.exit_code == 0, res.output
     assert "Loading TensorFlow" not in res.stderr

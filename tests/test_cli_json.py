@@ -5,13 +5,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from rnncli.cli import app
 from rnncli.cli.common import json_text
 from rnncli.config import run_files
-
-runner = CliRunner()
 
 
 def strict_loads(text: str):
@@ -31,7 +28,7 @@ def strict_loads(text: str):
     ["predict", "great film", "--format", "json"],
 ])
 def test_json_outputs_parse_strictly(prepared, args):
-    res = runner.invoke(app, args)
+    res = invoke(*args)
     assert res.exit_code == 0, res.output
     data = strict_loads(res.stdout)
     if args[0] == "evaluate" and "1" in args:
@@ -39,7 +36,7 @@ def test_json_outputs_parse_strictly(prepared, args):
 
 
 def test_jsonl_lines_parse_strictly(prepared):
-    res = runner.invoke(app, ["predict", "-", "--format", "jsonl"], input="great film\n\nbad\n")
+    res = invoke("predict", "-", "--format", "jsonl", input="great film\n\nbad\n")
     assert res.exit_code == 0, res.output
     assert [strict_loads(line)["line"] for line in res.stdout.splitlines()] == [1, 2, 3]
 
@@ -60,7 +57,7 @@ def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path)
     monkeypatch.setattr(rnncli.export.onnx, "export_onnx", lambda *a, **k: report)
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / run_files.MODEL).write_bytes(b"")
-    res = runner.invoke(app, ["export", "onnx", "--json"])
+    res = invoke("export", "onnx", "--json")
     assert res.exit_code == 0, res.output
     rejected = strict_loads(res.stdout)["candidates"][1]
     assert rejected["max_abs_diff"] is None and rejected["reviews_per_s"] is None

@@ -6,13 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import one_line_error
-from typer.testing import CliRunner
+from conftest import invoke, one_line_error
 
-from rnncli.cli import app
 from rnncli.model import runtime as tf_runtime
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -24,7 +20,7 @@ def no_tensorflow(monkeypatch):
 
 def test_train_output_that_is_a_file(prepared, no_tensorflow, tmp_path):
     (tmp_path / "run").write_text("notes")
-    one_line_error(runner.invoke(app, ["train", "--output", "run"]),
+    one_line_error(invoke("train", "--output", "run"),
                    "--output run is a file: name a folder.", code=2)
     assert (tmp_path / "run").read_text() == "notes"
 
@@ -38,7 +34,7 @@ def test_train_output_in_a_read_only_folder(prepared, no_tensorflow, tmp_path, m
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    one_line_error(runner.invoke(app, ["train", "--output", "ro/run"]),
+    one_line_error(invoke("train", "--output", "ro/run"),
                    "Cannot write in ro/run (Permission denied): choose another --output.", code=2)
     assert not (tmp_path / "ro").exists()
 
@@ -50,5 +46,5 @@ def test_train_output_in_a_read_only_folder(prepared, no_tensorflow, tmp_path, m
 def test_export_output_that_cannot_be_a_file(no_tensorflow, tmp_path, output, message):
     (tmp_path / "out").mkdir()
     (tmp_path / "notes").write_text("notes")
-    one_line_error(runner.invoke(app, ["export", "onnx", "--output", output]), message, code=2)
+    one_line_error(invoke("export", "onnx", "--output", output), message, code=2)
     assert (tmp_path / "notes").read_text() == "notes" and not list((tmp_path / "out").iterdir())

@@ -12,16 +12,13 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from rnncli.cli import app
-
-runner = CliRunner()
 LINES = "great wonderful film\n\n   \nawful boring waste\n"  # lines 2 and 3 are blank
 
 
 def predict(*args, input=None):
-    return runner.invoke(app, ["predict", *args], input=input)
+    return invoke("predict", *args, input=input)
 
 
 def rows(res, fmt):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from conftest import invoke
 
 from rnncli.cli import app
 
@@ -97,7 +97,7 @@ def test_shared_options_read_the_same_everywhere():
                                   ["train", "--limit", "0"], ["data", "info", "--num-words",
                                                                "0"]])
 def test_limit_zero_or_negative_is_a_usage_error(args, prepared):
-    res = CliRunner().invoke(app, args)
+    res = invoke(*args)
     assert res.exit_code == 2
     assert "too small: use 1 or more" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

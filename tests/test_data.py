@@ -10,20 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import add_bytes, one_line_error, synthetic_reviews, write_archive
-from typer.testing import CliRunner
+from conftest import add_bytes, invoke, one_line_error, synthetic_reviews, write_archive
 
-from rnncli.cli import app
 from rnncli.data import prepare
 from rnncli.data import store as dataset
 from rnncli.text import tokenizer as text
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def invoke(*args):
-    return runner.invoke(app, list(args))
 
 
 def test_fetch_then_reports(archive, _isolated):

@@ -6,15 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TRAINS, fetched_home, trained_run
-from typer.testing import CliRunner
+from conftest import TRAINS, fetched_home, invoke, trained_run
 
-from rnncli.cli import app
 from rnncli.config import run_files
 
 pytestmark = TRAINS
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +27,8 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(trained):
     home, run = trained
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
-                              "--json"])
+    res = invoke("export", "onnx", "--model", str(run), "--data-dir", str(home),
+                              "--json")
     assert res.exit_code == 0, res.output
     return home, run, json.loads(res.stdout)
 
@@ -63,8 +59,8 @@ def test_onnx_agrees_with_keras_on_evaluate(exported):
     home, run, _ = exported
     scores = {}
     for model in (run / run_files.MODEL, run / run_files.ONNX):
-        res = runner.invoke(app, ["evaluate", "--model", str(model), "--data-dir", str(home),
-                                  "--json"])
+        res = invoke("evaluate", "--model", str(model), "--data-dir", str(home),
+                                  "--json")
         assert res.exit_code == 0, res.output
         scores[model.suffix] = json.loads(res.stdout)
     assert scores[".onnx"]["kind"] == "onnx"
@@ -82,8 +78,8 @@ def test_failed_validation_leaves_no_model(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "check_outputs", mismatch)
     target = tmp_path / "out.onnx"
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
-                              "--data-dir", str(home)])
+    res = invoke("export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home))
     assert res.exit_code == 1
     assert "No ONNX graph matched" in res.stderr and "exceeds --atol" in res.stderr
     assert not target.exists() and not list(tmp_path.glob(".*tmp*"))
@@ -111,9 +107,9 @@ def test_quantize_and_record_test_metrics(trained, tmp_path):
 
     home, run = trained
     target = tmp_path / "q.onnx"
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
+    res = invoke("export", "onnx", "--model", str(run), "--output", str(target),
                               "--data-dir", str(home), "--graph", "hybrid", "--quantize",
-                              "--record-test", "--json"])
+                              "--record-test", "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     q, q_path = report["quantized"], tmp_path / "q.int8.onnx"
@@ -130,19 +126,19 @@ def test_quantize_and_record_test_metrics(trained, tmp_path):
             if i.data_type == onnx.TensorProto.INT8]
     assert [i.name for i in int8] == ["embedding/int8"]
     assert set(report["recorded"]) == {str(target), str(q_path)}
-    ev = json.loads(runner.invoke(app, ["evaluate", "--model", str(target), "--data-dir",
-                                        str(home), "--json"]).stdout)
+    ev = json.loads(invoke("evaluate", "--model", str(target), "--data-dir",
+                                        str(home), "--json").stdout)
     assert float(float_meta["rnncli.test_accuracy"]) == pytest.approx(ev["accuracy"], abs=1e-6)
     assert float_meta["rnncli.test_reviews"] == "24" and float_meta["rnncli.graph"] == "hybrid"
-    ok = runner.invoke(app, ["predict", "great film", "--model", str(q_path)])
+    ok = invoke("predict", "great film", "--model", str(q_path))
     assert ok.exit_code == 0, ok.output
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
 def test_predict_formats(exported, fmt):
     _, run, _ = exported
-    res = runner.invoke(app, ["predict", "great wonderful film", "awful boring waste",
-                              "--model", str(run / run_files.ONNX), "--format", fmt])
+    res = invoke("predict", "great wonderful film", "awful boring waste",
+                              "--model", str(run / run_files.ONNX), "--format", fmt)
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
     if fmt == "json":
@@ -176,8 +172,8 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
     _, run, _ = exported
     model = str(run / run_files.ONNX)
     (tmp_path / "r.txt").write_text("great film\n\n  \nzzzz qqqq xxxx\n")
-    res = runner.invoke(app, ["predict", "--file", "r.txt", "--model", model, "--format",
-                              "jsonl", "--threshold", "0"])
+    res = invoke("predict", "--file", "r.txt", "--model", model, "--format",
+                              "jsonl", "--threshold", "0")
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["great film", "", "", "zzzz qqqq xxxx"]
@@ -185,7 +181,7 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
     assert rows[3]["known_words"] == 0
     assert rows[1]["label"] is None and rows[2]["probability"] is None  # blank lines
     assert all(rows[i]["label"] == "positive" for i in (0, 3))  # threshold 0: all positive
-    res = runner.invoke(app, ["predict", "--file", "-", "--model", model, "--format", "jsonl"],
+    res = invoke("predict", "--file", "-", "--model", model, "--format", "jsonl",
                         input="great film\nawful film\n")
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2
 
@@ -203,7 +199,7 @@ def test_predict_file_stdin_threshold_and_unknown_words(exported, tmp_path):
 )
 def test_predict_bad_input(exported, args, message):
     _, run, _ = exported
-    res = runner.invoke(app, ["predict", *args, "--model", str(run / run_files.ONNX)])
+    res = invoke("predict", *args, "--model", str(run / run_files.ONNX))
     assert res.exit_code != 0
     assert message in res.stderr and "Traceback" not in res.output
 
@@ -211,7 +207,7 @@ def test_predict_bad_input(exported, args, message):
 def test_predict_non_utf8_line_is_named(exported, tmp_path):
     _, run, _ = exported
     (tmp_path / "bad.txt").write_bytes(b"fine line\ncaf\xe9 au lait\n")
-    res = runner.invoke(app, ["predict", "--file", "bad.txt", "--model", str(run / run_files.ONNX)])
+    res = invoke("predict", "--file", "bad.txt", "--model", str(run / run_files.ONNX))
     assert res.exit_code == 2
     assert "Line 2 of bad.txt is not UTF-8" in res.stderr
 
@@ -228,7 +224,7 @@ def test_predict_bad_models(tmp_path):
     for name, message in (("missing.onnx", "No model at missing.onnx"),
                           ("corrupt.onnx", "not a valid ONNX model"),
                           ("foreign.onnx", "has no rnncli metadata")):
-        res = runner.invoke(app, ["predict", "hello", "--model", name])
+        res = invoke("predict", "hello", "--model", name)
         assert res.exit_code == 1, name
         assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
@@ -258,8 +254,8 @@ def test_trimmed_padding_gives_the_padded_result(trained, tmp_path, graph, trims
 
     home, run = trained
     target = tmp_path / f"{graph}.onnx"
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
-                              "--data-dir", str(home), "--graph", graph])
+    res = invoke("export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home), "--graph", graph)
     assert res.exit_code == 0, res.output
     model = OnnxModel(target)
     assert model.preprocessing.trim_padding is trims
@@ -285,8 +281,8 @@ def test_a_builder_crash_fails_the_export_instead_of_falling_back(trained, tmp_p
 
     monkeypatch.setattr(onnx_export, "build_graph", crash)
     target = tmp_path / "out.onnx"
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
-                              "--data-dir", str(home)])
+    res = invoke("export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home))
     assert res.exit_code == 1
     assert "graph builder crashed" in res.stderr and "IndexError" in res.stderr
     assert "No ONNX graph matched" not in res.stderr  # not reported as a rejection
@@ -299,8 +295,8 @@ def test_metadata_says_what_serving_needs(trained, tmp_path):
     home, run = trained
     for graph, full_length in (("hybrid", "8"), ("unrolled", None), ("tf2onnx", None)):
         target = tmp_path / f"{graph}.onnx"
-        res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output",
-                                  str(target), "--data-dir", str(home), "--graph", graph])
+        res = invoke("export", "onnx", "--model", str(run), "--output",
+                                  str(target), "--data-dir", str(home), "--graph", graph)
         assert res.exit_code == 0, res.output
         props = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
         assert props["rnncli.graph"] == graph
@@ -327,8 +323,8 @@ def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
     from rnncli.serve.onnx_model import OnnxModel
 
     home, run = masked_trained
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--data-dir", str(home),
-                              "--json"])
+    res = invoke("export", "onnx", "--model", str(run), "--data-dir", str(home),
+                              "--json")
     assert res.exit_code == 0, res.output
     by_name = {c["graph"]: c for c in json.loads(res.stdout)["candidates"]}
     for name in ("hybrid", "native-folded", "native", "unrolled"):
@@ -349,8 +345,8 @@ def test_masked_model_exports_and_serves_trimmed_batches(masked_trained):
 def test_quantize_says_when_there_is_nothing_to_quantize(masked_trained, tmp_path):
     home, run = masked_trained
     target = tmp_path / "m.onnx"
-    res = runner.invoke(app, ["export", "onnx", "--model", str(run), "--output", str(target),
-                              "--data-dir", str(home), "--graph", "native", "--quantize"])
+    res = invoke("export", "onnx", "--model", str(run), "--output", str(target),
+                              "--data-dir", str(home), "--graph", "native", "--quantize")
     assert res.exit_code == 0, res.output
     assert "no int8 file: no float weight of 4,096 or more values" in res.stdout
     assert target.exists() and not (tmp_path / "m.int8.onnx").exists()

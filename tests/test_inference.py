@@ -12,9 +12,8 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from rnncli.cli import app
 from rnncli.errors import ModelError
 from rnncli.serve.onnx_model import OnnxModel, plan_batches
 from rnncli.text import tokenizer as text
@@ -22,8 +21,6 @@ from rnncli.text.preprocessing import Preprocessing
 
 onnx = pytest.importorskip("onnx")
 TensorProto, helper = onnx.TensorProto, onnx.helper
-
-runner = CliRunner()
 MAXLEN = 12
 WORDS = ["the", "film", "great", "awful", "plot", "don't", "amélie", "映画", "good", "bad"]
 NUM_WORDS = 10  # "good" and "bad" (ids 11, 12) are beyond it: out of vocabulary
@@ -274,7 +271,7 @@ def test_bad_metadata_is_one_line_naming_the_value(tmp_path, key, value, says):
     with pytest.raises(ModelError, match="re-export it with `rnncli export onnx`") as err:
         OnnxModel(path)
     assert says in str(err.value) and str(path) in str(err.value)
-    res = runner.invoke(app, ["predict", "great film", "--model", str(path)])
+    res = invoke("predict", "great film", "--model", str(path))
     assert res.exit_code == 1
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and says in res.stderr
     assert "Traceback" not in res.output
@@ -306,7 +303,7 @@ def test_fixed_width_graph_cannot_claim_to_trim(tmp_path):
 
 def test_a_graph_that_fails_on_its_input_is_a_model_error(tmp_path):
     path = save_model(tmp_path / "small-table.onnx", proto=_graph(table_rows=4))
-    res = runner.invoke(app, ["predict", "great film", "--model", str(path)])
+    res = invoke("predict", "great film", "--model", str(path))
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "failed on a batch" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
@@ -316,8 +313,8 @@ def test_labels_from_a_model_reach_the_terminal_without_control_characters(tmp_p
     labels = ["\x1b[31mbad\x1b[0m\x07", "go\x1b]0;owned\x07od\u202e"]
     path = save_model(tmp_path / "ansi.onnx", labels=labels)
     assert OnnxModel(path).preprocessing.labels == ["[31mbad[0m", "go]0;ownedod"]
-    res = runner.invoke(app, ["predict", "great film", "awful", "--model", str(path),
-                              "--format", fmt])
+    res = invoke("predict", "great film", "awful", "--model", str(path),
+                              "--format", fmt)
     assert res.exit_code == 0, res.output
     assert "[31mbad[0m" in res.stdout or "go]0;ownedod" in res.stdout
     assert not any(c in res.stdout for c in "\x1b\x07\u202e")

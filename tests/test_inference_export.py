@@ -3,14 +3,11 @@
 import numpy as np
 import pytest
 from conftest import REAL_ARCHIVE, TRAINS, cli, fetched_home, trained_run
-from typer.testing import CliRunner
 
 from rnncli.config import run_files
 from rnncli.text import tokenizer as text
 
 pytestmark = TRAINS
-
-runner = CliRunner()
 
 
 def train_and_export(root, home, train_args, graphs):

@@ -4,9 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke
 
-from rnncli.cli import app
 from rnncli.data import store as dataset
 
 # Keras (and TensorFlow under it) loads only when these tests run: collecting the fast
@@ -44,7 +43,7 @@ def keras_cache(tmp_path, monkeypatch):
 
 
 def test_fetch_keras_source(keras_cache, _isolated):
-    res = CliRunner().invoke(app, ["data", "fetch", "--source", "keras"])
+    res = invoke("data", "fetch", "--source", "keras")
     assert res.exit_code == 0, res.output
     meta = dataset.read_meta(_isolated)
     assert meta["source"] == "keras"
@@ -54,7 +53,7 @@ def test_fetch_keras_source(keras_cache, _isolated):
     assert sorted(train.tokens.tolist()) == sorted(r + 3 for r in [1, 2, 3, 4, 2, 1, 1, 1, 5, 3])
     vocab = dataset.load_vocabulary(_isolated)
     assert vocab.words[:3] == ["the", "film", "great"]
-    decoded = json.loads(CliRunner().invoke(app, ["data", "decode", "0", "--json"]).stdout)
+    decoded = json.loads(invoke("data", "decode", "0", "--json").stdout)
     assert decoded["decoded"].startswith("? ") and decoded["text"] is None
 
 
@@ -63,6 +62,6 @@ def test_keras_source_offline_is_clean(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None")
 
     monkeypatch.setattr("keras.src.datasets.imdb.get_file", offline)
-    res = CliRunner().invoke(app, ["data", "fetch", "--source", "keras"])
+    res = invoke("data", "fetch", "--source", "keras")
     assert res.exit_code == 1
     assert "Cannot get Keras's imdb.npz" in res.stderr and "--from" in res.stderr

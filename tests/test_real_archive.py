@@ -3,10 +3,7 @@
 import json
 
 import pytest
-from conftest import REAL_ARCHIVE
-from typer.testing import CliRunner
-
-from rnncli.cli import app
+from conftest import REAL_ARCHIVE, invoke
 
 pytestmark = [
     pytest.mark.real_data,
@@ -16,8 +13,7 @@ pytestmark = [
 
 def test_real_archive_counts_and_reports(real_home, monkeypatch):
     monkeypatch.setenv("RNNCLI_HOME", str(real_home))
-    runner = CliRunner()
-    info = json.loads(runner.invoke(app, ["data", "info", "--json", "--num-words", "1000"]).stdout)
+    info = json.loads(invoke("data", "info", "--json", "--num-words", "1000").stdout)
     for split in ("train", "test"):
         assert info["splits"][split]["reviews"] == 25_000
         assert info["splits"][split]["pos"] == info["splits"][split]["neg"] == 12_500
@@ -25,11 +21,11 @@ def test_real_archive_counts_and_reports(real_home, monkeypatch):
     assert info["non_utf8"] == 0
 
     for args in (["0"], ["0", "--split", "test"]):
-        decoded = json.loads(runner.invoke(app, ["data", "decode", *args, "--json"]).stdout)
+        decoded = json.loads(invoke("data", "decode", *args, "--json").stdout)
         assert decoded["decoded"].startswith("? ")
         assert len(decoded["text"]) > 50 and decoded["rating"] in range(1, 11)
 
-    lengths = json.loads(runner.invoke(app, ["data", "lengths", "--maxlen", "80", "--json"]).stdout)
+    lengths = json.loads(invoke("data", "lengths", "--maxlen", "80", "--json").stdout)
     assert lengths["reviews"] == 25_000
     # Most IMDB reviews are longer than 80 tokens: the recipe sees only their ends.
     assert lengths["truncated_share"] > 0.8

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fetched_home, trained_run
-from typer.testing import CliRunner
+from conftest import fetched_home, invoke, trained_run
 
-from rnncli.cli import app
 from rnncli.config import run_files
 from rnncli.errors import ExportError, ModelError
 from rnncli.text import tokenizer as text
@@ -27,7 +25,6 @@ onnx = pytest.importorskip("onnx")
 from rnncli.export import text_export, text_graph  # noqa: E402  (needs onnx)
 from rnncli.serve.onnx_model import OnnxModel, session_options  # noqa: E402
 
-runner = CliRunner()
 NODE_DIR = Path(__file__).resolve().parents[1] / "examples" / "node"
 REVIEWS = ["A <br />GREAT film, don\u2019t miss it", "awful, boring waste", "",
            "\u0130stanbul caf\u00e9 NA\u00cfVE \U0001F600", "the plot<i>was</i>dull_and_slow"]
@@ -167,8 +164,8 @@ def test_export_then_predict_and_evaluate(prepared, tmp_path):
     prep = Preprocessing(vocabulary=vocab.words, num_words=len(vocab) + 3, maxlen=20,
                          trim_padding=True)
     id_path = write_id_model(tmp_path / "model.onnx", prep, "hybrid")
-    res = runner.invoke(app, ["export", "onnx", "--model", str(id_path), "--text-input",
-                              "--json"])
+    res = invoke("export", "onnx", "--model", str(id_path), "--text-input",
+                              "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     text_path = tmp_path / "model.text.onnx"
@@ -180,20 +177,20 @@ def test_export_then_predict_and_evaluate(prepared, tmp_path):
 
     rows = {}
     for path in (id_path, text_path):
-        res = runner.invoke(app, ["predict", *REVIEWS[:2], REVIEWS[3], "--model", str(path),
-                                  "--format", "jsonl"])
+        res = invoke("predict", *REVIEWS[:2], REVIEWS[3], "--model", str(path),
+                                  "--format", "jsonl")
         assert res.exit_code == 0, res.output
         rows[path] = [json.loads(line) for line in res.stdout.splitlines()]
     for a, b in zip(rows[id_path], rows[text_path]):
         assert (a["label"], a["known_words"]) == (b["label"], b["known_words"])
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
-    scores = [json.loads(runner.invoke(app, ["evaluate", "--model", str(p), "--json"]).stdout)
+    scores = [json.loads(invoke("evaluate", "--model", str(p), "--json").stdout)
               for p in (id_path, text_path)]
     assert scores[0]["confusion_matrix"] == scores[1]["confusion_matrix"]
     assert scores[0]["loss"] == pytest.approx(scores[1]["loss"], abs=1e-6)
     with pytest.raises(ModelError, match="takes review text"):
         model.predict_ids(np.zeros((1, 20), np.int32))
-    res = runner.invoke(app, ["export", "onnx", "--model", str(text_path), "--text-input"])
+    res = invoke("export", "onnx", "--model", str(text_path), "--text-input")
     assert res.exit_code == 1 and "already takes text" in res.stderr
     code = ("import sys\nfrom rnncli.cli import app\n"
             f"sys.argv = ['rnncli', 'predict', 'great film', '--model', {str(text_path)!r}]\n"
@@ -258,8 +255,8 @@ def exported_text(tmp_path_factory):
     home = fetched_home(root)
     trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "4",
                 "--embedding-dim", "8", "--batch-size", "8", "--epochs", "2", "--no-jit")
-    res = runner.invoke(app, ["export", "onnx", "--model", str(root / "run"), "--data-dir",
-                              str(home), "--text-input", "--json"])
+    res = invoke("export", "onnx", "--model", str(root / "run"), "--data-dir",
+                              str(home), "--text-input", "--json")
     assert res.exit_code == 0, res.output
     return root / "run", json.loads(res.stdout)
 
