@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
-REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+# The real archive for the real-data tests: RNNCLI_TEST_ARCHIVE, else the shared data folder
+# beside the repository.
+REAL_ARCHIVE = Path(os.environ.get("RNNCLI_TEST_ARCHIVE") or Path(__file__).resolve().parents[2]
+                    / "shared" / "data" / "aclImdb_v1.tar.gz")
+NO_ARCHIVE = f"real archive not at {REAL_ARCHIVE}: set RNNCLI_TEST_ARCHIVE to aclImdb_v1.tar.gz"
 
 POS_WORDS = ["great", "wonderful", "moving", "brilliant", "superb", "loved"]
 NEG_WORDS = ["awful", "boring", "waste", "terrible", "dull", "hated"]
@@ -96,7 +101,7 @@ def prepared(archive):
 def real_home(tmp_path_factory):
     """The real archive prepared once per test session, through `data fetch --from`."""
     if not REAL_ARCHIVE.exists():
-        pytest.skip("real archive not present")
+        pytest.skip(NO_ARCHIVE)
     home = tmp_path_factory.mktemp("real-home")
     cli("data", "fetch", "--from", REAL_ARCHIVE, "--data-dir", home)
     return home

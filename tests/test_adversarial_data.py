@@ -17,6 +17,7 @@ import zlib
 
 import pytest
 from conftest import (
+    NO_ARCHIVE,
     REAL_ARCHIVE,
     add_bytes,
     invoke,
@@ -92,7 +93,7 @@ def test_pool_reports_a_cut_archive_too(tmp_path, monkeypatch):
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
+@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=NO_ARCHIVE)
 def test_real_archive_cut_at_a_member_header_is_refused(tmp_path):
     # The cut found in review: it used to give 21,509 train reviews (9,009 pos) and exit 0.
     with open(REAL_ARCHIVE, "rb") as f:

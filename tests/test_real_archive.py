@@ -1,13 +1,14 @@
-"""End to end on the real Stanford archive in ../shared/data, through `data fetch --from`."""
+"""End to end on the real Stanford archive (RNNCLI_TEST_ARCHIVE, tests/conftest.py), through
+`data fetch --from`."""
 
 import json
 
 import pytest
-from conftest import REAL_ARCHIVE, invoke
+from conftest import NO_ARCHIVE, REAL_ARCHIVE, invoke
 
 pytestmark = [
     pytest.mark.real_data,
-    pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present"),
+    pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=NO_ARCHIVE),
 ]
 
 

@@ -47,7 +47,8 @@ def onnx(
         "--reviews", min=1,
         help="Test reviews compared with Keras (all 25,000 by default).")] = 25_000,
     graph: Annotated[Graph, typer.Option(
-        "--graph", help="Graph kind; auto: the README's rule (fixed order, 1.25x margin).")]
+        "--graph", help="Graph kind; auto: the rule in docs/export-and-serving.md (fixed order, "
+        "1.25x margin).")]
     = "auto",
     quantize: Annotated[bool, typer.Option(
         "--quantize", help="Also write model.int8.onnx: int8 weights, float math.")] = False,

@@ -44,7 +44,7 @@ PANELS = {"data": "Data settings", "model": "Model settings", "train": "Training
 
 def setting(key: str, *decls: str, **kw: Any) -> Any:
     """The option for config key `key`: its help and the default it shows come from the
-    field in config.py, so --help, --print-config and the README say the same."""
+    field in config.py, so --help, --print-config and docs/config.md say the same."""
     s = config.settings()[key]
     shown = ("unset" if s.default is None else "none" if s.default == []
              else config_file.toml_value(s.default).strip('"'))

@@ -2,7 +2,7 @@
 
     text = to_toml(resolve(preset="best"))   # [data], [model], [train], one key per line
     flat = load_toml(Path("run.toml"))       # {"cell": "gru", ...}, checked by config.apply
-    python -m rnncli.config.file             # the README's table of config file keys
+    python -m rnncli.config                  # the table of config file keys (docs/config.md)
 
 TOML has no null: an unset (None) key is written as a comment. Writing needs no library:
 a setting holds a str, int, float, bool or a list of them.

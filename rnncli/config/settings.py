@@ -30,7 +30,7 @@ EMBEDDING_INITS = ("uniform", "normal")
 PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
 MONITORS = ("val_accuracy", "val_loss")
 STRATEGIES = ("default", "mirrored", "multi-worker")
-KEYS_DOC = "README, section \"Config file keys\""
+KEYS_DOC = "docs/config.md, section \"Config file keys\""
 
 
 def registry_help(what: str, registry: dict) -> str:
@@ -41,7 +41,7 @@ def registry_help(what: str, registry: dict) -> str:
 
 def setting(default: Any, help: str) -> Any:
     """A field with its one-line meaning: the help of the option, the comment in
-    `--print-config` and the README's key table all read it. `list` as the default means
+    `--print-config` and the key table in docs/config.md all read it. `list` as the default means
     an empty list."""
     if default is list:
         return field(default_factory=list, metadata={"help": help})
