@@ -9,6 +9,7 @@ longest, the way length-aware serving feeds a graph.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -89,3 +90,67 @@ def session(proto):
 
     return ort.InferenceSession(proto.SerializeToString(), session_options(),
                                 providers=["CPUExecutionProvider"])
+
+
+# onnx's own checks, run on every file an export writes (onnx.py, quantize.py,
+# text_export.py); the text graph declares the types whose absence they refuse first.
+
+def _graphs(graph):
+    """A graph and every graph nested in its nodes' attributes (If branches, Loop bodies)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for sub in attr.graphs:
+                yield from _graphs(sub)
+
+
+def undeclared_outputs(proto) -> list[str]:
+    """Outputs of nodes whose operator onnx has no schema for (another domain's, such as
+    com.microsoft's Tokenizer) that carry no declared element type. onnx cannot infer
+    their type, and its shape inference may crash on what reads them instead of raising
+    (onnx 1.23 segfaults at an ai.onnx.ml LabelEncoder fed from a Tokenizer; onnx/onnx#7298
+    is one of that family): such a graph is refused before onnx's inference runs."""
+    import onnx
+
+    typed = {v.name for g in _graphs(proto.graph) for v in (*g.input, *g.output, *g.value_info)
+             if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type
+             or v.type.HasField("sequence_type") or v.type.HasField("map_type")}
+    return [f"{out} ({node.domain or 'ai.onnx'} {node.op_type} {node.name})"
+            for g in _graphs(proto.graph) for node in g.node
+            if not onnx.defs.has(node.op_type, node.domain)
+            for out in node.output if out and out not in typed]
+
+
+def checker_problem(model) -> str | None:
+    """Why onnx's own checks refuse `model` (a ModelProto, or the path of a saved one:
+    needed for a model with external data or over 2 GB), in one line; None when it passes
+    `onnx.checker.check_model(full_check=True)` and `onnx.shape_inference.infer_shapes`
+    with strict_mode, check_type and data_prop, as tests/test_onnx_checker.py runs them on
+    every file an export writes."""
+    import onnx
+
+    path = isinstance(model, (str, os.PathLike))
+    proto = onnx.load(os.fspath(model)) if path else model
+    undeclared = undeclared_outputs(proto)
+    if undeclared:
+        return (f"{len(undeclared)} output(s) of operators onnx has no schema for carry no "
+                f"declared type, first {undeclared[0]}: onnx's shape inference can crash on "
+                "such a graph")
+    try:
+        onnx.checker.check_model(os.fspath(model) if path else proto, full_check=True)
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
+                                          data_prop=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        lines = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
+    return None
+
+
+def full_check(model, what: str, next_step: str) -> None:
+    """Raise ExportError, in one line, when `model` fails onnx's checks (checker_problem).
+    Every writer of an exported file calls it before its atomic write."""
+    problem = checker_problem(model)
+    if problem:
+        raise ExportError(f"{what} fails onnx's checker ({problem}); {next_step}")

@@ -15,13 +15,12 @@ graph, failing onnx's checker included, is a bug in rnncli and fails the export:
 falls back quietly to another graph.
 
 Every file an export writes (this module, quantize.py, text_export.py) first passes
-`full_check`: onnx's checker with full_check and strict shape inference, or the export
-refuses it in one line and writes nothing.
+text_graph.full_check: onnx's checker with full_check and strict shape inference, or the
+export refuses it in one line and writes nothing.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +29,12 @@ import numpy as np
 from rnncli.config import run_files
 from rnncli.config.settings import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
-from rnncli.export.check import check_outputs, session, time_graph
+from rnncli.export.check import check_outputs, checker_problem, full_check, session, time_graph
 from rnncli.export.graph import GRAPH_KINDS, build_graph, serving_metadata
-from rnncli.export.ops import INPUT, OUTPUT
 from rnncli.fsutil import atomic_path, read_json
 from rnncli.model import runtime as tf_runtime
-from rnncli.serve import locate
+from rnncli.serve import contract, locate
+from rnncli.serve.contract import INPUT, OUTPUT
 from rnncli.text.preprocessing import Preprocessing
 
 GRAPHS = ("auto", *GRAPH_KINDS, "tf2onnx")
@@ -113,66 +112,6 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0][:160] if lines else ''}"
 
 
-def _graphs(graph):
-    """A graph and every graph nested in its nodes' attributes (If branches, Loop bodies)."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
-
-
-def undeclared_outputs(proto) -> list[str]:
-    """Outputs of nodes whose operator onnx has no schema for (another domain's, such as
-    com.microsoft's Tokenizer) that carry no declared element type. onnx cannot infer
-    their type, and its shape inference may crash on what reads them instead of raising
-    (onnx 1.23 segfaults at an ai.onnx.ml LabelEncoder fed from a Tokenizer; onnx/onnx#7298
-    is one of that family): such a graph is refused before onnx's inference runs."""
-    import onnx
-
-    typed = {v.name for g in _graphs(proto.graph) for v in (*g.input, *g.output, *g.value_info)
-             if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type
-             or v.type.HasField("sequence_type") or v.type.HasField("map_type")}
-    return [f"{out} ({node.domain or 'ai.onnx'} {node.op_type} {node.name})"
-            for g in _graphs(proto.graph) for node in g.node
-            if not onnx.defs.has(node.op_type, node.domain)
-            for out in node.output if out and out not in typed]
-
-
-def checker_problem(model) -> str | None:
-    """Why onnx's own checks refuse `model` (a ModelProto, or the path of a saved one:
-    needed for a model with external data or over 2 GB), in one line; None when it passes
-    `onnx.checker.check_model(full_check=True)` and `onnx.shape_inference.infer_shapes`
-    with strict_mode, check_type and data_prop, as tests/test_onnx_checker.py runs them on
-    every file an export writes."""
-    import onnx
-
-    path = isinstance(model, (str, os.PathLike))
-    proto = onnx.load(os.fspath(model)) if path else model
-    undeclared = undeclared_outputs(proto)
-    if undeclared:
-        return (f"{len(undeclared)} output(s) of operators onnx has no schema for carry no "
-                f"declared type, first {undeclared[0]}: onnx's shape inference can crash on "
-                "such a graph")
-    try:
-        onnx.checker.check_model(os.fspath(model) if path else proto, full_check=True)
-        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
-                                          data_prop=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        return _first_line(exc)
-    return None
-
-
-def full_check(model, what: str, next_step: str) -> None:
-    """Raise ExportError, in one line, when `model` fails onnx's checks (checker_problem).
-    Every writer of an exported file calls it before its atomic write."""
-    problem = checker_problem(model)
-    if problem:
-        raise ExportError(f"{what} fails onnx's checker ({problem}); {next_step}")
-
-
 def _masked(model) -> bool:
     return bool(getattr(model.get_layer("embedding"), "mask_zero", False))
 
@@ -246,8 +185,8 @@ def _candidate(name: str, model, cfg: RunConfig | None, prep: Preprocessing, ops
 
 def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
     if cand.name == "tf2onnx":
-        return {"rnncli.graph": cand.name,
-                "rnncli.skips_pad_steps": "true" if cand.trims else "false"}
+        return {contract.GRAPH: cand.name,
+                contract.SKIPS_PAD_STEPS: "true" if cand.trims else "false"}
     return serving_metadata(cand.name, cfg)
 
 
@@ -318,7 +257,8 @@ def record_test_metrics(path: Path, home: Path) -> dict:
     proto = onnx.load(str(path))
     onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
                                         **props})
-    full_check(proto, str(path), "it is left as it was, without the test metrics.")
+    full_check(proto, str(path), "it is left without the test metrics: export without "
+               "--record-test.")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return {**props, "roc_auc": full["roc_auc"], "f1": full["f1"]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.serve.contract import INPUT, OUTPUT  # noqa: F401  (the graphs' names)
+from rnncli.serve.contract import INPUT
 
 MIN_OPSET = 15  # Shape's start/end attributes
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto element types, for Cast

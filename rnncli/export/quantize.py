@@ -135,7 +135,7 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
     quantized or the file would not be smaller."""
     import onnx
 
-    from rnncli.export.check import max_diff, run_sliced, session
+    from rnncli.export.check import full_check, max_diff, run_sliced, session
 
     q_path = output.with_name(output.stem + ".int8.onnx")
     proto = onnx.load(str(output))
@@ -158,6 +158,8 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
     if proto.ByteSize() >= float_size:
         result["skipped"] = "the int8 file would not be smaller than the float one"
         return result
+    full_check(proto, "The int8 graph", f"nothing written to {q_path} ({output} is written): "
+               "a bug in rnncli; export without --quantize.")
     with atomic_path(q_path) as tmp:
         onnx.save(proto, str(tmp))
     result.update(path=str(q_path), size_bytes=q_path.stat().st_size, max_abs_diff=diff)

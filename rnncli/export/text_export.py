@@ -19,10 +19,17 @@ import numpy as np
 
 from rnncli.data import store as dataset
 from rnncli.errors import DataError, ExportError, ModelError
+from rnncli.export.check import full_check
 from rnncli.export.check import session as _session
 from rnncli.export.graph import HYBRID_SMALL_BATCH
-from rnncli.export.text_graph import DOTTED_CAPITAL_I, LOCALE, TEXT_INPUT, build_text_graph
+from rnncli.export.text_graph import (
+    DOTTED_CAPITAL_I,
+    LOCALE,
+    build_text_graph,
+)
 from rnncli.fsutil import atomic_path
+from rnncli.serve import contract
+from rnncli.serve.contract import TEXT_INPUT
 from rnncli.text.preprocessing import Preprocessing
 
 SUFFIX = ".text.onnx"
@@ -199,7 +206,7 @@ def export_text_graph(id_path: Path, home: Path, output: Path | None = None, *,
     from rnncli.serve.onnx_model import OnnxModel
 
     id_model = OnnxModel(id_path)
-    if id_model.metadata.get("rnncli.input") == TEXT_INPUT:
+    if id_model.metadata.get(contract.INPUT_KIND) == TEXT_INPUT:
         raise ModelError(f"{id_path} already takes text: pass the id model it was made from.")
     output = output or text_path_for(id_path)
     prep = id_model.preprocessing
@@ -213,7 +220,7 @@ def export_text_graph(id_path: Path, home: Path, output: Path | None = None, *,
     edge = EDGE_CASES + risky_texts(prep, lowercase_divergences())
     huge = [megabyte_review(prep)]
     reviews, real = sample_reviews(prep, home, n_reviews)
-    hybrid = id_model.metadata.get("rnncli.graph") == "hybrid"
+    hybrid = id_model.metadata.get(contract.GRAPH) == "hybrid"
     front_sess, sess = _session(front), _session(full)
     diffs = []
     for texts, size in ((edge, HYBRID_SMALL_BATCH), (huge, 1), (reviews, BATCH),
@@ -226,6 +233,8 @@ def export_text_graph(id_path: Path, home: Path, output: Path | None = None, *,
                                        "rnncli.text_max_abs_diff": f"{diff:.3g}",
                                        "rnncli.text_validated_reviews": str(len(reviews)),
                                        "rnncli.text_edge_cases": str(len(edge))})
+    full_check(full, "The text-input graph", f"nothing written to {output}: a bug in rnncli; "
+               "export without --text-input.")
     with atomic_path(output) as tmp:
         onnx.save(full, str(tmp))
     return TextExportReport(output, len(reviews), real, len(edge), diff, atol,

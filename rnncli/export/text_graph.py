@@ -15,6 +15,9 @@ onnxruntime build has do what `Preprocessing.encode` does:
   operator replaces characters. OOV tokens that start with '<' are markup and dropped.
 - numeric operators add the start marker, pad and truncate to maxlen ('pre'/'post'), and
   with trim_padding feed only as many steps as the longest review needs.
+- onnx has no schema for com.microsoft's Tokenizer: the graph declares its outputs' type
+  and rank (declared_types), so onnx's checker and shape inference type every value.
+  full_check (end of this file) runs those checks on every file an export writes.
 
 Matching Python where lower-casing and splitting disagree, with no replace operator:
 - Python lower-cases U+0130 (I with dot) to "i" + U+0307, and U+0307 is not `\\w`: the
@@ -32,13 +35,12 @@ import itertools
 import numpy as np
 
 from rnncli.export.graph import HYBRID_SMALL_BATCH
-from rnncli.export.ops import INPUT, OUTPUT, GraphBuilder
+from rnncli.export.ops import GraphBuilder
+from rnncli.serve import contract
+from rnncli.serve.contract import INPUT, KNOWN_OUTPUT, LABEL_OUTPUT, OUTPUT, TEXT_INPUT
 from rnncli.text import tokenizer as text
 from rnncli.text.preprocessing import Preprocessing
 
-TEXT_INPUT = "text"
-KNOWN_OUTPUT = "known_words"
-LABEL_OUTPUT = "label"  # so a client needs neither the metadata nor the threshold
 LOCALE = "C.UTF-8"
 APOSTROPHES = "'\u2019\u2018`"  # what tokenize() turns into "'"
 DOTTED_CAPITAL_I = "\u0130"
@@ -251,7 +253,7 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
     if opset < MIN_OPSET:
         raise ValueError(f"the id model's opset {opset} is below {MIN_OPSET}")
     g = _TextGraph()
-    placed = _place(g, _lookup(g, _tokens(g), prep), prep, props.get("rnncli.graph") == "hybrid")
+    placed = _place(g, _lookup(g, _tokens(g), prep), prep, props.get(contract.GRAPH) == "hybrid")
     # Known words among the ids the model reads (pad and start marker are below OOV).
     oov = g.k("oov_i32", np.array(text.OOV, np.int32))
     is_known = g.one("Cast", [g.one("Greater", [placed, oov], "is_known")], "known_i", to=7)
@@ -288,8 +290,7 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
                               opset_imports=[helper.make_opsetid(d, v)
                                              for d, v in imports.items()])
     proto.ir_version = id_model.ir_version
-    helper.set_model_props(proto, {**props, "rnncli.input": TEXT_INPUT,
+    helper.set_model_props(proto, {**props, contract.INPUT_KIND: TEXT_INPUT,
                                    "rnncli.text_locale": LOCALE})
     onnx.checker.check_model(proto)
     return proto
-
