@@ -142,6 +142,30 @@ def trained_run(root: Path, home: Path, *train_args: str) -> Path:
     return root / "run"
 
 
+# The tiny recipe-shaped model the export and serving tests share; its embedding (40 x 128)
+# is large enough to be quantized.
+TINY_RUN = ["--maxlen", "20", "--num-words", "40", "--units", "4", "--embedding-dim", "128",
+            "--batch-size", "8", "--epochs", "3", "--no-jit"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """TINY_RUN trained once per test session: (data home, run folder). Leave the folder as it
+    is: a module that writes into a run (an export) takes its own copy with own_run()."""
+    pytest.importorskip("tensorflow")
+    root = tmp_path_factory.mktemp("tiny-run")
+    home = fetched_home(root)
+    return home, trained_run(root, home, *TINY_RUN)
+
+
+def own_run(tiny_run, root: Path) -> tuple[Path, Path]:
+    """(data home, a copy of the shared tiny run under `root`) for a module to write into."""
+    import shutil
+
+    home, run = tiny_run
+    return home, Path(shutil.copytree(run, root / "run"))
+
+
 @pytest.fixture(scope="module")
 def training_extra():
     """Skip a module without the `[train]` extra; a fixture, not an import-time check, so that

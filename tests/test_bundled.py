@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import REAL_ARCHIVE, invoke
+from conftest import NO_ARCHIVE, REAL_ARCHIVE, invoke
 
 from rnncli.serve import locate
 from rnncli.serve.onnx_model import OnnxModel
@@ -71,7 +71,7 @@ def test_predict_uses_the_bundled_model_in_a_fresh_folder(text, label, tmp_path)
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
+@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=NO_ARCHIVE)
 def test_bundled_model_agrees_with_its_recorded_accuracy(real_home):
     model = OnnxModel(locate.BUNDLED)
     res = invoke("evaluate", "--data-dir", str(real_home), "--limit",

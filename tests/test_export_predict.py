@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import TRAINS, fetched_home, invoke, trained_run
+from conftest import TRAINS, fetched_home, invoke, own_run, trained_run
 
 from rnncli.config import run_files
 
@@ -14,14 +14,9 @@ pytestmark = TRAINS
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny recipe-shaped model, trained once for the module; returns (home, run folder).
-    Its embedding (40 x 128) is large enough to be quantized."""
-    root = tmp_path_factory.mktemp("trained")
-    home = fetched_home(root)
-    run = trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "4",
-                      "--embedding-dim", "128", "--batch-size", "8", "--epochs", "3", "--no-jit")
-    return home, run
+def trained(tiny_run, tmp_path_factory):
+    """The shared tiny model, copied for this module's exports: (home, run folder)."""
+    return own_run(tiny_run, tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import REAL_ARCHIVE, TRAINS, cli, fetched_home, trained_run
+from conftest import NO_ARCHIVE, REAL_ARCHIVE, TRAINS, cli, own_run, trained_run
 
 from rnncli.config import run_files
 from rnncli.text import tokenizer as text
@@ -10,8 +10,7 @@ from rnncli.text import tokenizer as text
 pytestmark = TRAINS
 
 
-def train_and_export(root, home, train_args, graphs):
-    run = trained_run(root, home, *train_args)
+def export_graphs(run, home, graphs):
     for graph in graphs:
         cli("export", "onnx", "--model", run, "--data-dir", home, "--graph", graph,
             "--output", run / f"{graph}.onnx")
@@ -31,13 +30,10 @@ def keras_reference(run, texts):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tiny_run, tmp_path_factory):
     """A tiny recipe-shaped model and its graphs: two that trim padding, one that does not."""
-    root = tmp_path_factory.mktemp("serve")
-    home = fetched_home(root)
-    run = train_and_export(root, home, ["--maxlen", "20", "--num-words", "40", "--units", "4",
-                                        "--embedding-dim", "8", "--batch-size", "8", "--epochs",
-                                        "2", "--no-jit"], ("native", "hybrid", "unrolled"))
+    home, run = own_run(tiny_run, tmp_path_factory.mktemp("serve"))
+    export_graphs(run, home, ("native", "hybrid", "unrolled"))
     return run
 
 
@@ -63,13 +59,13 @@ def test_streams_match_keras_in_input_order(exported, graph, trims):
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason="real archive not present")
+@pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=NO_ARCHIVE)
 def test_streams_match_keras_on_all_real_test_reviews(real_home, tmp_path):
     from rnncli.data import store as dataset
     from rnncli.serve.onnx_model import OnnxModel
 
-    run = train_and_export(tmp_path, real_home, ["--epochs", "1", "--limit", "5000"],
-                           ("hybrid",))
+    run = trained_run(tmp_path, real_home, "--epochs", "1", "--limit", "5000")
+    export_graphs(run, real_home, ("hybrid",))
     texts = dataset.load_split(real_home, "test").texts()
     assert len(texts) == 25_000
     expected = keras_reference(run, texts)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fetched_home, invoke, trained_run
+from conftest import invoke, own_run
 
 from rnncli.config import run_files
 from rnncli.errors import ExportError, ModelError
@@ -249,12 +249,9 @@ def test_graph_ids_equal_encode_on_all_imdb_reviews(real_home):
 # --- a trained tiny model, the CLI export, and the Node.js client -----------------------
 
 @pytest.fixture(scope="module")
-def exported_text(tmp_path_factory):
-    pytest.importorskip("tensorflow")
-    root = tmp_path_factory.mktemp("text")
-    home = fetched_home(root)
-    trained_run(root, home, "--maxlen", "20", "--num-words", "40", "--units", "4",
-                "--embedding-dim", "8", "--batch-size", "8", "--epochs", "2", "--no-jit")
+def exported_text(tiny_run, tmp_path_factory):
+    home, run = own_run(tiny_run, tmp_path_factory.mktemp("text"))
+    root = run.parent
     res = invoke("export", "onnx", "--model", str(root / "run"), "--data-dir",
                               str(home), "--text-input", "--json")
     assert res.exit_code == 0, res.output
