@@ -73,6 +73,22 @@ def one_line_error(res, text: str, code: int = 1) -> None:
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _bundled_model_untouched():
+    """No test may write the package's own bundled model (a test of the bundled-model writer
+    that forgets its target would replace it)."""
+    import hashlib
+
+    folder = Path(__file__).resolve().parents[1] / "rnncli" / "bundled"
+
+    def state():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+    before = state()
+    yield
+    assert state() == before, f"a test changed {folder}: restore it with git checkout"
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     home = tmp_path / "home"
