@@ -66,6 +66,7 @@ def test_worker_role_from_tf_config(monkeypatch, tf_config, role):
     assert distributed.worker_role("default").chief
 
 
+@pytest.mark.usefixtures("training_extra")  # the extra is checked before TF_CONFIG is read
 def test_bad_tf_config_is_a_usage_error(prepared, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     res = runner.invoke(app, ["train", "--strategy", "multi-worker", "--output", "run"])
