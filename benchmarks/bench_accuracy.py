@@ -7,10 +7,11 @@ and on two short-text sets built from the test split:
 - first sentence: each review's first sentence of 4 words or more, with the review's label;
 - crops: a random window of 8 to 30 words of each review (seed 0), with the review's label
 (both from benchmarks/short_text.py, which bench_serve.py shares).
-Beside them, TF-IDF + logistic regression (scikit-learn, `pip install scikit-learn`)
-trained on the train split, on words and on words + bigrams: the baseline to beat; and
-`rnncli train --ngram-teacher`'s linear teacher fitted on the whole train split's ids
-(30,000 words, maxlen 500), with its fit time, scored in batches of 64 as in training.
+Beside them, TF-IDF + logistic regression (rnncli's NgramModel; scikit-learn, `pip install
+scikit-learn`) trained on the train split, on words and on words + bigrams: the baseline to
+beat; and `rnncli train --ngram-teacher`'s linear teacher (the same model) fitted on the
+whole train split's ids (30,000 words, maxlen 500), with its fit time, scored in batches of
+64 as in training.
 Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer).
 """
 
@@ -69,17 +70,26 @@ def scorer(spec: str):
     return (keras_scorer if ref.kind == "keras" else onnx_scorer)(ref.path)
 
 
-def linear_baselines(train_texts, train_y):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def linear_baselines(train_texts: list[str], train_y: np.ndarray) -> dict:
+    """TF-IDF + logistic regression on words (C = 2) and on words + bigrams (C = 4): rnncli's
+    NgramModel of exact keys on ids of every word of the train split, numbered in
+    alphabetical order, so that its columns are those of scikit-learn's
+    TfidfVectorizer(tokenizer=text.tokenize, min_df=2, sublinear_tf=True) in the same
+    order; unknown test words count for nothing, as there."""
+    from rnncli.model.ngram import NgramModel
 
+    vocab = text.Vocabulary(sorted({w for ws in text.tokenize_many(train_texts) for w in ws}))
+    num_words = text.INDEX_FROM + len(vocab)
+
+    def rows(texts: list[str]) -> list[np.ndarray]:
+        ids, lengths = vocab.encode_many(texts)
+        return np.split(ids, np.cumsum(lengths)[:-1]) if len(texts) else []
+
+    train_rows = rows(train_texts)
     made = {}
-    for name, ngrams in (("tfidf+lr words", (1, 1)), ("tfidf+lr words+bigrams", (1, 2))):
-        vec = TfidfVectorizer(tokenizer=text.tokenize, token_pattern=None, lowercase=False,
-                              ngram_range=ngrams, min_df=2, sublinear_tf=True)
-        clf = LogisticRegression(C=4.0 if ngrams == (1, 2) else 2.0, max_iter=2000)
-        clf.fit(vec.fit_transform(train_texts), train_y)
-        made[name] = lambda texts, v=vec, c=clf: c.predict_proba(v.transform(texts))[:, 1]
+    for name, pairs, c in (("tfidf+lr words", False, 2.0), ("tfidf+lr words+bigrams", True, 4.0)):
+        model = NgramModel(num_words, keys="exact", pairs=pairs, C=c).fit(train_rows, train_y)
+        made[name] = lambda texts, m=model: m.predict_proba(rows(texts))[:, 1]
     return made
 
 
@@ -87,11 +97,11 @@ def ngram_teacher(home: Path, num_words: int = 30000, maxlen: int = 500):
     """rnncli's --ngram-teacher as a model of its own: fitted on the whole train split's ids
     (a run fits it on its training share), texts encoded with the dataset's vocabulary."""
     from rnncli.text.preprocessing import Preprocessing
-    from rnncli.train.teachers import NgramTeacher
+    from rnncli.train.teachers import TeacherMix, fit_ngram_teacher
 
     x, y = dataset.load_encoded(dataset.load_split(home, "train"), num_words, maxlen)
     started = time.perf_counter()
-    teacher = NgramTeacher(x, y, num_words)
+    teacher = TeacherMix([], fit_ngram_teacher(x, y, num_words), 1.0)
     fit = time.perf_counter() - started
     words = dataset.load_vocabulary(home).truncated(num_words).words
     prep = Preprocessing(vocabulary=words, num_words=num_words, maxlen=maxlen)

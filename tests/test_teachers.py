@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from conftest import ORDER_NUM_WORDS, ORDER_WORDS, word_order_rows
 
+from rnncli.model.ngram import row_keys
 from rnncli.text import tokenizer as text
-from rnncli.train.teachers import NgramTeacher, TeacherMix, ngram_keys
+from rnncli.train.teachers import TeacherMix, fit_ngram_teacher
 
 pytest.importorskip("sklearn")
 NUM_WORDS = ORDER_NUM_WORDS
@@ -13,13 +14,13 @@ A, B = ORDER_WORDS
 
 
 def test_keys_tell_words_from_pairs_and_drop_pads_and_the_start_marker():
-    keys = ngram_keys(np.array([0, 0, text.START, 5, 6, 5], np.int32), NUM_WORDS)
+    keys = row_keys(np.array([0, 0, text.START, 5, 6, 5], np.int32), NUM_WORDS, keys="exact")
     assert sorted(keys.tolist()) == sorted([5 * 20, 6 * 20, 5 * 20, 5 * 20 + 6, 6 * 20 + 5])
 
 
 def test_word_order_is_learned_and_padding_does_not_matter():
     rows, y = word_order_rows(400, seed=0)
-    teacher = NgramTeacher(rows, y, NUM_WORDS)
+    teacher = TeacherMix([], fit_ngram_teacher(rows, y, NUM_WORDS), weight=1.0)
     test_rows, test_y = word_order_rows(100, seed=1)
     x_pre = text.pad_sequences(test_rows, 16, "pre", "pre")
     x_post = text.pad_sequences(test_rows, 16, "post", "post")
@@ -35,16 +36,19 @@ def test_word_order_is_learned_and_padding_does_not_matter():
 def test_an_ngram_seen_in_one_review_only_is_left_out():
     rows = [np.array([text.START, 7, 8], np.int32), np.array([text.START, 7, 9], np.int32),
             np.array([text.START, 7, 8, 10], np.int32)]
-    teacher = NgramTeacher(rows, np.array([1, 0, 1], np.float32), NUM_WORDS)
-    assert teacher.keys.tolist() == [7 * 20, 7 * 20 + 8, 8 * 20]
+    teacher = fit_ngram_teacher(rows, np.array([1, 0, 1], np.float32), NUM_WORDS)
+    assert teacher.keys_.tolist() == [7 * 20, 7 * 20 + 8, 8 * 20]
 
 
 class Constant:
     def __init__(self, p):
         self.p = p
 
-    def predict_on_batch(self, x):
+    def predict_on_batch(self, x):  # a teacher run (Keras)
         return np.full((len(x), 1), self.p, np.float32)
+
+    def predict_proba(self, x):  # the n-gram teacher (NgramModel)
+        return np.tile([1 - self.p, self.p], (len(x), 1))
 
 
 def test_the_mix_weighs_the_ngram_teacher_against_the_models_mean():

@@ -1,16 +1,22 @@
-"""The n-gram head's features (`--ngram-head`): a review's words and word pairs as keys of one
-table, weighed by TF-IDF. The head is a linear model of them whose logit the model adds to
-the recurrent network's.
+"""The n-gram model: TF-IDF + logistic regression on a review's words and word pairs, the one
+linear model of the project. With exact keys it is the n-gram teacher (train/teachers.py)
+and the benchmark's baselines; with hashed keys, the n-gram head (`--ngram-head`) whose
+logit the model adds to the recurrent network's.
 
-    counts = key_counts(rows, num_words)          # sparse [reviews, table_size(num_words)]
-    head.logits(rows)                             # an NgramHead's logit per id row
+    model = NgramModel(num_words, keys="exact").fit(rows, y)   # id rows, padded or not
+    model.predict_proba(rows)[:, 1]                            # P(positive) per id row
+    head = model.head()           # hashed keys: the table the Keras layer and graphs read
+    head.logits(rows)             # the head's logit per id row, from that table
 
-A review's keys are its words (id a >= OOV: key a) and its pairs of adjacent words (key
-num_words + (a * num_words + b) mod BUCKETS); a key seen c times weighs (1 + log c) x
-idf(key), and the vector is scaled to unit length. Keys of fewer than two training reviews
-have idf 0, so they never count. The same computation runs here (numpy, to fit), in the
-Keras layer (model/layers.py) and in every ONNX graph (export/ngram.py); the fit is in
-train/head.py.
+A review's keys are its words and its pairs of adjacent words (pads and the start marker
+left out). Exact keys tell every pair apart: word a is a * num_words, pair (a, b) is
+a * num_words + b. Hashed keys index one fixed table: word a is a, pair (a, b) is
+num_words + (a * num_words + b) mod BUCKETS. A key seen c times weighs (1 + log c) x
+idf(key), and the vector is scaled to unit length (scikit-learn's TfidfTransformer with
+sublinear counts). Keys of fewer than `min_reviews` training reviews are left out (idf 0 in
+the head's table), so they never count. The head's computation runs here (numpy, to fit),
+in the Keras layer (model/layers.py) and in every ONNX graph (export/ngram.py); its fit is
+in train/head.py.
 """
 
 from __future__ import annotations
@@ -19,22 +25,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnncli.errors import UsageError
 from rnncli.text.tokenizer import OOV
 
 BUCKETS = 1_048_573  # a prime, so pair keys spread over the whole table
-MIN_REVIEWS = 2  # a key in fewer training reviews gets idf 0 (TF-IDF's min_df)
+MIN_REVIEWS = 2  # a key in fewer training reviews is left out (TF-IDF's min_df)
 LAYER = "ngram"  # the Keras layer; the graphs read its weights by this name
+KEYS = ("hashed", "exact")
 
 
 def table_size(num_words: int) -> int:
     return num_words + BUCKETS
 
 
-def row_keys(row: np.ndarray, num_words: int) -> np.ndarray:
-    """Table indices of one id row's words and word pairs (pads and start marker left out)."""
-    ids = row[row >= OOV].astype(np.int64)
-    pairs = num_words + (ids[:-1] * num_words + ids[1:]) % BUCKETS
-    return np.concatenate([ids, pairs])
+def row_keys(row: np.ndarray, num_words: int, keys: str = "hashed",
+             pairs: bool = True) -> np.ndarray:
+    """The int64 keys of one id row's words and (if `pairs`) word pairs, pads and the start
+    marker left out: hashed keys are table indices, exact ones tell every pair apart."""
+    ids = np.asarray(row)
+    ids = ids[ids >= OOV].astype(np.int64)
+    if keys == "exact":
+        words, pair = ids * num_words, ids[:-1] * num_words + ids[1:]  # ids[1:] >= OOV > 0
+    else:
+        words, pair = ids, num_words + (ids[:-1] * num_words + ids[1:]) % BUCKETS
+    return np.concatenate([words, pair]) if pairs else words
 
 
 def count_matrix(columns: list[np.ndarray], width: int):
@@ -50,24 +64,118 @@ def count_matrix(columns: list[np.ndarray], width: int):
 
 
 def key_counts(rows, num_words: int):
-    """Sparse [reviews, table] matrix of key counts."""
-    return count_matrix([row_keys(np.asarray(r), num_words) for r in rows],
-                        table_size(num_words))
+    """Sparse [reviews, table] matrix of hashed key counts."""
+    return count_matrix([row_keys(r, num_words) for r in rows], table_size(num_words))
 
 
 def tfidf(counts, idf: np.ndarray):
-    """Rows of (1 + log count) x idf, scaled to unit length (rows with no key stay zero)."""
+    """Rows of (1 + log count) x idf, scaled to unit length (rows with no key stay zero):
+    TfidfTransformer(sublinear_tf=True)'s features with this idf, to rounding."""
     from scipy.sparse import csr_matrix, diags
 
     m = counts.copy().astype(np.float64)
     m.data = 1.0 + np.log(m.data)
-    m = csr_matrix(m @ diags(idf.astype(np.float64)))
+    m = csr_matrix(m @ diags(np.asarray(idf, np.float64)))
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     return csr_matrix(diags(1.0 / np.where(norms > 0, norms, 1.0)) @ m)
 
 
+def require_sklearn(option: str) -> None:
+    """A UsageError naming `option` where scikit-learn (the [train] extra) is missing."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise UsageError(f'{option} needs scikit-learn: pip install "rnncli[train]"') from None
+
+
+class NgramModel:
+    """TF-IDF (sublinear counts, smoothed idf, unit rows) + L2 logistic regression on the
+    keys of id rows, in scikit-learn's shape: `fit` returns the model, what it learns is in
+    the attributes ending in "_". C is the inverse L2 strength (4: the bigram baseline's,
+    benchmarks/bench_accuracy.py).
+
+    The features: with exact keys, one per key kept (as TfidfVectorizer's vocabulary); with
+    hashed keys, the whole table (as HashingVectorizer's fixed width), a key not kept
+    having idf 0. Learned:
+    keys_: int64, sorted, the keys of `min_reviews` training reviews or more;
+    idf_: float64 [features], log((1 + reviews) / (1 + reviews with the key)) + 1, or 0;
+    coef_: float64 [features], the logistic regression's weights; intercept_: float, its bias.
+    """
+
+    def __init__(self, num_words: int, keys: str = "hashed", pairs: bool = True,
+                 C: float = 4.0, min_reviews: int = MIN_REVIEWS, max_iter: int = 2000):
+        self.num_words, self.keys, self.pairs = num_words, keys, pairs
+        self.C, self.min_reviews, self.max_iter = C, min_reviews, max_iter
+
+    def fit(self, rows, y, extra_rows=(), extra_y=()) -> NgramModel:
+        """Fitted on id rows (padded or not) and their labels (> 0.5: positive). The
+        `extra_rows` (labelled `extra_y`, e.g. windows of the reviews) are more rows to fit
+        the regression on, which count for no key's reviews (idf and min_reviews)."""
+        from sklearn.linear_model import LogisticRegression
+
+        if self.keys not in KEYS:
+            raise ValueError(f"keys must be one of {KEYS}, not {self.keys!r}")
+        keys = [self._keys(r) for r in rows]
+        found, reviews = np.unique(np.concatenate([np.zeros(0, np.int64)] + [
+            np.unique(k) for k in keys]), return_counts=True)
+        kept = reviews >= self.min_reviews
+        self.keys_ = found[kept]
+        idf = np.log((1.0 + len(keys)) / (1.0 + reviews[kept])) + 1.0  # scikit-learn's
+        if self.keys == "hashed":
+            self.idf_ = np.zeros(table_size(self.num_words))
+            self.idf_[self.keys_] = idf
+        else:
+            self.idf_ = idf
+        keys += [self._keys(r) for r in extra_rows]
+        labels = np.concatenate([np.asarray(y).ravel(), np.asarray(extra_y).ravel()]) > 0.5
+        fit = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        fit.fit(tfidf(self._counts(keys), self.idf_), labels)
+        self.coef_, self.intercept_ = fit.coef_[0], float(fit.intercept_[0])
+        return self
+
+    def transform(self, rows):
+        """Sparse [rows, features] TF-IDF of id rows (keys not kept count for nothing)."""
+        return tfidf(self._counts([self._keys(r) for r in rows]), self.idf_)
+
+    def decision_function(self, rows) -> np.ndarray:
+        """The logit of each id row, in float64."""
+        return self.transform(rows) @ self.coef_ + self.intercept_
+
+    def predict_proba(self, rows) -> np.ndarray:
+        """[rows, 2] probabilities of the negative and the positive label."""
+        from scipy.special import expit
+
+        p = expit(self.decision_function(rows))
+        return np.stack([1 - p, p], axis=1)
+
+    def head(self) -> NgramHead:
+        """The fitted model (hashed keys) as the table the Keras layer and the graphs read."""
+        if self.keys != "hashed":
+            raise ValueError("only a model of hashed keys has a table")
+        return NgramHead(self.coef_.astype(np.float32), self.idf_.astype(np.float32),
+                         self.intercept_, self.num_words)
+
+    def _keys(self, row) -> np.ndarray:
+        return row_keys(row, self.num_words, self.keys, self.pairs)
+
+    def _counts(self, keys: list[np.ndarray]):
+        """Sparse [rows, features] counts of each row's keys (exact keys: those in keys_)."""
+        if self.keys == "hashed":
+            return count_matrix(keys, table_size(self.num_words))
+        columns = []
+        for k in keys:
+            at = np.searchsorted(self.keys_, k)
+            known = at < len(self.keys_)
+            known[known] = self.keys_[at[known]] == k[known]
+            columns.append(at[known])
+        return count_matrix(columns, len(self.keys_))
+
+
 @dataclass
 class NgramHead:
+    """A fitted NgramModel of hashed keys as a table (NgramModel.head()): what the Keras
+    layer holds and the graphs read, in float32."""
+
     weights: np.ndarray  # [table] float32
     idf: np.ndarray  # [table] float32, 0 for keys the head ignores
     bias: float

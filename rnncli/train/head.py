@@ -3,20 +3,19 @@
     head = fit_head(x, y, num_words, seed)           # the training share's padded ids
     model, details = attach_head(model, cfg, head, x_val, y_val, seed)  # Keras, head inside
 
-The head is TF-IDF + logistic regression on words and word pairs (model/ngram.py), fitted
-on the training reviews and WINDOWS random windows of 8 to 80 words of each (so that short
-text scores as short text). The recurrent network is trained first, as it would be
-without the head; then the head is fitted, and the two logits are weighed by a logistic
-regression on the validation share (whole reviews and one window of each), the only data
-neither has seen.
+The head is TF-IDF + logistic regression on words and word pairs (model/ngram.py's
+NgramModel with hashed keys), fitted on the training reviews and WINDOWS random windows of
+8 to 80 words of each (so that short text scores as short text). The recurrent network is
+trained first, as it would be without the head; then the head is fitted, and the two logits
+are weighed by a logistic regression on the validation share (whole reviews and one window
+of each), the only data neither has seen.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rnncli.errors import UsageError
-from rnncli.model.ngram import LAYER, MIN_REVIEWS, NgramHead, key_counts, tfidf
+from rnncli.model.ngram import LAYER, NgramHead, NgramModel, require_sklearn
 from rnncli.text.padding import trimmed_batches
 
 # Inverse L2 strength of the logistic regression, the bigram baseline's. On the validation
@@ -30,30 +29,18 @@ WINDOWS = 8
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int) -> NgramHead:
-    """TF-IDF + logistic regression on the training reviews `x` (padded ids) and WINDOWS
-    random windows of each."""
-    try:
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        raise UsageError('--ngram-head needs scikit-learn: pip install "rnncli[train]"'
-                         ) from None
-    from scipy.sparse import vstack
-
+    """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
+    WINDOWS random windows of each (which count for no key's idf: they repeat its words),
+    as the table the Keras layer holds."""
+    require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
     rows = real_rows(x)
     rng, plan = np.random.default_rng(seed), BatchPlan(1, x.shape[1], 1.0, *CROP)
-    counts = key_counts(rows, num_words)
-    # idf from whole reviews only: the windows repeat their words.
-    reviews = np.asarray((counts > 0).sum(axis=0)).ravel()
-    idf = np.log((1.0 + len(rows)) / (1.0 + reviews)) + 1.0  # scikit-learn's smoothed idf
-    idf[reviews < MIN_REVIEWS] = 0.0
-    windows = [key_counts(crop(rows, plan, rng), num_words) for _ in range(WINDOWS)]
-    features = tfidf(vstack([counts, *windows]), idf)
-    labels = np.tile(np.asarray(y), WINDOWS + 1) > 0.5
-    model = LogisticRegression(C=C, max_iter=3000).fit(features, labels)
-    return NgramHead(model.coef_[0].astype(np.float32), idf.astype(np.float32),
-                     float(model.intercept_[0]), num_words)
+    windows = [w for _ in range(WINDOWS) for w in crop(rows, plan, rng)]
+    model = NgramModel(num_words, keys="hashed", C=C, max_iter=3000)
+    return model.fit(rows, y, extra_rows=windows, extra_y=np.tile(np.asarray(y), WINDOWS)
+                     ).head()
 
 
 def stack_weights(network: np.ndarray, head: np.ndarray, y: np.ndarray
