@@ -60,34 +60,21 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def predict_probabilities(ref: ModelRef, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    if ref.kind == "onnx":
-        from rnncli.serve.onnx_model import OnnxModel
-
-        return OnnxModel(ref.path).predict_ids(x, batch_size)
+    """Probabilities of a Keras model (`ref`) for an id matrix (evaluate_model checks
+    them, as serving checks an ONNX model's)."""
     from rnncli.model.runtime import load_keras_model
 
     model = load_keras_model(ref.path)
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()
 
 
-def preprocessing_of(ref: ModelRef):
-    if ref.kind == "onnx":
-        from rnncli.serve.onnx_model import OnnxModel
-
-        return OnnxModel(ref.path).preprocessing
-    from rnncli.serve.locate import keras_preprocessing
-
-    return keras_preprocessing(ref.path)
-
-
-def _text_model(ref: ModelRef):
-    """The model, if it is ONNX and takes review text (`export onnx --text-input`)."""
+def _onnx_model(ref: ModelRef):
+    """The ONNX model `ref` names, loaded once, or None for a Keras model."""
     if ref.kind != "onnx":
         return None
     from rnncli.serve.onnx_model import OnnxModel
 
-    model = OnnxModel(ref.path)
-    return model if model.takes_text else None
+    return OnnxModel(ref.path)
 
 
 def encode_split(prep, home: Path, split: str = "test",
@@ -123,29 +110,42 @@ def _text_split_probabilities(model, home: Path, split: str,
         source = dataset.read_meta(home)["source"]
         raise ModelError(f"A text-input model reads review texts, and the prepared {source} "
                          "data kept none: `rnncli data fetch` the aclImdb archive.")
-    from rnncli.serve.text_input import run_text_model
-
-    probs, _ = run_text_model(model.session, texts, model.workers)
+    probs, _ = model.text_probabilities(texts)
     return data.labels[: len(texts)].astype(np.float32), probs
 
 
 def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
                    limit: int | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, model=None) -> dict:
     """Encode `split` with the model's own preprocessing, predict, and score.
 
-    `progress` hears of the one long wait, loading TensorFlow for a Keras model."""
-    prep = preprocessing_of(ref)
-    if text_model := _text_model(ref):  # the graph tokenizes the texts itself
-        y, prob = _text_split_probabilities(text_model, home, split, limit)
+    `progress` hears of the one long wait, loading TensorFlow for a Keras model. `model`:
+    the OnnxModel of `ref`, if the caller has loaded it already. A model whose outputs are
+    not probabilities (NaN, infinite, outside [0, 1]) is refused with a ModelError rather
+    than scored."""
+    from rnncli.serve.onnx_model import check_probabilities
+
+    onnx = model or _onnx_model(ref)
+    if onnx is None:
+        from rnncli.serve.locate import keras_preprocessing
+
+        prep = keras_preprocessing(ref.path)
+    else:
+        prep = onnx.preprocessing
+    if onnx is not None and onnx.takes_text:  # the graph tokenizes the texts itself
+        y, prob = _text_split_probabilities(onnx, home, split, limit)
     else:
         x, y = encode_split(prep, home, split, limit)
-        if ref.kind == "keras" and progress:
-            from rnncli.model.runtime import require_training_extra
+        if onnx is not None:
+            prob = onnx.predict_ids(x)
+        else:
+            if progress:
+                from rnncli.model.runtime import require_training_extra
 
-            require_training_extra("Loading a Keras model")  # an error, not a progress line
-            progress(f"Loading TensorFlow and {ref.path}, then scoring {len(y):,} {split} "
-                     "reviews...")
-        prob = predict_probabilities(ref, x)
+                require_training_extra("Loading a Keras model")  # an error, not progress
+                progress(f"Loading TensorFlow and {ref.path}, then scoring {len(y):,} "
+                         f"{split} reviews...")
+            prob = check_probabilities(np.asarray(predict_probabilities(ref, x), np.float64),
+                                       ref.path, "retrain it")
     return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
             **binary_metrics(y, prob, prep.threshold)}

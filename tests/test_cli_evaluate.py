@@ -34,3 +34,21 @@ def test_onnx_evaluate_has_no_loading_line(prepared):
     res = invoke("evaluate", "--model", str(locate.BUNDLED), "--limit", "2")
     assert res.exit_code == 0, res.output
     assert "Loading TensorFlow" not in res.stderr
+
+
+def test_without_model_stderr_names_the_model_that_answered(prepared, tmp_path):
+    from test_inference import save_model
+
+    res = invoke("evaluate", "--limit", "4", "--json")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        f"No model in artifacts/: using the bundled model {locate.BUNDLED} (test accuracy "
+        "0.9086)."]
+    (tmp_path / "artifacts").mkdir()
+    save_model(tmp_path / "artifacts" / "model.onnx", meta={"rnncli.test_accuracy": "0.5"})
+    res = invoke("evaluate", "--json")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        f"Using {Path('artifacts', 'model.onnx')} (test accuracy 0.5000), found in artifacts/, "
+        "not the bundled model: pass --model to choose."]
+    assert json.loads(res.stdout)["model"] == str(Path("artifacts", "model.onnx"))

@@ -14,6 +14,8 @@ import sys
 import pytest
 from conftest import invoke
 
+from rnncli.serve import locate
+
 LINES = "great wonderful film\n\n   \nawful boring waste\n"  # lines 2 and 3 are blank
 
 
@@ -119,3 +121,184 @@ def test_a_jsonl_row_is_the_strict_json_of_its_fields():
             row = Row(i, t, label, p, i * 7)
             assert row.jsonl() == json_text(row.as_dict()), row
             json.loads(row.jsonl(), parse_constant=lambda c: pytest.fail(c))
+
+
+# ---------------------------------------------------------------- texts written as data
+
+def test_a_carriage_return_in_a_review_stays_inside_its_csv_row(tmp_path):
+    """--file splits on \\n only, so a review may hold a bare \\r, which ends a row for
+    csv readers unless the field is quoted."""
+    (tmp_path / "r.txt").write_bytes(b"good\rfilm\nawful\r\r dull\nplain\n")
+    got = rows(predict("--file", "r.txt", "--format", "csv"), "csv")
+    assert [r["text"] for r in got] == ["good\rfilm", "awful\r\r dull", "plain"]
+    assert [r["line"] for r in got] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_starts_with_a_quote(start):
+    from rnncli.cli.predict import csv_cell
+
+    text = f"{start}HYPERLINK(\"http://x\", \"click\")"
+    cell = next(csv.reader(io.StringIO(csv_cell(text) + "\n")))
+    assert cell == ["'" + text]
+    assert csv_cell("a fine film, really") == '"a fine film, really"'
+    assert csv_cell("plain") == "plain" and csv_cell("") == ""
+
+
+def test_formulas_are_neutralised_in_csv_only(tmp_path):
+    lines = ["=1+2", "+cmd|' /C calc'!A0", "-2+3 stars", "@SUM(A1)", "a = b"]
+    (tmp_path / "r.txt").write_text("\n".join(lines) + "\n")
+    got = rows(predict("--file", "r.txt", "--format", "csv"), "csv")
+    assert [r["text"] for r in got] == ["'" + t for t in lines[:4]] + ["a = b"]
+    assert [r["text"] for r in rows(predict("--file", "r.txt", "--format", "json"), "json")] \
+        == lines, "JSON keeps the text as it is"
+
+
+def test_a_label_from_the_model_is_neutralised_too(tmp_path):
+    from test_inference import save_model
+
+    path = save_model(tmp_path / "m.onnx", labels=["=neg", "@pos"])
+    got = rows(predict("great film", "--model", path, "--format", "csv"), "csv")
+    assert got[0]["label"] in ("'=neg", "'@pos")
+
+
+def test_the_table_shows_no_escape_sequence_or_control_character():
+    text = ("\x1b[31mred\x1b[0m \x1b]0;owned\x07title \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ "
+            "\x9b2Jc1 bell\x07 tab\there bidi\u202eoverride zero\u200bwidth")
+    res = predict(text)
+    assert res.exit_code == 0, res.output
+    shown = res.stdout.split(" known  ", 1)[1]
+    assert shown.isprintable() or shown.rstrip("\n").isprintable(), repr(shown)
+    assert shown.startswith("red title link c1 bell tab here bidioverride zerowidth"[:57])
+    assert json.loads(predict(text, "--format", "jsonl").stdout)["text"] == text
+
+
+def test_terminal_text_removes_sequences_whole():
+    from rnncli.cli.predict import terminal_text
+
+    assert terminal_text("plain text, é 映画") == "plain text, é 映画"
+    assert terminal_text("\x1b[1;31mbold\x1b[m") == "bold"
+    assert terminal_text("a\x1b]2;title\x1b\\b") == "ab"
+    assert terminal_text("a\x1b(Bb\x1bcc") == "abc"
+    assert terminal_text("line\r\nbreak\x00") == "line  break"
+    assert terminal_text("\x1b") == ""
+
+
+# ---------------------------------------------------------------- stdin and long lines
+
+@pytest.mark.parametrize("args", [["-"], ["--file", "-"]])
+def test_a_closed_stdin_is_one_line(args):
+    res = subprocess.run([sys.executable, "-m", "rnncli", "predict", *args],
+                         capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: os.close(0))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines() == ["Error: stdin is closed: pipe reviews in (rnncli "
+                                       "predict - < reviews.txt) or give them as arguments."]
+    assert res.stdout == ""
+
+
+class _Endless(io.RawIOBase):
+    """Zeros without end, like /dev/zero, that fail the test past `limit` bytes read."""
+
+    def __init__(self, limit: int):
+        self.read_bytes, self.limit = 0, limit
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.read_bytes += len(buffer)
+        assert self.read_bytes <= self.limit, "read far past the cap: the line is held whole"
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
+def test_an_endless_line_is_refused_after_reading_a_bounded_amount(monkeypatch):
+    import types
+
+    from rnncli.cli.predict import MAX_LINE_BYTES, read_lines
+    from rnncli.errors import UsageError
+
+    stream = _Endless(limit=4 * MAX_LINE_BYTES)
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(
+        buffer=io.BufferedReader(stream, 1 << 16)))
+    with pytest.raises(UsageError) as err:
+        list(read_lines("-"))
+    assert str(err.value) == (f"Line 1 of stdin is longer than {MAX_LINE_BYTES:,} bytes, the "
+                              "most one review may hold: put one review per line.")
+    assert stream.read_bytes <= MAX_LINE_BYTES + (1 << 17)
+
+
+def test_dev_zero_is_one_line_in_bounded_memory():
+    """The real device, in a process whose address space is capped: a line read whole
+    would end in MemoryError."""
+    import resource
+
+    def cap():
+        limit = 3 << 30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    res = subprocess.run([sys.executable, "-m", "rnncli", "predict", "--file", "/dev/zero"],
+                         capture_output=True, text=True, timeout=120, preexec_fn=cap)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Line 1 of /dev/zero is longer than 1,048,576 bytes" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
+
+
+def test_a_review_of_the_longest_size_is_read_and_one_byte_more_is_not(tmp_path):
+    from rnncli.cli.predict import MAX_LINE_BYTES
+
+    longest = b"great " * (MAX_LINE_BYTES // 6) + b"x" * (MAX_LINE_BYTES % 6)
+    assert len(longest) == MAX_LINE_BYTES
+    (tmp_path / "ok.txt").write_bytes(b"dull\n" + longest + b"\nawful\n")
+    got = rows(predict("--file", "ok.txt", "--format", "jsonl"), "jsonl")
+    assert [r["line"] for r in got] == [1, 2, 3] and got[1]["label"] == "positive"
+    (tmp_path / "over.txt").write_bytes(b"dull\n" + longest + b"x\nawful\n")
+    res = predict("--file", "over.txt", "--format", "jsonl")
+    assert res.exit_code == 2 and "Line 2 of over.txt is longer than" in res.stderr
+    (tmp_path / "last.txt").write_bytes(longest)  # no newline at the end
+    assert rows(predict("--file", "last.txt", "--format", "jsonl"), "jsonl")[0]["line"] == 1
+
+
+def test_the_line_cap_is_the_data_sides_review_cap():
+    from rnncli.cli.predict import MAX_LINE_BYTES
+    from rnncli.data.archive import MAX_REVIEW_BYTES
+
+    assert MAX_LINE_BYTES == MAX_REVIEW_BYTES
+
+
+# ---------------------------------------------------------------- which model answered
+
+def test_without_model_stderr_names_the_model_that_answered(tmp_path):
+    from test_inference import save_model
+
+    res = predict("great film", "--format", "jsonl")
+    assert res.stderr.splitlines() == [
+        f"No model in artifacts/: using the bundled model {locate.BUNDLED} (test accuracy "
+        "0.9086)."]
+    (tmp_path / "artifacts").mkdir()
+    save_model(tmp_path / "artifacts" / "model.onnx", meta={"rnncli.test_accuracy": "0.778200"})
+    res = predict("great film", "--format", "jsonl")
+    assert res.exit_code == 0, res.output
+    onnx_path = os.path.join("artifacts", "model.onnx")
+    assert res.stderr.splitlines() == [
+        f"Using {onnx_path} (test accuracy 0.7782), found in artifacts/, not the bundled "
+        "model: pass --model to choose."]
+    assert [json.loads(line)["line"] for line in res.stdout.splitlines()] == [1], \
+        "stdout holds the results only"
+    given = predict("great film", "--model", "artifacts", "--format", "jsonl")
+    assert given.exit_code == 0 and given.stderr == "", "a model given is not announced"
+
+
+@pytest.mark.parametrize("value", [None, "NaN", "\x1b[2J", "7"])
+def test_a_missing_or_odd_recorded_accuracy_is_not_shown(tmp_path, value):
+    from test_inference import save_model
+
+    (tmp_path / "artifacts").mkdir()
+    save_model(tmp_path / "artifacts" / "model.onnx",
+               meta={"rnncli.test_accuracy": value} if value else None)
+    res = predict("great film")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        f"Using {os.path.join('artifacts', 'model.onnx')} (no test accuracy recorded), found "
+        "in artifacts/, not the bundled model: pass --model to choose."]

@@ -83,8 +83,9 @@ def test_shared_options_read_the_same_everywhere():
         command = click_command(cmd)
         for param in command.params:
             for shared in ("--data-dir", "--json", "--model", "--split", "--limit"):
-                if shared in getattr(param, "opts", ()) and (shared, cmd) != (
-                        "--model", ["export", "onnx"]):  # export reads Keras only
+                # export reads Keras only, predict ONNX only: their --model differs.
+                if shared in getattr(param, "opts", ()) and (shared, cmd) not in (
+                        ("--model", ["export", "onnx"]), ("--model", ["predict"])):
                     row = option_row(help_text(tuple(cmd)), shared)
                     rows.setdefault(shared, set()).add(" ".join(row.split()[2:-1]))
     assert set(rows) == {"--data-dir", "--json", "--model", "--split", "--limit"}
@@ -126,3 +127,68 @@ def test_data_reports_load_no_heavy_module(prepared, _isolated):
     mods = loaded_modules(["data", "info"])
     assert "numpy" in mods
     assert not mods & set(HEAVY)
+
+
+@functools.cache
+def help_at_80(cmd: tuple[str, ...]) -> str:
+    """`--help` as an 80-column terminal shows it."""
+    res = invoke(*cmd, "--help", env={"COLUMNS": "80", "TERMINAL_WIDTH": None})
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def option_cell(text: str, option: str) -> list[str]:
+    """The lines of `option`'s row in an options panel, up to the next option's row."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"│ {re.escape(option)}\b",
+                                                                 line))
+    end = next((i for i in range(start + 1, len(lines))
+                if re.match(r"│ {1,6}-", lines[i]) or lines[i].startswith("╰")), len(lines))
+    return lines[start:end]
+
+
+def every_command(command=None, path=()) -> list[list[str]]:
+    """Every command and group of the app, as argument lists, found by walking it: a
+    command added later is checked without being listed here."""
+    command = command or typer.main.get_command(app)
+    found = [list(path)]
+    for name in getattr(command, "list_commands", lambda ctx: [])(None):
+        found += every_command(command.commands[name], (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("cmd", every_command(), ids=ids)
+def test_help_reads_well_at_80_columns(cmd):
+    text = help_at_80(tuple(cmd))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text, "an option name cut short"
+    for python_type in ("<list[", "<str>", "<bool>", "range>", "<Path>", "<int range"):
+        assert python_type not in text, f"{python_type} is Python, not a value to type"
+    for param in click_command(cmd).params:
+        choices = getattr(getattr(param, "type_descriptor", None), "choices", None)
+        if param.hidden or not choices or param.param_type_name != "option":
+            continue
+        cell = " ".join(option_cell(text, param.opts[0]))
+        words = set(re.split(r"[\s│<>|]+", cell))
+        assert {str(c) for c in choices} <= words, f"{param.opts[0]}: a choice split in two"
+    # Each paragraph wraps where the terminal ends, not where the source's lines did.
+    description = text.split("╭")[0].splitlines()
+    for line, following in zip(description, description[1:]):
+        if line.strip() and following.strip():
+            assert len(line.rstrip()) + 1 + len(following.split()[0]) > 79, (line, following)
+
+
+def test_predict_offers_only_what_it_serves():
+    row = " ".join(option_cell(help_at_80(("predict",)), "--model"))
+    assert ".keras" not in row and ".onnx" in row
+    assert "<path>" in " ".join(option_cell(help_at_80(("predict",)), "--file"))
+
+
+def test_values_show_as_words_a_user_types():
+    from rnncli.cli.lazy import value_shown
+
+    shown = {p.name: value_shown(p) for p in click_command(["train"]).params}
+    assert shown["teachers"] == "<path>" and shown["limit"] == "<int>"
+    assert shown["cell"] == "<simple|lstm|gru>"
+    assert shown["preset"].startswith("<recipe | lstm | ")
+    assert re.search(r"│ +texts\.\.\. +<text> ", help_at_80(("predict",)))

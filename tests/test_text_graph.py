@@ -289,22 +289,85 @@ def node_client() -> Path:
     return NODE_DIR
 
 
+def node(*args: str, cwd: Path, stdin: str | None = None, env: dict | None = None):
+    """`node examples/node/predict.js ARGS`, run from `cwd` (not the client's folder)."""
+    return subprocess.run(["node", str(NODE_DIR / "predict.js"), *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def rnncli_jsonl(*args: str, stdin: str | None = None) -> list[dict]:
+    python = subprocess.run([sys.executable, "-m", "rnncli", "predict", *args, "--format",
+                             "jsonl"], input=stdin, capture_output=True, text=True, timeout=120)
+    assert python.returncode == 0, python.stderr
+    return [json.loads(line) for line in python.stdout.splitlines()]
+
+
+def same_rows(got: list[dict], want: list[dict]) -> None:
+    """Rows as rnncli predict --format jsonl writes them: every field, in its order."""
+    assert [list(g) for g in got] == [list(w) for w in want]
+    assert [g["text"] for g in got] == [w["text"] for w in want]
+    for g, w in zip(got, want):
+        assert (g["line"], g["label"], g["known_words"]) == (w["line"], w["label"],
+                                                             w["known_words"])
+        assert g["probability"] == pytest.approx(w["probability"], abs=1e-5)
+
+
 @pytest.mark.slow
-def test_node_client_prints_what_rnncli_predict_prints(exported_text):
+def test_node_client_prints_what_rnncli_predict_prints(exported_text, tmp_path):
     run, _ = exported_text
-    client = node_client()
+    node_client()
     reviews = [r for r in REVIEWS if r.strip()] + ["\u6771\u4eac \U0001F600 film",
                                                    "\u05d6\u05d4 \u05e1\u05e8\u05d8 bad"]
-    node = subprocess.run(["node", "predict.js", "--model", str(run / run_files.ONNX_TEXT), "--",
-                           *reviews], cwd=client, capture_output=True, text=True, timeout=120)
-    assert node.returncode == 0, node.stderr
-    python = subprocess.run([sys.executable, "-m", "rnncli", "predict", *reviews, "--model",
-                             str(run / run_files.ONNX), "--format", "jsonl"],
-                            capture_output=True, text=True, timeout=120)
-    assert python.returncode == 0, python.stderr
-    got = [json.loads(line) for line in node.stdout.splitlines()]
-    want = [json.loads(line) for line in python.stdout.splitlines()]
-    assert [g["text"] for g in got] == reviews == [w["text"] for w in want]
-    for g, w in zip(got, want):
-        assert (g["label"], g["known_words"]) == (w["label"], w["known_words"])
-        assert g["probability"] == pytest.approx(w["probability"], abs=1e-5)
+    # Run from another folder than the client's: the model path is the user's.
+    res = node("--model", str(run / run_files.ONNX_TEXT), "--", *reviews, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    got = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [g["text"] for g in got] == reviews
+    same_rows(got, rnncli_jsonl(*reviews, "--model", str(run / run_files.ONNX)))
+    assert [g["line"] for g in got] == list(range(1, len(reviews) + 1))
+
+
+@pytest.mark.slow
+def test_node_client_reads_stdin_and_answers_blank_reviews_with_null(exported_text, tmp_path):
+    run, _ = exported_text
+    node_client()
+    model = str(run / run_files.ONNX_TEXT)
+    # Lines as rnncli reads them: stripped, CRLF too; a blank line keeps its place.
+    stdin = "a GREAT film\n\n   \n  awful, boring waste \r\nthe plot<i>was</i>dull"
+    for args in ([], ["-"]):
+        res = node("--model", model, *args, cwd=tmp_path, stdin=stdin)
+        assert res.returncode == 0, res.stderr
+        got = [json.loads(line) for line in res.stdout.splitlines()]
+        same_rows(got, rnncli_jsonl("-", "--model", str(run / run_files.ONNX), stdin=stdin))
+        assert [g["label"] is None for g in got] == [False, True, True, False, False]
+    # An empty argument is a blank review too: nulls, as rnncli.load().predict("") gives.
+    res = node("--model", model, "great", "", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert rows[1] == {"line": 2, "text": "", "label": None, "probability": None,
+                       "known_words": 0}
+    res = node("--model", model, cwd=tmp_path, stdin="")  # as rnncli: more likely a mistake
+    assert res.returncode == 2 and "nothing to predict" in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_node_client_help_and_its_default_model(tmp_path):
+    node_client()
+    res = node("--help", cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("usage: node predict.js"), res.stderr
+    assert "--model" in res.stdout and "stdin" in res.stdout
+    # Without --model: the repository's artifacts/, found from the script, not the cwd.
+    default = NODE_DIR.parents[1] / "artifacts" / run_files.ONNX_TEXT
+    res = node("great film", cwd=tmp_path, env={"RNNCLI_TEXT_MODEL": ""})
+    if default.exists():  # a checkout that has exported one
+        assert res.returncode == 0, res.stderr
+    else:
+        assert res.returncode == 1 and len(res.stderr.splitlines()) == 1, res.stderr
+        assert f"No model at {default}" in res.stderr and "--model" in res.stderr
+    for args, message in ((["--model"], "--model needs a file"),
+                          (["--model", str(tmp_path / "none.onnx"), "x"], "No model at"),
+                          (["--colour", "x"], "unknown option --colour")):
+        res = node(*args, cwd=tmp_path)
+        assert res.returncode in (1, 2) and message in res.stderr, res.stderr
+        assert len(res.stderr.splitlines()) == 1, res.stderr  # one line, no stack trace

@@ -34,6 +34,10 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (Na
 ModelPath = Annotated[Path | None, typer.Option(
     "--model", show_default="artifacts/, else the bundled model",
     help="Run folder, or a .keras or .onnx model file.")]
+# Serving reads ONNX only: a .keras file is refused, so its --model does not offer one.
+OnnxModelPath = Annotated[Path | None, typer.Option(
+    "--model", show_default="artifacts/, else the bundled model",
+    help="Run folder holding model.onnx, or an .onnx model file.")]
 Split = Annotated[SplitName, typer.Option("--split", help="Which split of the corpus.")]
 Limit = Annotated[int | None, typer.Option(
     "--limit", min=1, show_default="all", help="Use the first N reviews only.")]
@@ -73,6 +77,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 def note(message: str) -> None:
     """A one-line diagnostic on stderr, without loading rich."""
     sys.stderr.write(message + "\n")
+
+
+def which_model(ref, metadata: dict[str, str] | None = None) -> str:
+    """The line that says which model answers when --model was not given: where it was
+    found, and its recorded test accuracy, so that a model trained since (artifacts/) is
+    never taken for the bundled one."""
+    from rnncli.config.run_files import DEFAULT_OUTPUT
+    from rnncli.serve import contract
+
+    recorded = ""
+    try:
+        accuracy = float((metadata or {}).get(contract.TEST_ACCURACY, "nan"))
+    except ValueError:  # metadata is untrusted text: shown only when it is a number
+        accuracy = math.nan
+    if 0 <= accuracy <= 1:
+        recorded = f" (test accuracy {accuracy:.4f})"
+    elif metadata is not None:
+        recorded = " (no test accuracy recorded)"
+    if ref.bundled:
+        return f"No model in {DEFAULT_OUTPUT}/: using the bundled model {ref.path}{recorded}."
+    return (f"Using {ref.path}{recorded}, found in {DEFAULT_OUTPUT}/, not the bundled model: "
+            "pass --model to choose.")
 
 
 def error_exit(message: str, code: int = 1) -> typer.Exit:

@@ -18,8 +18,8 @@ from rnncli.cli.common import (
     note,
     out,
     print_json,
+    which_model,
 )
-from rnncli.config import run_files
 from rnncli.serve import locate
 
 app = typer.Typer(add_completion=False)
@@ -36,7 +36,8 @@ def evaluate(
 ) -> None:
     """Loss, accuracy, precision, recall, F1, ROC AUC and the confusion matrix.
 
-    num_words, maxlen and padding come from the model's own metadata.
+    num_words, maxlen and padding come from the model's own metadata. Without --model,
+    stderr names the model that answered.
 
     Example: rnncli evaluate --model artifacts/model.onnx --split test
     """
@@ -47,10 +48,16 @@ def evaluate(
     home = dataset.data_home(data_dir)
     dataset.read_meta(home)  # fail fast, before loading a model
     ref = locate.find_model(model)
-    if ref.bundled:
-        note(f"No model in {run_files.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
+    loaded = None
+    if ref.kind == "onnx":
+        from rnncli.serve.onnx_model import OnnxModel
+
+        loaded = OnnxModel(ref.path)
     with tf_runtime.quiet():
-        report = evaluate_model(ref, home, split, limit, progress=note)
+        report = evaluate_model(ref, home, split, limit, progress=note, model=loaded)
+    if model is None:  # the user did not choose: say which model answered, every time
+        # (once it has: a model refused is then the one line on stderr, naming its path)
+        note(which_model(ref, loaded.metadata if loaded else None))
     if as_json:
         return print_json(report)
     out.print(f"{ref.kind} model {ref.path} on {report['reviews']:,} {split} reviews")

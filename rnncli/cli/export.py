@@ -1,10 +1,19 @@
 """`rnncli export onnx`: the trained Keras model as a validated ONNX file.
 
     $ rnncli export onnx --model artifacts/ --output artifacts/model.onnx
+
+The result (the candidates table, the files written) goes to stdout; what export is doing
+(a line per stage: which graph is being built, checked or timed), the next command to run
+and, with --verbose, why the graph was chosen go to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import shlex
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,6 +38,10 @@ app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
 
 # onnx_export.GRAPHS, spelled out so that completing `--graph` imports no numpy (a test checks).
 Graph = Literal["auto", "hybrid", "unrolled", "native", "native-folded", "tf2onnx"]
+Verbose = Annotated[bool, typer.Option(
+    "--verbose", help="Explain on stderr why this graph was chosen and why others were not.")]
+# What `next:` suggests predicting, as the README's first example does.
+EXAMPLE_REVIEW = "a wonderful, moving film"
 
 
 @app.command(cls=Command)
@@ -59,10 +72,12 @@ def onnx(
                              "checked against the Python tokenizer.")] = False,
     data_dir: DataDir = None,
     as_json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Convert to ONNX, check it against Keras on real test reviews, and keep the fastest graph.
 
     The file carries its preprocessing (vocabulary, maxlen, padding) for `rnncli predict`.
+    Progress, and with --verbose the reasons for the choice, go to stderr.
 
     Example: rnncli export onnx --model artifacts/ --quantize
     """
@@ -76,18 +91,32 @@ def onnx(
     ref = locate.find_model(model)
     home = dataset.data_home(data_dir)
     if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
-        text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
-        return print_json(text.to_dict()) if as_json else out.print(text.summary())
+        with progress_on_stderr() as say:
+            say("text input: building, checking against the Python tokenizer")
+            text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
+        if as_json:
+            return print_json(text.to_dict())
+        for line in text_lines(text):
+            out.print(line, markup=False)
+        return next_steps(text.output)
     output = output or ref.path.parent / run_files.ONNX
-    with tf_runtime.quiet(hide_gpus=True):
+    with progress_on_stderr() as say, tf_runtime.quiet(hide_gpus=True):
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
-                             record_test=record_test)
-    text = (export_text_graph(report.output, home, atol=atol, n_reviews=reviews)
-            if text_input else None)
+                             record_test=record_test, progress=say)
+        text = None
+        if text_input:
+            say("text input: building, checking against the Python tokenizer")
+            text = export_text_graph(report.output, home, atol=atol, n_reviews=reviews)
     rows = [{"graph": c.name, "status": c.status, "max_abs_diff": c.max_diff,
              "latency_us": c.latency_us, "reviews_per_s": c.throughput,
              "size_bytes": c.size_bytes, "error": c.error} for c in report.candidates]
+    what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
+    err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}",
+              markup=False)
+    if verbose:
+        for line in explain_choice(report, graph):
+            err.print(line, markup=False)
     if as_json:
         return print_json({"output": str(report.output), "chosen": report.chosen,
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
@@ -95,33 +124,145 @@ def onnx(
                            "candidates": rows, "quantized": report.quantized,
                            "recorded": report.recorded,
                            "text_input": text and text.to_dict()})
-    what = "test reviews" if report.real_reviews else "random id sequences (no prepared data)"
-    err.print(f"compared with Keras on {report.reviews:,} {what}, --atol {report.atol:g}")
-    from rich.table import Table
+    width = max(out.width, 40)
+    table, cut = candidates_table(report, width)
+    for line in table:
+        out.print(line, markup=False)
+    if cut and not verbose:
+        err.print("(a reason was cut to fit: --verbose or --json shows it whole)", markup=False)
+    for line in result_lines(report, text):
+        out.print(line, markup=False)
+    next_steps(report.output, evaluate=not record_test)
 
-    table = Table("graph", "max |diff|", "1 review p50", "batch 1024", "", box=None,
-                  pad_edge=False)
+
+# --- what export shows ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_on_stderr() -> Iterator[Callable[[str], None]]:
+    """A `say(what)` for the stages of an export: on a terminal one status line that
+    changes in place and is gone at the end; elsewhere (a log, CI) one line per stage."""
+    if not err.real.is_terminal:
+        yield lambda what: err.print(f"export: {what}", markup=False, highlight=False)
+        return
+    from rich.markup import escape
+
+    with err.real.status("export: starting") as status:
+        yield lambda what: status.update(escape(f"export: {what}"))
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:max(room - 1, 0)] + "…"
+
+
+def candidates_table(report, width: int = 80) -> tuple[list[str], bool]:
+    """The candidates as lines that fit `width` columns, and whether a reason was cut.
+    A valid candidate shows its difference and speed; one that is out shows why, as "not
+    chosen" (the export goes on with another): its difference beyond --atol, or the
+    reason its graph could not be built."""
+    name_w = max([len("graph")] + [len(c.name) for c in report.candidates])
+    lines = [f"{'graph':<{name_w}}  {'max |diff|':>10}  {'1 review p50':>12}  "
+             f"{'batch 1024':>11}"]
+    cut = False
     for c in report.candidates:
-        if c.error:
-            table.add_row(c.name, "-", "-", "-", f"{c.status}: {c.error}")
+        if c.status == "valid":
+            mark = "  chosen" if c.name == report.chosen else ""
+            lines.append(f"{c.name:<{name_w}}  {c.max_diff:>10.2e}  "
+                         f"{f'{c.latency_us:,.0f} µs':>12}  {f'{c.throughput:,.0f}/s':>11}"
+                         f"{mark}")
+            continue
+        if c.status == "mismatch" and math.isfinite(c.max_diff):
+            why = f"not chosen: max |diff| {c.max_diff:.2e} > --atol {report.atol:g}"
         else:
-            table.add_row(c.name, f"{c.max_diff:.2e}", f"{c.latency_us:,.0f} µs",
-                          f"{c.throughput:,.0f}/s", "chosen" if c.name == report.chosen else "")
-    out.print(table)
-    out.print(f"wrote {report.output} ({report.size_bytes / 1e6:.2f} MB, graph {report.chosen})")
+            why = f"not chosen: {c.status}, {c.error}"
+        room = width - name_w - 2
+        cut = cut or len(why) > room
+        lines.append(f"{c.name:<{name_w}}  {_cut(why, room)}")
+    return lines, cut
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.2f} MB"
+
+
+def text_lines(text) -> list[str]:
+    what = "test reviews" if text.real_reviews else "made-up reviews"
+    return [f"wrote {text.output} (text input, {_mb(text.size_bytes)}, max |diff| "
+            f"{text.max_abs_diff:.2g})",
+            f"text input: the Python tokenizer's ids on {text.reviews:,} {what} and "
+            f"{text.edge_cases} edge cases"]
+
+
+def result_lines(report, text=None) -> list[str]:
+    """What was written, with the int8 file's cost in accuracy beside its difference."""
+    lines = [f"wrote {report.output} ({_mb(report.size_bytes)}, graph {report.chosen})"]
     q = report.quantized
     if q.get("skipped"):
-        out.print(f"no int8 file: {q['skipped']}")
+        lines.append(f"no int8 file: {q['skipped']}")
     elif q:
-        line = (f"wrote {q['path']} (int8 weights, float arithmetic: {q['size_bytes'] / 1e6:.2f} "
-                f"MB vs {q['float_size_bytes'] / 1e6:.2f} MB; its own max |diff| "
-                f"{q['max_abs_diff']:.3g}")
+        lines.append(f"wrote {q['path']} ({_mb(q['size_bytes'])}: int8 weights, float "
+                     "arithmetic)")
+        int8 = f"int8: max |diff| {q['max_abs_diff']:.3g}"
         if "accuracy_int8" in q:
-            line += (f"; accuracy {q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f} on "
-                     f"{report.reviews:,} reviews")
-        out.print(line + ")")
+            # The validation reviews are the first --reviews of the test split.
+            int8 += (f", accuracy on {report.reviews:,} validation reviews "
+                     f"{q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f}")
+        else:
+            int8 += " (no labelled reviews to measure accuracy: `rnncli data fetch`)"
+        lines.append(int8)
     for path, metrics in report.recorded.items():
-        out.print(f"recorded in {path}: test accuracy {metrics['rnncli.test_accuracy']} on "
-                  f"{metrics['rnncli.test_reviews']} reviews")
+        accuracy = float(metrics["rnncli.test_accuracy"])
+        lines.append(f"recorded in {path}: test accuracy {accuracy:.4f} on "
+                     f"{int(metrics['rnncli.test_reviews']):,} reviews")
     if text:
-        out.print(text.summary())
+        lines += text_lines(text)
+    return lines
+
+
+def next_steps(output: Path, evaluate: bool = False) -> None:
+    """What to run next, on stderr as `rnncli train` says it."""
+    target = output.parent if output.name == run_files.ONNX else output
+    lines = [f"rnncli predict --model {shlex.quote(str(target))} "
+             f"{shlex.quote(EXAMPLE_REVIEW)}"]
+    if evaluate:
+        lines.append(f"rnncli evaluate --model {shlex.quote(str(output))}")
+    err.print("next: " + "\n      ".join(lines), markup=False)
+
+
+def explain_choice(report, graph: str = "auto") -> list[str]:
+    """--verbose: the rule behind the choice, with this export's figures
+    (docs/export-and-serving.md, "Graph kinds and the choice among them")."""
+    from rnncli.export.onnx import CHOICE_MARGIN, PREFERENCE
+
+    valid = [c for c in report.candidates if c.status == "valid"]
+    lines = []
+    if graph != "auto":
+        lines.append(f"why {report.chosen}: --graph {graph} asked for it; it matched Keras "
+                     f"within --atol {report.atol:g}, so it was kept without a timing "
+                     "comparison.")
+    else:
+        best_latency = min(c.latency_us for c in valid)
+        best_rate = max(c.throughput for c in valid)
+        scores = {c.name: min(best_latency / c.latency_us, c.throughput / best_rate)
+                  for c in valid}
+        top = max(scores.values())
+        close = [n for n in PREFERENCE if n in scores and scores[n] * CHOICE_MARGIN >= top]
+        lines.append(f"why {report.chosen} (--graph auto): each graph that matched Keras "
+                     f"within --atol {report.atol:g} scores the worse of its one-review p50 "
+                     "and its batch rate, each relative to the best graph's:")
+        for c in valid:
+            lines.append(f"  {c.name:<14} {scores[c.name]:.2f}  (p50 "
+                         f"{best_latency / c.latency_us:.2f}, rate "
+                         f"{c.throughput / best_rate:.2f})")
+        lines.append(f"  within {CHOICE_MARGIN:g}x of the best score {top:.2f}: "
+                     f"{', '.join(close)}; the first in the fixed order "
+                     f"{', '.join(PREFERENCE)} wins (timing noise under "
+                     f"{CHOICE_MARGIN - 1:.0%} never changes the choice).")
+    for c in report.candidates:
+        if c.status != "valid":
+            lines.append(f"  {c.name} not chosen ({c.status}): {c.error}")
+    wrapped = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip()))
+        wrapped += textwrap.wrap(line, max(err.width, 40), subsequent_indent=indent or "  ")
+    return wrapped

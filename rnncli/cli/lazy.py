@@ -16,12 +16,16 @@ the cost of importing onnxruntime (benchmarks/bench_startup.py):
   (another Typer), parameters keep Typer's own conversion and only speed is lost
   (tests/test_cli_startup.py notices).
 Usage errors (an unknown option, a bad value) are one line on stderr, like every other
-rnncli error, and flags show no `<bool>` value.
+rnncli error. `--help` reads as a user types: values as <int>, <path>, <text> or a choice
+list that wraps between names (value_shown), flags with no value, a flag pair (--jit /
+--no-jit) in one cell, and each paragraph wrapped once, at the terminal's edge (reflow).
+`rnncli --show-completion zsh` prints the script of the shell named (LazyGroup.parse_args).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import typing
 from collections.abc import Callable, Iterator, MutableMapping
@@ -40,6 +44,8 @@ COMMANDS = {
     "evaluate": "rnncli.cli.evaluate",
     "export": "rnncli.cli.export",
     "predict": "rnncli.cli.predict",
+    "runs": "rnncli.cli.runs",
+    "info": "rnncli.cli.info",
 }
 
 try:
@@ -63,16 +69,87 @@ def load_command(name: str, module: str):
 class _Plain:
     """What Command and Group add to Typer's classes."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.help:
+            self.help = reflow(self.help)
+
     def get_params(self, ctx) -> list:
         # Called before any value is parsed, and for --help; includes the help option,
         # which Typer makes on first use.
         params = super().get_params(ctx)
         for p in params:
             plain_param(p)
-            # Typer 0.29 shows <bool> after every flag, as if `--json true` were the syntax.
-            if getattr(p, "is_flag", False) and p.metavar is None:
-                p.metavar = ""
+            show_value_as(p)
         return params
+
+    def format_help(self, ctx, formatter) -> None:
+        # Typer gives the second name of a flag pair (--no-jit) a column of its own, and at
+        # 80 columns rich then cuts long option names short ("--embedding-drop…") to fit
+        # the extra column: show the pair in one cell, which wraps at its " / ".
+        pairs = [(p, p.opts, p.secondary_opts) for p in self.get_params(ctx)
+                 if getattr(p, "secondary_opts", None)]
+        try:
+            for p, opts, secondary in pairs:
+                p.opts, p.secondary_opts = [" / ".join([*opts, *secondary])], []
+            super().format_help(ctx, formatter)
+        finally:
+            for p, opts, secondary in pairs:
+                p.opts, p.secondary_opts = opts, secondary
+
+
+def reflow(help_text: str) -> str:
+    """A docstring's paragraphs each as one line: Typer 0.29 keeps the single line breaks
+    of every paragraph after the first, and the terminal then wraps the source's lines
+    again, leaving ragged half-lines. A paragraph starting with \\b, or holding an indented
+    line (an example), keeps its lines."""
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("\b") or any(line[:1].isspace() for line in p.splitlines())
+        else " ".join(p.split("\n")) for p in paragraphs)
+
+
+# What an option's value is, as --help shows it: words a user reads, not Python types.
+_SHOWN = {int: "<int>", float: "<float>", str: "<text>", Path: "<path>"}
+# A choice list longer than this is shown with spaces around `|`, so that a narrow
+# terminal wraps it between two names instead of folding a name in two.
+CHOICES_ON_ONE_LINE = 20
+
+
+def value_shown(param) -> str | None:
+    """The value column of `param` in --help: <int>, <path>, <text>, <a|b|c>; None to
+    keep Typer's own. A list (a repeatable option, several arguments) shows its item."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return None
+    annotation = desc.annotation
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = [str(c) for c in typing.get_args(annotation)]
+    elif isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = [str(c.value) for c in annotation]
+    else:
+        return _SHOWN.get(annotation)
+    shown = "|".join(choices)
+    return f"<{shown if len(shown) <= CHOICES_ON_ONE_LINE else ' | '.join(choices)}>"
+
+
+def show_value_as(param) -> None:
+    """Flags show no value (Typer 0.29 shows <bool>, as if `--json true` were the
+    syntax); other parameters show value_shown(param). An explicit metavar is kept."""
+    if getattr(param, "is_flag", False):
+        if param.metavar is None:
+            param.metavar = ""
+        return
+    shown = value_shown(param)
+    if shown is None:
+        return
+    if param.param_type_name == "argument":
+        # An argument's metavar would rename it in the usage line: set its type column only.
+        param.display_type_rich = lambda ctx=None, shown=shown: shown
+    elif param.metavar is None:
+        param.metavar = shown
 
 
 class Command(_Plain, TyperCommand):
@@ -110,6 +187,15 @@ class _LazyCommands(MutableMapping):
         return len(self._modules)
 
 
+# The shells Typer writes completion scripts for.
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+COMPLETION_OPTIONS = {
+    "--show-completion": "Print the completion script for SHELL ({}; default: the current "
+                         "shell), to copy it or customize the installation.",
+    "--install-completion": "Install completion for SHELL ({}; default: the current shell).",
+}
+
+
 class LazyGroup(Group):
     def __init__(self, **attrs: Any):
         super().__init__(**attrs)
@@ -117,6 +203,31 @@ class LazyGroup(Group):
 
     def list_commands(self, ctx) -> list[str]:
         return list(self.commands)  # declared order, not sorted
+
+    def get_params(self, ctx) -> list:
+        params = super().get_params(ctx)
+        for p in params:
+            option = next((o for o in getattr(p, "opts", ()) if o in COMPLETION_OPTIONS), None)
+            if option:
+                p.help = COMPLETION_OPTIONS[option].format(", ".join(SHELLS[:4]))
+                p.metavar = "[<shell>]"
+        return params
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        """`--show-completion zsh` prints zsh's script. Typer declares both completion
+        options as flags that detect the shell from the parent process, so the shell a
+        user names would be read as a command and ignored (bash's script printed from a
+        bash session whatever was asked)."""
+        request = _completion_request(args, self.commands)
+        if request is not None:
+            option, shell = request
+            param = next(p for p in self.get_params(ctx) if option in p.opts)
+            if shell not in SHELLS:
+                raise typer.BadParameter(f"{shell!r} is not a shell rnncli completes: use "
+                                         f"{', '.join(SHELLS[:3])} or {SHELLS[3]}.",
+                                         ctx=ctx, param=param)
+            param.callback(ctx, param, shell)  # prints or installs, then exits
+        return super().parse_args(ctx, args)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """A usage error (unknown option, bad value) is one line on stderr and exit 2, as
@@ -137,6 +248,24 @@ class LazyGroup(Group):
             sys.stderr.write("Aborted.\n")
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _completion_request(args: list[str], commands) -> tuple[str, str] | None:
+    """(option, shell) when `args` name a shell after a completion option: `--show-completion
+    zsh` or `--show-completion=zsh`, before any command."""
+    for i, arg in enumerate(args):
+        option, eq, value = arg.partition("=")
+        if option in COMPLETION_OPTIONS:
+            if eq:
+                return option, value
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is not None and not following.startswith("-") and (
+                    following not in commands):
+                return option, following
+            return None
+        if not arg.startswith("-"):  # a command: what follows is its own
+            return None
+    return None
 
 
 # Plain conversion of option values --------------------------------------------------------

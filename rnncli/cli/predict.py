@@ -9,6 +9,13 @@ Reviews come from exactly one place: the arguments, `--file PATH` (`-` is stdin)
 hold at least one line). Every input gives one output row, numbered by `line` (the
 argument's position, or the line in the file): a blank line of a file gets label and
 probability null (empty in csv, `-` in the table), so rows stay aligned with the input.
+A line is a review of at most MAX_LINE_BYTES, read in bounded pieces.
+
+Texts are written as data, never as instructions to what reads them: csv quotes a field
+holding a carriage return (a bare one ends a row for most readers) and starts a cell that a
+spreadsheet would run as a formula (= + - @ tab, carriage return) with a single quote, as
+OWASP advises for CSV injection; the table drops terminal escape sequences and control
+characters. JSON escapes them all by itself.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,8 +31,7 @@ from typing import Annotated, Literal, NamedTuple
 
 import typer
 
-from rnncli.cli.common import Command, ModelPath, handle_errors, json_text, note
-from rnncli.config import run_files
+from rnncli.cli.common import Command, OnnxModelPath, handle_errors, json_text, note, which_model
 from rnncli.errors import UsageError
 from rnncli.serve import locate
 
@@ -35,6 +42,11 @@ STDIN = "-"
 # Large reads: each read lets the model's threads take the interpreter lock, and the
 # reading thread then waits to get it back.
 READ_BUFFER = 1 << 20
+# The longest line read as one review: the data side's cap on a review file
+# (rnncli.data.archive.MAX_REVIEW_BYTES, not imported: its module costs `predict` start-up
+# time; a test checks that the two agree). A longer line, or an endless one (/dev/zero), is
+# refused after reading this much of it, never held whole in memory.
+MAX_LINE_BYTES = 1 << 20
 
 
 class Row(NamedTuple):
@@ -70,14 +82,34 @@ def _json_string(s: str) -> str:
 
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, review) for every line of a file (`-` is stdin), streamed; a blank
-    line is kept, as an empty review."""
-    try:
-        stream = sys.stdin.buffer if path == STDIN else open(path, "rb", READ_BUFFER)  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"Cannot read {path} ({exc.strerror}): check --file.") from None
+    line is kept, as an empty review. The file is opened (and a closed stdin refused) at
+    the call, before any model is loaded."""
     name = "stdin" if path == STDIN else path
+    if path == STDIN:
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None or stream.closed:  # `rnncli predict - <&-`: Python sets stdin None
+            raise UsageError("stdin is closed: pipe reviews in (rnncli predict - < "
+                             "reviews.txt) or give them as arguments.")
+    else:
+        try:
+            stream = open(path, "rb", READ_BUFFER)  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"Cannot read {path} ({exc.strerror}): check --file.") from None
+    return _lines(stream, name)
+
+
+def _lines(stream, name: str) -> Iterator[tuple[int, str]]:
     with stream:
-        for number, raw in enumerate(stream, start=1):
+        for number in itertools.count(1):
+            # At most one byte past the cap: a line is never read whole before it is judged.
+            raw = stream.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES and not (len(raw) == MAX_LINE_BYTES + 1
+                                                  and raw.endswith(b"\n")):
+                raise UsageError(f"Line {number} of {name} is longer than {MAX_LINE_BYTES:,} "
+                                 "bytes, the most one review may hold: put one review per "
+                                 "line.")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -125,25 +157,17 @@ def choose_input(texts: list[str], file: str | None) -> Iterable[tuple[int, str]
 
 def aligned(lines: Iterable[tuple[int, str]],
             predict: Callable[[Iterable[str]], Iterable]) -> Iterator[Row]:
-    """One Row per input line, in input order: the model sees only the non-blank reviews,
-    and blank lines are put back between its predictions."""
-    pending: deque[tuple[int, str]] = deque()
+    """One Row per input line, in input order: `predict` (Model.predict_stream) gives one
+    prediction per text, with label and probability None for a blank one."""
+    numbers: deque[int] = deque()
 
-    def reviews() -> Iterator[str]:
+    def texts() -> Iterator[str]:
         for number, text in lines:
-            pending.append((number, text))
-            if text:
-                yield text
+            numbers.append(number)
+            yield text
 
-    for p in predict(reviews()):
-        while True:
-            number, text = pending.popleft()
-            if text:
-                yield Row(number, text, p.label, p.probability, p.known_words)
-                break
-            yield Row(number, text, None, None, 0)
-    for number, text in pending:  # blank lines after the last review
-        yield Row(number, text, None, None, 0)
+    for p in predict(texts()):
+        yield Row(numbers.popleft(), p.text, p.label, p.probability, p.known_words)
 
 
 @app.command("predict", cls=Command)
@@ -153,11 +177,12 @@ def predict(
         help="Reviews to score; `-` reads them from stdin, one per line.",
         show_default=False)] = None,
     file: Annotated[str | None, typer.Option(
-        "--file", show_default="stdin when piped",
+        "--file", metavar="<path>", show_default="stdin when piped",
         help="One review per line; - reads stdin.")] = None,
-    model: ModelPath = None,
+    model: OnnxModelPath = None,
     output_format: Annotated[Format, typer.Option(
-        "--format", help="Output: an aligned table, a JSON array, JSON lines or CSV.")]
+        "--format", help="Output: an aligned table, a JSON array, JSON lines or CSV (where "
+        "a cell starting with = + - @ gets a ' first, so no spreadsheet runs it).")]
     = "table",
     threshold: Annotated[float | None, typer.Option(
         "--threshold", min=0, max=1, show_default="the model's, 0.5 unless recorded",
@@ -169,7 +194,7 @@ def predict(
 
     Every input line gives one output row (`line` field); a blank line gets a null label.
     known_words counts the words the model read (the last maxlen of a longer review) that
-    are in its vocabulary.
+    are in its vocabulary. Without --model, stderr names the model that answered.
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
@@ -180,12 +205,23 @@ def predict(
     if ref.kind != "onnx":
         raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
-    if ref.bundled:
-        note(f"No model in {run_files.DEFAULT_OUTPUT}/: using the bundled model {ref.path}")
     served = Model(ref.path, bundled=ref.bundled)
     rows = aligned(source, lambda reviews: served.predict_stream(reviews, threshold,
                                                                  batch_size))
+    if model is None:  # the user did not choose: say which model answers, every time
+        rows = announced(rows, which_model(ref, served.metadata))
     write_rows(rows, output_format)
+
+
+def announced(rows: Iterable[Row], message: str) -> Iterator[Row]:
+    """`rows`, with `message` noted on stderr once the first one is ready (or the input
+    is found empty): a bad first line or a broken model is then the one line on stderr."""
+    rows = iter(rows)
+    first = next(rows, None)
+    note(message)
+    if first is not None:
+        yield first
+        yield from rows
 
 
 def write_rows(rows: Iterable[Row], output_format: str) -> None:
@@ -196,15 +232,50 @@ def write_rows(rows: Iterable[Row], output_format: str) -> None:
     elif output_format == "json":
         write(json_text([r.as_dict() for r in rows], indent=2) + "\n")
     elif output_format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["line", "label", "probability", "known_words", "text"])
-        for r in rows:
+        rows = iter(rows)
+        first = next(rows, None)  # a model refused on the first batch leaves stdout empty
+        write("line,label,probability,known_words,text\n")
+        for r in itertools.chain([] if first is None else [first], rows):
             p = "" if r.probability is None else f"{r.probability:.6f}"
-            writer.writerow([r.line, r.label or "", p, r.known_words, r.text])
+            write(f"{r.line},{csv_cell(r.label or '')},{p},{r.known_words},"
+                  f"{csv_cell(r.text)}\n")
     else:
         for r in rows:
-            shown = r.text if len(r.text) <= 60 else r.text[:57] + "..."
+            text = terminal_text(r.text)
+            shown = text if len(text) <= 60 else text[:57] + "..."
             p = "     -" if r.probability is None else f"{r.probability:6.3f}"
             write(f"{r.line:>4}  {r.label or '-':<8} {p}  {r.known_words:>4} known  {shown}\n")
+
+
+# Cells a spreadsheet reads as a formula (OWASP, "CSV Injection"): prefixed with ' .
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What makes a CSV field need quotes. The csv module quotes \n, but \r only when its own
+# line terminator holds one: with "\n" rows it writes a bare \r, which ends the row for
+# most readers (Python's csv among them, and spreadsheets).
+_CSV_SPECIAL = re.compile(r'[",\r\n]')
+
+
+def csv_cell(text: str) -> str:
+    """`text` as one CSV field (RFC 4180 quoting) that no spreadsheet runs as a formula."""
+    if text.startswith(FORMULA_START):
+        text = "'" + text
+    if _CSV_SPECIAL.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+# ECMA-48 escape sequences: CSI (ESC [ or 0x9B ... final byte), OSC/DCS/SOS/PM/APC strings
+# (up to BEL or ST), and two-character escapes. Removed whole, so no leftover parameters
+# ("[31m") reach the table.
+_ESCAPE = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                     r"|(?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                     r"|\x1b[ -/]*[0-~]?")
+
+
+def terminal_text(text: str) -> str:
+    """`text` for one row of the table: escape sequences removed, tabs and line breaks as
+    spaces, other control and format characters (bidi overrides, zero-width) dropped."""
+    if text.isprintable():
+        return text
+    text = _ESCAPE.sub("", text)
+    return "".join(c if c.isprintable() else " " if c.isspace() else "" for c in text)

@@ -17,10 +17,15 @@ falls back quietly to another graph.
 Every file an export writes (this module, quantize.py, text_export.py) first passes
 text_graph.full_check: onnx's checker with full_check and strict shape inference, or the
 export refuses it in one line and writes nothing.
+
+An export takes from seconds to minutes: `progress`, when given, is called with a short
+phrase at each stage ("native (3/5): checking against Keras"), for the command to show.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +56,7 @@ class Candidate:
     name: str
     proto: object = None
     status: str = "valid"  # or "mismatch", "rejected", "unsupported" (module docstring)
-    max_diff: float = float("nan")
+    max_diff: float = float("nan")  # also for a "mismatch" beyond --atol, to report it
     error: str | None = None
     latency_us: float = float("nan")  # one review, one thread, p50
     throughput: float = float("nan")  # reviews/s at batch 1024
@@ -161,8 +166,10 @@ def choose(valid: list[Candidate]) -> Candidate:
 
 
 def _candidate(name: str, model, cfg: RunConfig | None, prep: Preprocessing, opset: int,
-               x: np.ndarray, reference: np.ndarray, atol: float) -> Candidate:
+               x: np.ndarray, reference: np.ndarray, atol: float,
+               say: Callable[[str], None] = lambda what: None) -> Candidate:
     cand = Candidate(name)
+    say("building the graph")
     try:
         cand.proto, sess, cand.trims = _build(name, model, cfg, prep.maxlen, opset)
     except GraphUnsupported as exc:
@@ -172,13 +179,22 @@ def _candidate(name: str, model, cfg: RunConfig | None, prep: Preprocessing, ops
         cand.status, cand.error = "rejected", str(exc)
         return cand
     cand.size_bytes = cand.proto.ByteSize()
+    say(f"checking against Keras on {len(x):,} reviews")
     try:
-        cand.max_diff = check_outputs(sess, x, reference, atol,
+        # Names and shapes are checked here; the values against --atol below, so that a
+        # candidate beyond it still reports by how much.
+        cand.max_diff = check_outputs(sess, x, reference, math.inf,
                                       trimmed=TRIMMED_CHECKS if cand.trims else 0,
                                       padding=prep.padding)
-    except ExportError as exc:
-        cand.status, cand.error = "mismatch", str(exc)
+    except ExportError as exc:  # names, shapes, or outputs that are not numbers (NaN)
+        cand.status, cand.error = "mismatch", str(exc).replace("--atol inf", f"--atol {atol:g}")
         return cand
+    if not cand.max_diff <= atol:
+        cand.status = "mismatch"
+        cand.error = (f"max |ONNX - Keras| = {cand.max_diff:.3g} on {len(x)} reviews exceeds "
+                      f"--atol {atol:g}")
+        return cand
+    say("timing")
     cand.latency_us, cand.throughput = time_graph(sess, x)
     return cand
 
@@ -192,7 +208,9 @@ def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
 
 def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
                 atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
-                quantize: bool = False, record_test: bool = False) -> ExportReport:
+                quantize: bool = False, record_test: bool = False,
+                progress: Callable[[str], None] | None = None) -> ExportReport:
+    say = progress or (lambda what: None)
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
                          "(a run folder or .keras file), or --text-input to wrap it.")
@@ -204,14 +222,17 @@ def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 
     cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
     # The CLI runs this inside tf_runtime.quiet(hide_gpus=True): a visible GPU makes Keras
     # LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
+    say(f"loading {ref.path}")
     model = tf_runtime.load_keras_model(ref.path)
 
     x, y, real = validation_inputs(prep, home, n_reviews)
+    say(f"running Keras on {len(x):,} {'test reviews' if real else 'random id rows'}")
     reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)
 
     names = [g for g in GRAPHS[1:] if graph in ("auto", g)]
-    candidates = [_candidate(name, model, cfg, prep, opset, x, reference, atol)
-                  for name in names]
+    candidates = [_candidate(name, model, cfg, prep, opset, x, reference, atol,
+                             lambda what, n=name, i=i: say(f"{n} ({i}/{len(names)}): {what}"))
+                  for i, name in enumerate(names, start=1)]
     valid = [c for c in candidates if c.status == "valid"]
     if not valid:
         reasons = "; ".join(f"{c.name}: {c.error}" for c in candidates)
@@ -219,6 +240,7 @@ def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 
                           f"written to {output}.")
     best = choose(valid)
     prep.trim_padding = best.trims
+    say(f"writing {output}")
     _write(best.proto, output, prep, {**graph_metadata(best, cfg),
                                       "rnncli.max_abs_diff": f"{best.max_diff:.3g}",
                                       "rnncli.validated_reviews": str(len(x))})
@@ -227,12 +249,15 @@ def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 
     if quantize:
         from rnncli.export.quantize import quantize_model
 
+        say("int8: quantizing the weights and checking against Keras")
         report.quantized = quantize_model(output, x, y, reference,
                                           TRIMMED_CHECKS if best.trims else 0, prep.padding)
     if record_test:
         q_path = report.quantized.get("path")
         paths = [output] + ([Path(q_path)] if q_path else [])
-        report.recorded = {str(p): record_test_metrics(p, home) for p in paths}
+        for p in paths:
+            say(f"scoring {p} on the test split")
+            report.recorded[str(p)] = record_test_metrics(p, home)
     return report
 
 

@@ -2,8 +2,9 @@
 
 Sessions with the model's own preprocessing (onnx_model.py), text-input models
 (text_input.py), streaming in windows (windows.py), where models are found and the
-bundled one (locate.py), the Python API (api.py, `rnncli.load()`), and the names both
-sides of an ONNX file agree on (contract.py), which export reads.
+bundled one (locate.py), the Python API (api.py, `rnncli.load()`), the names both sides
+of an ONNX file agree on (contract.py), which export reads, and which onnxruntime a file
+needs (compat.py, read only when onnxruntime refuses one).
 
 Imports: text, config, errors, fsutil. Never train or export, never TensorFlow.
 """

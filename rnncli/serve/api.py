@@ -9,15 +9,19 @@
 
 `predict` takes a list (one Prediction per text, in order) or one string (one Prediction),
 as fastText's `load_model(...).predict(...)` does; `predict_stream` takes any iterable and
-yields as it goes, with bounded memory.
+yields as it goes, with bounded memory. A blank text (empty, or only whitespace) gets label
+and probability None and known_words 0, as a blank line does in `rnncli predict`: there is
+nothing to judge, and a label made from no words would be the model's bias.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rnncli.errors import ModelError
+from rnncli.errors import ModelError, UsageError
 from rnncli.serve import locate
 from rnncli.serve.onnx_model import OnnxModel, Prediction
 
@@ -26,7 +30,8 @@ __all__ = ["Model", "Prediction", "load"]
 
 class Model:
     """A loaded ONNX model with its own preprocessing (vocabulary, maxlen, padding side,
-    labels, threshold), all read from the file."""
+    labels, threshold), all read from the file. Outputs that are not probabilities (NaN,
+    infinite, outside [0, 1]) raise ModelError instead of giving a label."""
 
     def __init__(self, path: Path, bundled: bool = False, workers: int | None = None):
         self._model = OnnxModel(path, workers)
@@ -49,19 +54,61 @@ class Model:
     def predict(self, texts: str | Iterable[str], threshold: float | None = None,
                 batch_size: int = 256) -> Prediction | list[Prediction]:
         """One Prediction (text, label, probability of the positive class, known_words) per
-        text, in input order; a single string gives a single Prediction."""
+        text, in input order; a single string gives a single Prediction. A blank text gets
+        label and probability None."""
+        _check(threshold, batch_size)
         if isinstance(texts, str):
+            if not texts.strip():
+                return Prediction(texts, None, None, 0)
             return self._model.predict_texts([texts], threshold, batch_size)[0]
         return list(self.predict_stream(texts, threshold, batch_size))
 
     def predict_stream(self, texts: Iterable[str], threshold: float | None = None,
                        batch_size: int = 256) -> Iterator[Prediction]:
-        """Predictions of any number of texts, a window at a time, in input order."""
-        return self._model.predict_stream(texts, batch_size, threshold)
+        """Predictions of any number of texts, a window at a time, in input order; a blank
+        text gets label and probability None."""
+        _check(threshold, batch_size)
+        if isinstance(texts, str):
+            raise UsageError("predict_stream takes an iterable of texts, not one string: "
+                             "wrap it in a list, or call predict.")
+        return self._stream(texts, threshold, batch_size)
+
+    def _stream(self, texts: Iterable[str], threshold: float | None,
+                batch_size: int) -> Iterator[Prediction]:
+        # The model sees only the texts with words; blank ones are put back in their places.
+        pending: deque[tuple[str, bool]] = deque()  # (text, blank), read and not given back
+
+        def worded() -> Iterator[str]:
+            for text in texts:
+                if not isinstance(text, str):
+                    raise UsageError(f"Texts must be strings, not {type(text).__name__}: "
+                                     "decode bytes first.")
+                blank = not text.strip()
+                pending.append((text, blank))
+                if not blank:
+                    yield text
+
+        for p in self._model.predict_stream(worded(), batch_size, threshold):
+            text, blank = pending.popleft()
+            while blank:
+                yield Prediction(text, None, None, 0)
+                text, blank = pending.popleft()
+            yield p
+        for text, _ in pending:  # blank texts after the last one with words
+            yield Prediction(text, None, None, 0)
 
     def __repr__(self) -> str:
         what = "bundled model" if self.bundled else str(self.path)
         return f"<rnncli.Model {what}, labels {self.labels}>"
+
+
+def _check(threshold: float | None, batch_size: int) -> None:
+    """The bounds `rnncli predict` puts on --threshold and --batch-size."""
+    if threshold is not None and not (isinstance(threshold, (int, float))
+                                      and math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise UsageError(f"threshold {threshold!r} is not a number between 0 and 1.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size {batch_size!r} is not a whole number of 1 or more.")
 
 
 def load(path: str | Path | None = None, workers: int | None = None) -> Model:
@@ -75,5 +122,3 @@ def load(path: str | Path | None = None, workers: int | None = None) -> Model:
         raise ModelError(f"{ref.path} is a Keras model; load() serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
     return Model(ref.path, workers=workers)
-
-

@@ -31,8 +31,8 @@ MIN_WINDOW = 1024  # and at least this many: what a worker process gets per task
 @dataclass
 class Prediction:
     text: str
-    label: str
-    probability: float  # of the positive class
+    label: str | None  # None for a blank text (rnncli.load().predict, `rnncli predict`)
+    probability: float | None  # of the positive class; None with the label
     known_words: int
 
 
@@ -131,6 +131,11 @@ class OnnxModel:
                 raise ModelError(f"Cannot load {path}: its weights file is missing or outside "
                                  f"its folder ({_first_line(exc)}); copy the .data file it "
                                  "names along with it.") from None
+            from rnncli.serve.compat import needed_runtime
+
+            need = needed_runtime(path, ort.__version__, str(exc))
+            if need:
+                raise ModelError(f"Cannot load {path}: {need}.") from None
             raise ModelError(f"Cannot load {path}: not a valid ONNX model ({_first_line(exc)}); "
                              f"{REEXPORT}.") from None
         props = self.session.get_modelmeta().custom_metadata_map
@@ -190,7 +195,15 @@ class OnnxModel:
         if len(out) != len(x):
             raise ModelError(f"{self.path} gave {len(out)} outputs for {len(x)} reviews: "
                              f"{REEXPORT}.")
-        return out
+        return check_probabilities(out, self.path)
+
+    def text_probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, known-word counts) of a text-input model: every call of such a
+        model goes through here, as every call of an id model goes through _run."""
+        from rnncli.serve.text_input import run_text_model
+
+        probs, known = run_text_model(self.session, texts, self.workers)
+        return check_probabilities(probs, self.path), known
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Probabilities for an already padded int32 id matrix."""
@@ -224,9 +237,7 @@ class OnnxModel:
         if not texts:
             return []
         if self.takes_text:
-            from rnncli.serve.text_input import run_text_model
-
-            probs, known = run_text_model(self.session, list(texts), self.workers)
+            probs, known = self.text_probabilities(list(texts))
             return self._predictions(texts, probs, known, threshold)
         if len(texts) <= FEW:  # the latency path: one call, no sorting
             prep = self.preprocessing
@@ -281,6 +292,20 @@ class OnnxModel:
         negative, positive = prep.labels
         return [Prediction(t, positive if p >= threshold else negative, p, k)
                 for t, p, k in zip(texts, probs.tolist(), known.tolist())]
+
+
+def check_probabilities(probs: np.ndarray, model: Path | str,
+                        remedy: str = "retrain it, or re-export it with `rnncli export onnx`"
+                        ) -> np.ndarray:
+    """`probs`, if every value is a probability: a model that gives NaN, an infinity or a
+    number outside [0, 1] is broken (a diverged training, a wrong graph), and no label or
+    score may be made from it."""
+    ok = (probs >= 0) & (probs <= 1)  # NaN fails both comparisons
+    if not ok.all():
+        bad = probs[~ok]
+        raise ModelError(f"{model} gave {float(bad[0])!r} as a probability, not a number "
+                         f"between 0 and 1: the model is broken; {remedy}.")
+    return probs
 
 
 def _first_line(exc: Exception) -> str:
