@@ -58,7 +58,7 @@ def onnx(
         "--atol", min=0, help="Largest |ONNX - Keras| accepted.")] = 1e-5,
     reviews: Annotated[int, typer.Option(
         "--reviews", min=1,
-        help="Test reviews compared with Keras (all 25,000 by default).")] = 25_000,
+        help="Test reviews compared with Keras.")] = 25_000,
     graph: Annotated[Graph, typer.Option(
         "--graph", help="Graph kind; auto: the rule in docs/export-and-serving.md (fixed order, "
         "1.25x margin).")]

@@ -44,7 +44,8 @@ PANELS = {"data": "Data settings", "model": "Model settings", "train": "Training
 
 def setting(key: str, *decls: str, **kw: Any) -> Any:
     """The option for config key `key`: its help and the default it shows come from the
-    field in config.py, so --help, --print-config and docs/config.md say the same."""
+    field in rnncli/config/settings.py, so --help, --print-config and docs/config.md say
+    the same."""
     s = config.settings()[key]
     shown = ("unset" if s.default is None else "none" if s.default == []
              else config_file.toml_value(s.default).strip('"'))
@@ -57,7 +58,9 @@ def setting(key: str, *decls: str, **kw: Any) -> Any:
 @handle_errors
 def train(
     preset: Annotated[Preset | None, typer.Option(
-        "--preset", show_default="recipe", help="Named settings (config.py PRESETS).")] = None,
+        "--preset", show_default="recipe",
+        help="Named settings (best: the bundled model's network; --print-config shows what "
+        "a preset sets).")] = None,
     config_file: Annotated[Path | None, typer.Option(
         "--config", show_default="none",
         help="TOML file, as --print-config writes it; options override it.")] = None,
@@ -90,8 +93,7 @@ def train(
     lr_schedule: Annotated[LrSchedule | None, setting("lr_schedule")] = None,
     clipnorm: Annotated[float | None, setting("clipnorm")] = None,
     clipvalue: Annotated[float | None, setting("clipvalue")] = None,
-    early_stopping: Annotated[int | None, setting(
-        "early_stopping", metavar="PATIENCE")] = None,
+    early_stopping: Annotated[int | None, setting("early_stopping")] = None,
     monitor: Annotated[Monitor | None, setting("monitor")] = None,
     restore_best: Annotated[bool | None, setting(
         "restore_best", "--restore-best/--keep-last")] = None,

@@ -274,7 +274,7 @@ def record_test_metrics(path: Path, home: Path) -> dict:
     ref = locate.ModelRef(path, "onnx")
     full = evaluate_model(ref, home, "test")
     part = evaluate_model(ref, home, "test", limit=SLICE)
-    props = {"rnncli.test_accuracy": f"{full['accuracy']:.6f}",
+    props = {contract.TEST_ACCURACY: f"{full['accuracy']:.6f}",
              "rnncli.test_loss": f"{full['loss']:.6f}",
              "rnncli.test_reviews": str(full["reviews"]),
              "rnncli.test_slice_reviews": str(part["reviews"]),
