@@ -302,3 +302,18 @@ def test_a_missing_or_odd_recorded_accuracy_is_not_shown(tmp_path, value):
     assert res.stderr.splitlines() == [
         f"Using {os.path.join('artifacts', 'model.onnx')} (no test accuracy recorded), found "
         "in artifacts/, not the bundled model: pass --model to choose."]
+
+
+def test_right_after_train_predict_answers_with_the_bundled_model_and_says_why(tmp_path):
+    """`rnncli train` then `rnncli predict`: artifacts/ holds only a Keras model, which
+    predict cannot serve; the bundled model answers and stderr says how to serve the new one."""
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "model.keras").write_bytes(b"a Keras model")
+    res = invoke("predict", "a wonderful, moving film", "--format", "jsonl")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["label"] == "positive"
+    assert "artifacts/model.keras is not exported yet" in res.stderr
+    assert "rnncli export onnx" in res.stderr and "bundled model" in res.stderr
+    # Asked for by name, the Keras model is still refused with the next step.
+    res = invoke("predict", "great film", "--model", "artifacts")
+    assert res.exit_code != 0 and "rnncli export onnx" in res.stderr

@@ -95,6 +95,9 @@ def which_model(ref, metadata: dict[str, str] | None = None) -> str:
         recorded = f" (test accuracy {accuracy:.4f})"
     elif metadata is not None:
         recorded = " (no test accuracy recorded)"
+    if ref.bundled and ref.not_exported:
+        return (f"{ref.not_exported} is not exported yet (`rnncli export onnx` serves it): "
+                f"using the bundled model {ref.path}{recorded}.")
     if ref.bundled:
         return f"No model in {DEFAULT_OUTPUT}/: using the bundled model {ref.path}{recorded}."
     return (f"Using {ref.path}{recorded}, found in {DEFAULT_OUTPUT}/, not the bundled model: "

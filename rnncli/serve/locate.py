@@ -21,6 +21,8 @@ class ModelRef:
     path: Path  # the .keras or .onnx file
     kind: str  # "keras" or "onnx"
     bundled: bool = False
+    # A Keras model in artifacts/ that serving passed over: it has no ONNX file yet.
+    not_exported: Path | None = None
 
 
 def _model_in(folder: Path, prefer: str) -> ModelRef | None:
@@ -31,11 +33,21 @@ def _model_in(folder: Path, prefer: str) -> ModelRef | None:
 
 
 def find_model(path: Path | None, prefer: str = "keras") -> ModelRef:
-    """Resolve --model: a run folder, a .keras or .onnx file; default artifacts/, then bundled."""
+    """Resolve --model: a run folder, a .keras or .onnx file; default artifacts/, then bundled.
+
+    Serving (prefer="onnx") with no path takes artifacts/model.onnx, else the bundled model:
+    right after `rnncli train`, artifacts/ holds only a Keras model, which predict cannot
+    serve, so the bundled model answers and the ref says why (not_exported)."""
     if path is None:
         found = _model_in(DEFAULT_OUTPUT, prefer)
+        skipped = None
+        if found is not None and prefer == "onnx" and found.kind == "keras":
+            found, skipped = None, found.path
         if found is None and BUNDLED.exists():
-            found = ModelRef(BUNDLED, "onnx", bundled=True)
+            found = ModelRef(BUNDLED, "onnx", bundled=True, not_exported=skipped)
+        if found is None and skipped is not None:
+            raise ModelError(f"{skipped} is a Keras model; run `rnncli export onnx` to serve "
+                             "it.")
         if found is None:
             raise ModelError(f"No model in {DEFAULT_OUTPUT}/: run `rnncli train` first.")
         return found
