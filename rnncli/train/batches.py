@@ -1,6 +1,11 @@
-"""Training batches made fresh each epoch: random-window crops and length buckets (numpy).
+"""Training inputs, planned once for model.fit and the multi-worker loop: each epoch's
+batches, the validation batches and the steps per epoch (numpy; Keras only to hand them over).
 
-    batches = epoch_batches(rows, y, plan, rng)   # [(x, y), ...] for one epoch
+    inputs = plan_inputs(cfg, data, teacher=None)   # data: TrainingData
+    inputs.epoch(0)        # [(x, y), ...] of the first epoch: fresh crops, buckets, order
+    inputs.validation()    # [(x, y), ...] in order, the same every epoch
+    inputs.steps           # batches per epoch
+    model.fit(**fit_arguments(inputs, first_epoch=0), ...)   # the same, as Keras takes it
 
 Crops replace a share of the reviews by a random window of their words, so the model also
 learns from short text (what people type into `predict`). Buckets put reviews of similar
@@ -10,11 +15,14 @@ that mask pad steps (pooling "masked-max"), so other models keep full-width batc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from rnncli.config.settings import RunConfig, bucket_for
+from rnncli.errors import UsageError
 from rnncli.text import tokenizer as text
 
 # Bucketed widths are rounded up to a multiple of this, so a compiled step is reused across
@@ -23,6 +31,11 @@ WIDTH_STEP = 32
 # Reviews are sorted by length within windows of this many batches: similar lengths meet
 # in a batch while the order of batches stays random.
 SORT_WINDOW_BATCHES = 50
+# Validation batches hold about this many reviews (a multiple of the batch size): they keep
+# no gradients, so they can be larger than training batches.
+VALIDATION_REVIEWS = 1024
+
+Batches = list[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -45,6 +58,17 @@ class BatchPlan:
     def for_validation(cls, cfg: RunConfig, batch_size: int) -> BatchPlan:
         """No crops, but the run's buckets."""
         return cls(batch_size, cfg.data.maxlen, bucket=bucket_for(cfg))
+
+
+@dataclass
+@dataclass
+class TrainingData:
+    """Padded id rows ('pre' or 'post' as configured) and labels of both shares."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
 
 
 def real_rows(x: np.ndarray) -> list[np.ndarray]:
@@ -85,8 +109,7 @@ def batch_width(lengths: np.ndarray, plan: BatchPlan) -> int:
 
 
 def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
-                  rng: np.random.Generator | None, shuffle: bool = True
-                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+                  rng: np.random.Generator | None, shuffle: bool = True) -> Batches:
     """One epoch of (x, y) batches; without `shuffle` the order is kept (validation)."""
     if rng is not None and plan.crop_prob > 0:
         rows = crop(rows, plan, rng)
@@ -112,8 +135,7 @@ def epoch_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan,
     return batches
 
 
-def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teacher, weight: float
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
+def distilled(batches: Batches, teacher, weight: float) -> Batches:
     """Targets `weight` x teacher probability on the batch as cropped + the rest x label.
 
     Computed when an epoch's batches are made (between epochs, outside the input pipeline),
@@ -126,29 +148,128 @@ def distilled(batches: list[tuple[np.ndarray, np.ndarray]], teacher, weight: flo
     return out
 
 
-def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: int | None,
-                  shuffle: bool = True, teacher=None,
-                  distill_weight: float = 0.0, first_epoch: int = 0):
-    """A keras PyDataset over epoch_batches, made anew after every epoch.
+# Who makes a run's training batches.
+EPOCHS = "epochs"  # TrainingInputs.epoch, anew every epoch (crops, buckets, distillation)
+KERAS = "keras"  # model.fit, shuffling the padded rows itself (one device, none of those)
+TF_DATA = "tf.data"  # a shuffled tf.data pipeline that drops a ragged last batch (mirrored)
 
-    `seed` None means no randomness at all (validation: no crops, fixed order). With
-    a `teacher` (anything with predict_on_batch that takes any width: masked Keras models,
-    rnncli.train.teachers.TeacherMix), targets are distilled.
-    `first_epoch`: the epochs already done, so a resumed run sees the batches it would have.
+
+@dataclass
+class TrainingInputs:
+    """One run's training and validation input, decided once from its settings: model.fit
+    (loop.py) and the multi-worker loop (distributed.py) both take theirs from here, so one
+    seed gives the same batches in the same order whichever trains the model.
+
+    epoch() gives the batches each epoch trains on where `feed` is EPOCHS; the KERAS and
+    TF_DATA feeds hand the rows over to be batched alike but shuffled their own way.
+    validation() is what every feed validates on.
     """
+
+    data: TrainingData  # under mirrored, validation trimmed to split evenly over replicas
+    plan: BatchPlan  # training batches: size, crops, buckets
+    val_plan: BatchPlan  # validation batches: larger, no crops, the same buckets
+    seed: int  # with the epoch's number, seeds its crops and order
+    feed: str = EPOCHS  # EPOCHS, KERAS or TF_DATA
+    teacher: object = None  # distils the targets: anything with predict_on_batch
+    distill_weight: float = 0.0
+
+    @property
+    def repads(self) -> bool:
+        """Whether batches are padded again from each review's words (crops, buckets and a
+        teacher's targets need that); else the padded rows are batched as they are."""
+        p = self.plan
+        return p.crop_prob > 0 or p.bucket or self.teacher is not None
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch."""
+        n, size = len(self.data.y), self.plan.batch_size
+        return n // size if self.feed == TF_DATA else -(-n // size)
+
+    @property
+    def width(self) -> int | None:
+        """The batches' width; None when buckets cut them to their longest review."""
+        return None if self.plan.bucket else self.plan.maxlen
+
+    @cached_property
+    def rows(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(training, validation) rows, as epoch_batches takes them."""
+        d = self.data
+        if self.repads:
+            return real_rows(d.x), real_rows(d.x_val)
+        return list(d.x), list(d.x_val)  # full width: batched as they are, padding side kept
+
+    def epoch(self, epoch: int) -> Batches:
+        """The batches of epoch `epoch` (from 0): the same on every worker and every call."""
+        batches = epoch_batches(self.rows[0], self.data.y, self.plan,
+                                np.random.default_rng([self.seed, epoch]))
+        if self.teacher is not None:
+            batches = distilled(batches, self.teacher, self.distill_weight)
+        return batches
+
+    def validation(self) -> Batches:
+        """The validation batches, in order."""
+        return epoch_batches(self.rows[1], self.data.y_val, self.val_plan, None, shuffle=False)
+
+
+def plan_inputs(cfg: RunConfig, data: TrainingData, teacher=None,
+                replicas: int = 1) -> TrainingInputs:
+    """The run's inputs. `teacher`: distils the targets (one device only); `replicas`: the
+    devices of a mirrored strategy, which each take an equal share of every batch."""
+    t, maxlen = cfg.train, cfg.data.maxlen
+    val_size = t.batch_size * max(1, VALIDATION_REVIEWS // t.batch_size)
+    if t.strategy == "mirrored":
+        # Replicas must get equal shares: a ragged last batch breaks the gradient
+        # all-reduce of the embedding in TF 2.21, so the remainder (< 1 batch per epoch) is
+        # dropped. This path has no crops or buckets.
+        if t.batch_size % replicas:
+            raise UsageError(f"--batch-size {t.batch_size} does not split over {replicas} "
+                             f"devices: use a multiple of {replicas}.")
+        if len(data.x) < t.batch_size:
+            raise UsageError(f"--batch-size {t.batch_size} is larger than the training set.")
+        # Likewise every validation batch must split evenly: trim < `replicas` reviews.
+        keep = len(data.x_val) - len(data.x_val) % replicas
+        data = TrainingData(data.x, data.y, data.x_val[:keep], data.y_val[:keep])
+        return TrainingInputs(data, BatchPlan(t.batch_size, maxlen), BatchPlan(val_size, maxlen),
+                              t.seed, TF_DATA)
+    inputs = TrainingInputs(data, BatchPlan.for_training(cfg, t.batch_size),
+                            BatchPlan.for_validation(cfg, val_size), t.seed, EPOCHS, teacher,
+                            t.distill_weight)
+    if t.strategy == "default" and not inputs.repads:
+        inputs.feed = KERAS  # model.fit batches and shuffles the arrays, no Python per batch
+    return inputs
+
+
+def fit_arguments(inputs: TrainingInputs, first_epoch: int = 0) -> dict:
+    """model.fit's data arguments for `inputs`. `first_epoch`: the epochs already done, so a
+    resumed run sees the batches it would have."""
+    d, size, val_size = inputs.data, inputs.plan.batch_size, inputs.val_plan.batch_size
+    if inputs.feed == KERAS:
+        return {"x": d.x, "y": d.y, "batch_size": size, "shuffle": True,
+                "validation_data": (d.x_val, d.y_val), "validation_batch_size": val_size}
+    if inputs.feed == TF_DATA:
+        import tensorflow as tf
+
+        return {"x": (tf.data.Dataset.from_tensor_slices((d.x, d.y))
+                      .shuffle(len(d.x), seed=inputs.seed)
+                      .batch(size, drop_remainder=True)),
+                "validation_data": (d.x_val, d.y_val), "validation_batch_size": val_size}
+    train, validation = keras_epochs(inputs.epoch, first_epoch), inputs.validation()
+    return {"x": train, "validation_data": keras_epochs(lambda _: validation, None)}
+
+
+def keras_epochs(make: Callable[[int | None], Batches], epoch: int | None):
+    """A keras PyDataset over `make(epoch)`, made anew for the next epoch after each one;
+    `epoch` None: the same batches every epoch."""
     import keras
 
+    # Made here, not at module level: Keras takes per-epoch batches only from a subclass of
+    # its PyDataset, and keras may not be imported at module level (it costs seconds; a base
+    # install imports this module).
     class EpochBatches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.epoch = first_epoch
-            self._make()
-
-        def _make(self):
-            rng = None if seed is None else np.random.default_rng([seed, self.epoch])
-            self.batches = epoch_batches(rows, y, plan, rng, shuffle)
-            if teacher is not None:
-                self.batches = distilled(self.batches, teacher, distill_weight)
+            self.epoch, self.batches = epoch, make(epoch)
 
         def __len__(self):
             return len(self.batches)
@@ -157,8 +278,8 @@ def keras_batches(rows: list[np.ndarray], y: np.ndarray, plan: BatchPlan, seed: 
             return self.batches[index]
 
         def on_epoch_end(self):
-            if seed is not None:
+            if self.epoch is not None:
                 self.epoch += 1
-                self._make()
+                self.batches = make(self.epoch)
 
     return EpochBatches()

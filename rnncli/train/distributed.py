@@ -6,11 +6,12 @@ in a cluster, and one model trained by every worker named in TF_CONFIG.
 
 Keras 3's model.fit does not run under MultiWorkerMirroredStrategy (keras-team/keras issue
 20585: "Keras 3 does not work with tf.distribute.MultiWorkerMirroredStrategy"), so each
-worker runs this loop instead. Every worker makes the same batches from the shared seed and
-takes its replicas' share of each one; the gradients of the whole batch are summed over all
-replicas, clipped as on one machine, and applied by each replica to its copy of the weights,
-which therefore stay equal. Validation is shared out and summed the same way, so every
-worker sees the same metrics and makes the same early-stopping and NaN decisions.
+worker runs this loop instead. Every worker makes the same batches from the shared seed
+(batches.plan_inputs, which model.fit's batches come from too) and takes its replicas'
+share of each one; the gradients of the whole batch are summed over all replicas, clipped
+as on one machine, and applied by each replica to its copy of the weights, which therefore
+stay equal. Validation is shared out and summed the same way, so every worker sees the same
+metrics and makes the same early-stopping and NaN decisions.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
-from rnncli.config.settings import RunConfig, bucket_for, epoch_learning_rate
+from rnncli.config.settings import RunConfig, epoch_learning_rate
 from rnncli.errors import TrainingError, UsageError
 
 
@@ -86,54 +85,62 @@ def lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, gone) or "Collective ops is aborted" in str(exc)
 
 
-def worker_batches(cfg: RunConfig, x: np.ndarray, y: np.ndarray, epoch: int | None,
-                  batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """One epoch's batches, identical on every worker; `epoch` None: validation (in order).
+def _share(x, y):
+    """This replica's rows of the global batch (shares differ by one row at most) and the
+    global batch's size."""
+    import tensorflow as tf
 
-    The same batches as model.fit gets on one machine: fresh crops and length buckets
-    when configured (rnncli.batches), else the padded rows shuffled.
-    """
-    t = cfg.train
-    rng = None if epoch is None else np.random.default_rng([t.seed, epoch])
-    bucket = bucket_for(cfg)
-    if (rng is not None and t.crop_prob > 0) or bucket:
-        from rnncli.train import batches
-
-        plan = batches.BatchPlan.for_training(cfg, batch_size)
-        return batches.epoch_batches(batches.real_rows(x), y, plan, rng, shuffle=rng is not None)
-    order = np.arange(len(x)) if rng is None else rng.permutation(len(x))
-    return [(x[i], y[i].astype(np.float32)) for i in
-            (order[at: at + batch_size] for at in range(0, len(order), batch_size))]
+    ctx = tf.distribute.get_replica_context()
+    n, k = tf.shape(x)[0], ctx.num_replicas_in_sync
+    lo, hi = ctx.replica_id_in_sync_group * n // k, (ctx.replica_id_in_sync_group + 1) * n // k
+    return x[lo:hi], y[lo:hi], tf.cast(n, tf.float32)
 
 
-def _steps(model, strategy, cfg: RunConfig):
-    """(train step, evaluation step): compiled functions over one global batch."""
+def _sums(y, p):
+    """(summed loss, correct answers) of one replica's rows."""
     import keras
     import tensorflow as tf
 
-    t = cfg.train
-    # Batches cut to their longest review have any width; others have maxlen (which an
-    # unrolled layer needs to know).
-    width = None if bucket_for(cfg) else cfg.data.maxlen
-    signature = [tf.TensorSpec([None, width], tf.int32), tf.TensorSpec([None], tf.float32)]
+    losses = keras.losses.binary_crossentropy(y[:, None], p)
+    correct = tf.cast(tf.equal(p[:, 0] > 0.5, y > 0.5), tf.float32)
+    return tf.reduce_sum(losses), tf.reduce_sum(correct)
 
-    def share(x, y):
-        # This replica's rows of the global batch; shares differ by one row at most.
-        ctx = tf.distribute.get_replica_context()
-        n, k = tf.shape(x)[0], ctx.num_replicas_in_sync
-        lo, hi = ctx.replica_id_in_sync_group * n // k, (ctx.replica_id_in_sync_group + 1) * n // k
-        return x[lo:hi], y[lo:hi], tf.cast(n, tf.float32)
 
-    def sums(y, p):
-        losses = keras.losses.binary_crossentropy(y[:, None], p)
-        correct = tf.cast(tf.equal(p[:, 0] > 0.5, y > 0.5), tf.float32)
-        return tf.reduce_sum(losses), tf.reduce_sum(correct)
+class ReplicaSteps:
+    """The train and evaluation steps over one global batch: each replica takes its share of
+    the rows, and the summed loss and correct answers come back added over all replicas."""
 
-    def replica_train(x, y):
-        x, y, n = share(x, y)
+    def __init__(self, model, strategy, cfg: RunConfig, width: int | None):
+        import tensorflow as tf
+
+        self.model, self.strategy, self.t = model, strategy, cfg.train
+        # `width` None: batches cut to their longest review have any width; others have
+        # maxlen (which an unrolled layer needs to know).
+        signature = [tf.TensorSpec([None, width], tf.int32), tf.TensorSpec([None], tf.float32)]
+        # Compiled here, per instance: the graphs capture this model's variables and this
+        # strategy, so they cannot be made once for the module.
+        self.train = tf.function(self._train, input_signature=signature)
+        self.evaluate = tf.function(self._evaluate, input_signature=signature)
+
+    def _train(self, x, y):
+        return self._summed(self._replica_train, x, y)
+
+    def _evaluate(self, x, y):
+        return self._summed(self._replica_eval, x, y)
+
+    def _summed(self, fn, x, y):
+        loss_sum, correct = self.strategy.run(fn, args=(x, y))
+        return (self.strategy.reduce("SUM", loss_sum, axis=None),
+                self.strategy.reduce("SUM", correct, axis=None))
+
+    def _replica_train(self, x, y):
+        import tensorflow as tf
+
+        model, t = self.model, self.t
+        x, y, n = _share(x, y)
         with tf.GradientTape() as tape:
             p = model(x, training=True)
-            loss_sum, correct = sums(y, p)
+            loss_sum, correct = _sums(y, p)
             loss = loss_sum / n  # this replica's part of the global batch's mean loss
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
         ctx = tf.distribute.get_replica_context()
@@ -148,20 +155,9 @@ def _steps(model, strategy, cfg: RunConfig):
         model.optimizer.apply(grads, model.trainable_variables)
         return loss_sum, correct
 
-    def replica_eval(x, y):
-        x, y, _ = share(x, y)
-        return sums(y, model(x, training=False))
-
-    def over_replicas(fn):
-        @tf.function(input_signature=signature)
-        def step(x, y):
-            loss_sum, correct = strategy.run(fn, args=(x, y))
-            return (strategy.reduce("SUM", loss_sum, axis=None),
-                    strategy.reduce("SUM", correct, axis=None))
-
-        return step
-
-    return over_replicas(replica_train), over_replicas(replica_eval)
+    def _replica_eval(self, x, y):
+        x, y, _ = _share(x, y)
+        return _sums(y, self.model(x, training=False))
 
 
 def fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
@@ -184,27 +180,29 @@ def fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
 
 
 def _fit_together(model, strategy, cfg: RunConfig, data, tracker) -> None:
+    from rnncli.train.batches import plan_inputs
+
     t = cfg.train
-    train_step, eval_step = _steps(model, strategy, cfg)
-    val_batch = t.batch_size * max(1, 1024 // t.batch_size)
-    val_batches = worker_batches(cfg, data.x_val, data.y_val, None, val_batch)
+    inputs = plan_inputs(cfg, data)
+    steps = ReplicaSteps(model, strategy, cfg, inputs.width)
+    val_batches = inputs.validation()
+    tracker.steps = inputs.steps
     for epoch in range(1, t.epochs + 1):
-        batches = worker_batches(cfg, data.x, data.y, epoch - 1, t.batch_size)
-        tracker.steps = len(batches)
+        batches = inputs.epoch(epoch - 1)
         model.optimizer.learning_rate.assign(epoch_learning_rate(t, epoch - 1))
         tracker.epoch_begin(epoch)
         loss_sum = correct = 0.0
         for step, (x, y) in enumerate(batches, 1):
-            batch_loss, batch_correct = (float(v) for v in train_step(x, y))
+            batch_loss, batch_correct = (float(v) for v in steps.train(x, y))
             loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
             if tracker.batch_end(step, batch_loss / len(y)):
                 return
         tracker.validation_begin()
         val_loss = val_correct = 0.0
         for x, y in val_batches:
-            batch_loss, batch_correct = (float(v) for v in eval_step(x, y))
+            batch_loss, batch_correct = (float(v) for v in steps.evaluate(x, y))
             val_loss, val_correct = val_loss + batch_loss, val_correct + batch_correct
-        seen, val_seen = sum(len(y) for _, y in batches), len(data.y_val)
+        seen, val_seen = len(inputs.data.y), len(inputs.data.y_val)
         logs = {"loss": loss_sum / seen, "accuracy": correct / seen,
                 "val_loss": val_loss / val_seen, "val_accuracy": val_correct / val_seen}
         if tracker.epoch_end(epoch, logs, model):

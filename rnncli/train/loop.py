@@ -11,7 +11,6 @@ switched in once it has a model, so Ctrl-C never costs the folder's previous run
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Collection
@@ -21,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.config import run_files
-from rnncli.config.settings import RunConfig, bucket_for, distils
+from rnncli.config.settings import RunConfig, distils
 from rnncli.data import store as dataset
 from rnncli.errors import TrainingError, UsageError
 from rnncli.fsutil import atomic_path, atomic_write_json, atomic_write_text, read_json
 from rnncli.model import runtime as tf_runtime
 from rnncli.text.preprocessing import Preprocessing
 from rnncli.train import distributed, runs
+from rnncli.train.batches import TrainingData
 from rnncli.train.tracking import (
     EpochTracker,
     Reporter,
@@ -52,13 +52,21 @@ class TrainResult:
     fingerprint: str = ""  # of the model's weights: the same on every worker of one run
     head: dict | None = None  # --ngram-head: ngram_head.attach_head's details
 
-
-@dataclass
-class TrainingData:
-    x: np.ndarray
-    y: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
+    @classmethod
+    def of_run(cls, output: Path, role: distributed.WorkerRole, state: RunState, *,
+               model: Path | None, interrupted: bool, resumable: bool, seconds: float,
+               head: dict | None) -> TrainResult:
+        """The result of a run that has ended, however it ended: the one place it is made."""
+        s = state
+        best = {}
+        if s.best_epoch:
+            row = next(h for h in s.history if h["epoch"] == s.best_epoch)
+            best = {k: v for k, v in row.items() if k != "epoch"}
+        fingerprint = "" if s.kept_weights is None else weights_fingerprint(s.kept_weights)
+        return cls(output=Path(output), role=role, model=model, history=s.history,
+                   best_epoch=s.best_epoch, best=best, kept_epoch=s.kept_epoch,
+                   interrupted=interrupted, resumable=resumable, seconds=seconds,
+                   fingerprint=fingerprint, head=head)
 
 
 def load_data(cfg: RunConfig, home: Path) -> TrainingData:
@@ -168,8 +176,7 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     t = cfg.train
     jit = t.jit_compile and t.strategy == "default"
     tracker = EpochTracker(state, run.work if run else None, t.early_stopping, reporter)
-    result = TrainResult(output=Path(output), role=role)
-    started = time.perf_counter()
+    started, interrupted = time.perf_counter(), False
     if run:
         runs.begin(run)
     try:  # from here on, whatever stops the run leaves the folder usable
@@ -182,45 +189,48 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
             checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
             model = build_compiled(cfg, strategy, jit, checkpoint)
             if t.strategy == "multi-worker":
-                from rnncli.train.distributed import fit_together
-
-                fit_together(model, strategy, cfg, data, tracker)
+                distributed.fit_together(model, strategy, cfg, data, tracker)
             else:
                 fit_keras(model, strategy, cfg, data, tracker, done,
                           teacher_for(cfg, meta, home, data))
     except KeyboardInterrupt:
-        result.interrupted = True
+        interrupted = True
     except BaseException:
         if run and not run.resumed and state.kept_epoch is None:
             runs.discard(run)
         raise
-    joined = None
-    if run and cfg.model.ngram_head and not result.interrupted and state.kept_epoch is not None \
+    joined, head = None, None
+    if run and cfg.model.ngram_head and not interrupted and state.kept_epoch is not None \
             and not state.nan_epoch:
         try:
-            joined = join_head(run, state, cfg, data, result)
+            joined, head = join_head(run, state, cfg, data)
         except KeyboardInterrupt:  # the network is kept; --resume fits the head
-            result.interrupted = True
-    result.seconds = time.perf_counter() - started
-    return finish(run, state, result, joined)
+            interrupted = True
+    seconds = time.perf_counter() - started
+    # An interrupted run keeps its checkpoint for --resume; a NaN one would only diverge
+    # again from it.
+    resumable = interrupted and not state.nan_epoch
+    model = finish(run, state, resumable, joined)
+    return TrainResult.of_run(output, role, state, model=model, interrupted=interrupted,
+                              resumable=resumable and model is not None, seconds=seconds,
+                              head=head)
 
 
-def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData,
-              result: TrainResult) -> Path:
+def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData
+              ) -> tuple[Path, dict]:
     """Fit the n-gram head on the training share, join it to the kept network, write that
-    model beside the run's files and its details to ngram_head.json; the joined model's
-    path (finish() makes it model.keras)."""
+    model beside the run's files and its details to ngram_head.json; (the joined model's
+    path, which finish() makes model.keras; the details)."""
     from rnncli.train.head import attach_head, fit_head
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
     head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)
-    joined, result.head = attach_head(network, cfg, head, data.x_val, data.y_val,
-                                      cfg.train.seed)
+    joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
         joined.save(tmp)
-    atomic_write_json(run.work / run_files.HEAD_JSON, result.head)
-    return path
+    atomic_write_json(run.work / run_files.HEAD_JSON, details)
+    return path, details
 
 
 def kept_model(run: runs.RunFolder, state: RunState) -> Path:
@@ -257,63 +267,28 @@ def teacher_for(cfg: RunConfig, meta: dict, home: Path, data: TrainingData):
 def fit_keras(model, strategy, cfg: RunConfig, data: TrainingData, tracker: EpochTracker,
               first_epoch: int, teacher) -> None:
     """model.fit for one device or a MirroredStrategy over local devices."""
-    t = cfg.train
-    val_batch = t.batch_size * max(1, 1024 // t.batch_size)
-    args: dict = {"validation_data": (data.x_val, data.y_val), "validation_batch_size": val_batch}
-    if t.strategy == "default" and (t.crop_prob > 0 or bucket_for(cfg) or teacher is not None):
-        from rnncli.train.batches import BatchPlan, keras_batches, real_rows
-
-        args = {"x": keras_batches(real_rows(data.x), data.y,
-                                   BatchPlan.for_training(cfg, t.batch_size), t.seed,
-                                   teacher=teacher, distill_weight=t.distill_weight,
-                                   first_epoch=first_epoch),
-                "validation_data": keras_batches(real_rows(data.x_val), data.y_val,
-                                                 BatchPlan.for_validation(cfg, val_batch),
-                                                 None, shuffle=False)}
-        tracker.steps = len(args["x"])
-    elif t.strategy == "default":
-        args.update(x=data.x, y=data.y, batch_size=t.batch_size, shuffle=True)
-        tracker.steps = math.ceil(len(data.x) / t.batch_size)
-    else:
-        import tensorflow as tf
-
-        # Replicas must get equal shares: a ragged last batch breaks the gradient all-reduce
-        # of the embedding in TF 2.21, so the remainder (< 1 batch per epoch) is dropped.
-        replicas = strategy.num_replicas_in_sync
-        if t.batch_size % replicas:
-            raise UsageError(f"--batch-size {t.batch_size} does not split over {replicas} "
-                             f"devices: use a multiple of {replicas}.")
-        tracker.steps = len(data.x) // t.batch_size
-        if tracker.steps == 0:
-            raise UsageError(f"--batch-size {t.batch_size} is larger than the training set.")
-        # Likewise every validation batch must split evenly: trim < `replicas` reviews.
-        keep = len(data.x_val) - len(data.x_val) % replicas
-        args["validation_data"] = (data.x_val[:keep], data.y_val[:keep])
-        args["x"] = (tf.data.Dataset.from_tensor_slices((data.x, data.y))
-                     .shuffle(len(data.x), seed=t.seed)
-                     .batch(t.batch_size, drop_remainder=True))
     import keras
 
     from rnncli.config.settings import epoch_learning_rate
+    from rnncli.train.batches import fit_arguments, plan_inputs
 
+    t = cfg.train
+    inputs = plan_inputs(cfg, data, teacher, strategy.num_replicas_in_sync)
+    tracker.steps = inputs.steps
+    args = fit_arguments(inputs, first_epoch)
     schedule = keras.callbacks.LearningRateScheduler(lambda e, _: epoch_learning_rate(t, e))
     model.fit(**args, epochs=t.epochs, initial_epoch=first_epoch, verbose=0,
               callbacks=[schedule, keras_callback(tracker)])
 
 
-def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult,
-           joined: Path | None = None) -> TrainResult:
+def finish(run: runs.RunFolder | None, state: RunState, resumable: bool,
+           joined: Path | None = None) -> Path | None:
     """Write model.keras (the kept epoch's, or `joined`: it with the n-gram head) and switch
-    the run in, or leave the folder as it was."""
+    the run in, or leave the folder as it was; model.keras's path, if written. `resumable`:
+    the checkpoints stay for --resume."""
     s = state
-    result.history, result.best_epoch, result.kept_epoch = s.history, s.best_epoch, s.kept_epoch
-    if s.best_epoch:
-        row = next(h for h in s.history if h["epoch"] == s.best_epoch)
-        result.best = {k: v for k, v in row.items() if k != "epoch"}
-    if s.kept_weights is not None:
-        result.fingerprint = weights_fingerprint(s.kept_weights)
     if run is None:
-        return result  # another worker is the chief: it writes the run folder
+        return None  # another worker is the chief: it writes the run folder
     if s.kept_epoch is None:
         runs.discard(run)
         if s.nan_epoch:
@@ -321,23 +296,20 @@ def finish(run: runs.RunFolder | None, state: RunState, result: TrainResult,
                 f"Loss became NaN in epoch {s.nan_epoch} before any epoch finished: no model "
                 f"saved; {run.output} is as it was. Lower --learning-rate or turn on "
                 "--clipnorm.")
-        return result
+        return None
     with runs.interrupts_held():
         if joined:
             joined.replace(run.work / run_files.MODEL)
         else:
             with atomic_path(run.work / run_files.MODEL) as tmp:
                 shutil.copyfile(kept_model(run, s), tmp)
-        # An interrupted run keeps its checkpoint for --resume; a NaN one would only
-        # diverge again from it.
-        result.resumable = result.interrupted and not s.nan_epoch
-        if not result.resumable:
+        if not resumable:
             shutil.rmtree(run.work / run_files.BACKUP, ignore_errors=True)
         atomic_write_text(run.work / run_files.LAST_RUN, f"{time.time():.0f}\n")
         runs.switch_in(run)
-    result.model = run.output / run_files.MODEL
+    model = run.output / run_files.MODEL
     if s.nan_epoch:
         raise TrainingError(
             f"Loss became NaN in epoch {s.nan_epoch}: stopped; kept the model of epoch "
-            f"{s.kept_epoch} in {result.model}. Lower --learning-rate or turn on --clipnorm.")
-    return result
+            f"{s.kept_epoch} in {model}. Lower --learning-rate or turn on --clipnorm.")
+    return model

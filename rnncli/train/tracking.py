@@ -126,6 +126,9 @@ def keras_callback(tracker: EpochTracker):
     """The tracker as a Keras callback, for model.fit."""
     import keras
 
+    # Made here, not at module level: model.fit takes a subclass of Keras's Callback, and
+    # keras may not be imported at module level (it costs seconds; a base install imports
+    # this module).
     class TrackEpochs(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             tracker.epoch_begin(epoch + 1)
