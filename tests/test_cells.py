@@ -106,8 +106,14 @@ def test_run_steps_starts_from_zeros_and_keeps_every_state():
 
 def test_masked_poolings_are_the_ones_that_cut_batches():
     masked = [p.name for p in poolings.POOLINGS.values() if p.masked]
-    assert masked == ["masked-max"]
-    cfg = config.resolve(overrides={"pooling": "masked-max"})
-    assert config.bucket_for(cfg) and not unroll_for(cfg)
-    with pytest.raises(UsageError, match="--bucket"):
-        config.resolve(overrides={"bucket": True, "pooling": "max"})
+    assert masked == ["masked-max", "masked-mean"] == list(config.MASKED_POOLINGS)
+    for name in masked:
+        cfg = config.resolve(overrides={"pooling": name})
+        assert config.bucket_for(cfg) and not unroll_for(cfg)
+        assert config.resolve(overrides={"bucket": True, "pooling": name}).train.bucket
+        with pytest.raises(UsageError, match="masked pooling on a bidirectional"):
+            config.resolve(overrides={"pooling": name, "unroll": True, "bidirectional": True})
+    for name in ("last", "max", "mean"):
+        assert not config.bucket_for(config.resolve(overrides={"pooling": name}))
+        with pytest.raises(UsageError, match="--bucket .* masked-max or masked-mean"):
+            config.resolve(overrides={"bucket": True, "pooling": name})

@@ -129,7 +129,9 @@ def test_graph_matches_keras(case, combo, kind):
 
 
 @pytest.mark.parametrize("combo", [("simple", "uni", "last", 1), ("lstm", "bi", "max", 1),
-                                   ("gru", "uni", "mean", 2), ("gru", "bi", "masked-max", 1)],
+                                   ("gru", "uni", "mean", 2), ("gru", "bi", "masked-max", 1),
+                                   ("lstm", "uni", "masked-mean", 2),
+                                   ("gru", "bi", "masked-mean", 1)],
                          ids=combo_id)
 @pytest.mark.parametrize("kind", ["native", "unrolled"])
 def test_post_padding_matches_keras(case, combo, kind):
@@ -142,7 +144,8 @@ def test_post_padding_matches_keras(case, combo, kind):
 
 @pytest.mark.parametrize("padding", ["pre", "post"])
 @pytest.mark.parametrize("combo", [("gru", "bi", "masked-max", 1), ("simple", "uni", "last", 1),
-                                   ("lstm", "uni", "max", 2)], ids=combo_id)
+                                   ("lstm", "uni", "max", 2), ("simple", "bi", "masked-mean", 1)],
+                         ids=combo_id)
 @pytest.mark.parametrize("kind", KINDS)
 def test_ngram_head_matches_keras(case, combo, kind, padding):
     """The n-gram head's logit (counts of repeated keys, pairs across pads) in every kind."""
@@ -221,12 +224,14 @@ def test_unrolled_backward_masked_layers_are_refused(case):
         build_graph(build_model(cfg), cfg, "native")
 
 
-@pytest.mark.parametrize("cell", list(cells.CELLS))
-def test_pad_states_follow_the_keras_layer(case, cell):
-    """The numpy step run over pad tokens gives the Keras layer's own states."""
+@pytest.mark.parametrize("cell, pooling", [("simple", "max"), ("lstm", "mean"), ("gru", "max"),
+                                           ("gru", "mean")])
+def test_pad_states_follow_the_keras_layer(case, cell, pooling):
+    """The numpy step run over pad tokens gives the Keras layer's own states, and the
+    pooling's totals over k pads are its reduction's totals over the first k outputs."""
     from rnncli.export.graph import pad_states
 
-    c = case(cell, "uni", "max", 2)
+    c = case(cell, "uni", pooling, 2)
     tables = pad_states(c.model, c.cfg)
     pads = np.zeros((1, MAXLEN), np.int32)
     import keras
@@ -234,5 +239,16 @@ def test_pad_states_follow_the_keras_layer(case, cell):
     seq = keras.Model(c.model.input, c.model.get_layer("rnn_1").output)(pads)
     outputs = np.asarray(seq)[0]
     np.testing.assert_allclose(tables.states[1][0][1:], outputs, atol=1e-6)
-    np.testing.assert_allclose(tables.max[-1], outputs.max(axis=0), atol=1e-6)
-    np.testing.assert_allclose(tables.sum[-1], outputs.sum(axis=0), atol=1e-5)
+    (table,) = tables.totals
+    assert table.shape == (MAXLEN + 1, outputs.shape[1])
+    total = np.max if pooling == "max" else np.sum
+    for k in (1, 5, MAXLEN):
+        np.testing.assert_allclose(table[k], total(outputs[:k], axis=0), atol=1e-5)
+    # No pad skipped: the identity, which leaves the steps' own total as it is.
+    assert np.all(table[0] == (np.finfo(np.float32).min if pooling == "max" else 0))
+    # k pads' totals merged into the later steps' give Keras's pooling of all of them.
+    pooled = np.asarray(c.model.get_layer("pool")(seq))[0]
+    pool = poolings.get_pooling(pooling)
+    for k in (0, 5, MAXLEN - 1):
+        got = pool.over_time(cells.NumpyOps(), outputs[k:], None, MAXLEN, skipped=[table[k]])
+        np.testing.assert_allclose(got, pooled, atol=1e-5)

@@ -26,6 +26,8 @@ from rnncli.model import cells, poolings
 # the choices and defaults below.
 CELLS = tuple(cells.CELLS)  # the registries: one place per cell and pooling mode
 POOLINGS = tuple(poolings.POOLINGS)
+# Masked models read a review the same whatever its padding: batches may be cut.
+MASKED_POOLINGS = tuple(name for name, p in poolings.POOLINGS.items() if p.masked)
 EMBEDDING_INITS = ("uniform", "normal")
 PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
 MONITORS = ("val_accuracy", "val_loss")
@@ -105,8 +107,9 @@ class TrainConfig:
     crop_min: int = setting(8, "shortest crop window, in words")
     crop_max: int = setting(80, "longest crop window, in words")
     bucket: bool | None = setting(None, "batches of similar length, cut to their longest "
-                                        "review (unset: on for masked-max pooling, the only "
-                                        "models for which cutting is exact)")
+                                        "review (unset: on with a masked pooling, "
+                                        f"{' or '.join(MASKED_POOLINGS)}: the only models "
+                                        "for which cutting is exact)")
     teachers: list[str] = setting(list, "run folders of masked-max models to distil from "
                                         "(repeat --teacher for several)")
     distill_weight: float = setting(0.7, "target = w x mean teacher probability + (1 - w) x "
@@ -330,7 +333,8 @@ def validate(cfg: RunConfig) -> None:
         (not t.ngram_teacher or t.strategy == "default",
          "--ngram-teacher trains on one device: use --strategy default."),
         (not t.bucket or m.pooling not in POOLINGS or poolings.POOLINGS[m.pooling].masked,
-         "--bucket cuts batches, which is exact only with --pooling masked-max."),
+         "--bucket cuts batches, which is exact only with a masked pooling: --pooling "
+         f"{' or '.join(MASKED_POOLINGS)}."),
     ]
     for ok, message in checks:
         if not ok:

@@ -16,15 +16,16 @@ The kinds built here (GRAPH_KINDS), for every cell, direction, depth and pooling
 Every kind takes rows of any width up to maxlen, padded on the model's side: a batch padded
 only to its own longest review gives the same outputs as padded to maxlen. Whether that
 saves steps (skips_pad_steps) depends on the model:
-- masked models (pooling masked-max): the native graph moves each row's real tokens to
+- masked models (masked poolings): the native graph moves each row's real tokens to
   the front and passes `sequence_lens`, so pad steps never change the state nor enter the
-  max; the unrolled graph keeps the state on pad steps (`where(mask, new, old)`).
+  pooling; the unrolled graph keeps the state on pad steps (`where(mask, new, old)`).
 - unmasked 'pre'-padded unidirectional models: the state left by k leading pads does not
   depend on the review, so the native graph starts from that precomputed state
-  (pad_states), and the max/mean over the skipped pads is precomputed too.
+  (pad_states), and the pooling's totals over the skipped pads are precomputed too.
 - bidirectional or 'post'-padded unmasked models: no graph can skip pads (full_length_reason),
   so rows are padded back to maxlen inside the graph.
-The unrolled graph always runs maxlen steps.
+The unrolled graph always runs maxlen steps. Every kind pools with the pooling's own
+reduction (model/poolings.py) on OnnxOps.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ import numpy as np
 from rnncli.config.settings import RunConfig
 from rnncli.errors import GraphUnsupported
 from rnncli.export.ngram import MIN_OPSET as HEAD_OPSET
-from rnncli.export.ops import FLOAT, INT32, INT64, LOWEST, MIN_OPSET, GraphBuilder, dense_head
+from rnncli.export.ops import FLOAT, INT32, INT64, MIN_OPSET, GraphBuilder, OnnxOps, dense_head
 from rnncli.export.weights import check_model, embedding_table, layer_weights
-from rnncli.model.cells import get_cell, run_steps
+from rnncli.model.cells import NumpyOps, get_cell, run_steps
 from rnncli.model.ngram import has_head
 from rnncli.model.poolings import get_pooling
 from rnncli.serve import contract
@@ -86,9 +87,9 @@ def serving_metadata(kind: str, cfg: RunConfig) -> dict[str, str]:
 @dataclass
 class PadStates:
     states: list[tuple[np.ndarray, ...]]  # per layer and state: [maxlen + 1, units], row k
-    # is the state after k pads; then max and sum of the last layer's outputs over k pads
-    max: np.ndarray
-    sum: np.ndarray
+    # is the state after k pads; then, per value of the pooling's reduction (none for the
+    # last state), its total over the last layer's outputs at k pads, [maxlen + 1, units]
+    totals: list[np.ndarray]
 
 
 def pad_states(model, cfg: RunConfig) -> PadStates:
@@ -107,10 +108,12 @@ def pad_states(model, cfg: RunConfig) -> PadStates:
         states.append(tuple(np.array([s[k] for s in run], np.float32)
                             for k in range(cell.states)))
         xs = np.array([s[0] for s in run[1:]])
-    first = np.full((1, xs.shape[1]), LOWEST, np.float64)
-    running_max = np.concatenate([first, np.maximum.accumulate(xs, axis=0)])
-    running_sum = np.concatenate([np.zeros_like(first), np.cumsum(xs, axis=0)])
-    return PadStates(states, running_max.astype(np.float32), running_sum.astype(np.float32))
+    pool, o = get_pooling(cfg.model.pooling), NumpyOps()
+    totals = []
+    if pool.reduction is not None and not pool.masked:  # masked models skip pads instead
+        totals = [o.running_total(v, by).astype(np.float32)
+                  for v, by in zip(pool.reduction.keep(o, xs, None), pool.reduction.by)]
+    return PadStates(states, totals)
 
 
 def _real_tokens_first(g: GraphBuilder) -> tuple[str, str, str, str]:
@@ -136,8 +139,8 @@ def _real_tokens_first(g: GraphBuilder) -> tuple[str, str, str, str]:
 
 
 def _start_from_pad_states(g: GraphBuilder, model, cfg: RunConfig):
-    """(per layer, its initial states; the number of pads skipped, a [1] tensor; the tables)
-    for rows that start after maxlen - width leading pads."""
+    """(per layer, its initial states; per value of the pooling's reduction, its total over
+    the skipped pads) for rows that start after maxlen - width leading pads."""
     batch, width = g.batch_and_width()
     pads = g.one("Sub", [g.int64("maxlen_1d", [cfg.data.maxlen]), width], "pads_skipped")
     units = cfg.model.units
@@ -147,7 +150,9 @@ def _start_from_pad_states(g: GraphBuilder, model, cfg: RunConfig):
     initial = [[g.one("Expand", [g.one("Gather", [g.const(f"pad_state{i}_{k}", s), pads]),
                                  shape]) for k, s in enumerate(layer_states)]
                for i, layer_states in enumerate(tables.states)]
-    return initial, pads, tables
+    skipped = [g.one("Gather", [g.const(f"pad_total{j}", table), pads], f"pad_total{j}")
+               for j, table in enumerate(tables.totals)]
+    return initial, skipped
 
 
 def _first_layer_input(g: GraphBuilder, cell, embedding: np.ndarray, dirs, ids: str,
@@ -174,14 +179,14 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
     m, T = cfg.model, cfg.data.maxlen
     cell, pool, mode = get_cell(m.cell), get_pooling(m.pooling), input_mode(cfg)
     weights = layer_weights(model, cfg)
-    ids, lens = INPUT, ""
+    ids, lens, mask, any_real, skipped = INPUT, "", None, None, None
     initial: list[list[str]] = [[] for _ in weights]
     if mode == "full":
         ids = g.pad_to(INPUT, T, cfg.data.padding)
     elif mode == "masked":
         ids, lens, mask, any_real = _real_tokens_first(g)
     else:
-        initial, pads, tables = _start_from_pad_states(g, model, cfg)
+        initial, skipped = _start_from_pad_states(g, model, cfg)
     for i, dirs in enumerate(weights):
         if i == 0:
             x, W, b_in, tag = _first_layer_input(g, cell, embedding_table(model, cfg), dirs,
@@ -197,7 +202,7 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
         while inputs[-1] == "":  # optional inputs left out
             inputs.pop()
         # The last layer's sequence is not needed when only its final state is pooled.
-        sequence = i + 1 < len(weights) or pool.reduce != "last"
+        sequence = i + 1 < len(weights) or pool.reduction is not None
         y, y_h = g.node(cell.onnx_op, inputs, f"{cell.onnx_op.lower()}_{i}",
                         n_out=1 + cell.states, unused=() if sequence else (0,),
                         hidden_size=m.units,
@@ -208,27 +213,14 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
             # concatenates.
             x = g.one("Reshape", [g.one("Transpose", [y], perm=[0, 2, 1, 3]),
                                   g.int64("shape_3d", [0, 0, -1])], f"sequence_{i}")
-    if pool.reduce == "last" and len(dirs) == 1:  # Y_h: [1, N, H]
+    if pool.reduction is None and len(dirs) == 1:  # Y_h: [1, N, H]
         features = g.one("Reshape", [y_h, g.int64(f"rows_of_{m.units}", [-1, m.units])],
                          "last_state")
-    elif pool.reduce == "last":
+    elif pool.reduction is None:
         features = g.one("Reshape", [g.one("Transpose", [y_h], perm=[1, 0, 2]),
                                      g.int64("shape_2d", [0, -1])], "last_state")
-    elif pool.reduce == "max":
-        if mode == "masked":
-            x = g.one("Where", [mask, x, g.const("lowest", LOWEST)], "pad_steps_out")
-        features = g.reduce("ReduceMax", x, 0)
-        if mode == "pad-states":
-            skipped = g.one("Gather", [g.const("pad_max", tables.max), pads])
-            features = g.one("Max", [features, skipped], "with_pads_max")
-    elif mode == "pad-states":
-        skipped = g.one("Gather", [g.const("pad_sum", tables.sum), pads])
-        total = g.one("Add", [g.reduce("ReduceSum", x, 0), skipped])
-        features = g.one("Div", [total, g.const("maxlen_f", np.float32(T))], "mean")
-    else:
-        features = g.reduce("ReduceMean", x, 0)
-    if mode == "masked":  # Keras gives zeros for a row without real tokens
-        features = g.one("Where", [any_real, features, g.const("zero_f", np.float32(0))])
+    else:  # x: [steps, N, features]; the skipped pads' totals are merged in
+        features = pool.over_time(OnnxOps(g), x, mask, T, skipped=skipped, any_real=any_real)
     dense_head(g, model, features, out)
 
 

@@ -4,19 +4,20 @@ of the cells' step functions.
     g = GraphBuilder(opset=17)
     h = get_cell("gru").step(OnnxOps(g), xw, (h,), g.const("R", r), g.const("b", b))[0]
 
-The cells' step functions (rnncli/cells.py) are written against an ops interface; OnnxOps
-turns each operation into a node, as cells.NumpyOps turns it into numpy arithmetic.
+The cells' step functions (model/cells.py) and the poolings' reductions (model/poolings.py)
+are written against an ops interface; OnnxOps turns each operation into a node, as
+cells.NumpyOps turns it into numpy arithmetic.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rnncli.model.poolings import LOWEST
 from rnncli.serve.contract import INPUT
 
 MIN_OPSET = 15  # Shape's start/end attributes
 FLOAT, INT32, INT64 = 1, 6, 7  # onnx.TensorProto element types, for Cast
-LOWEST = np.float32(np.finfo(np.float32).min)  # identity of a max: masked steps take it
 
 
 class GraphBuilder:
@@ -131,6 +132,31 @@ class OnnxOps:
     def split(self, v, n: int):  # n equal blocks of the last axis
         attrs = {"num_outputs": n} if self.g.opset >= 18 else {}
         return self.g.node("Split", [v], n_out=n, axis=-1, **attrs)
+
+    # The poolings' reductions (poolings.py). Python numbers become float constants; time
+    # is the first axis of a tensor, or a list holds one tensor per step.
+
+    def where(self, cond, a, b):
+        return self.g.one("Where", [cond, self.number(a), self.number(b)])
+
+    def maximum(self, a, b):
+        return self.g.one("Max", [self.number(a), self.number(b)])
+
+    def div(self, a, b):
+        return self.g.one("Div", [self.number(a), self.number(b)])
+
+    def total(self, v, by: str):  # over time: "max" or "sum"
+        if isinstance(v, list):
+            return self.g.one("Max" if by == "max" else "Sum", v)
+        return self.g.reduce("ReduceMax" if by == "max" else "ReduceSum", v, 0)
+
+    def number(self, v):
+        """A tensor name as it is; a Python number as a float constant."""
+        if isinstance(v, str):
+            return v
+        value = np.float32(v)
+        names = {np.float32(LOWEST): "lowest", 0.0: "zero_f", 1.0: "one_f"}
+        return self.g.const(names.get(value, f"float_{value:g}"), value)
 
 
 def dense_head(g: GraphBuilder, model, features: str, out: str) -> None:

@@ -8,7 +8,8 @@ all steps with one MatMul; later layers project with one Gemm per step. Each ste
 cell's own step function (rnncli/cells.py) on the ONNX backend. onnxruntime runs these
 small ops fast on large batches, where its native RNN kernels are slow. Rows shorter than
 maxlen are padded back to maxlen first, so every row runs maxlen steps; for masked models a
-pad step keeps the state (`where(mask, new, old)`) and never enters the max.
+pad step keeps the state (`where(mask, new, old)`) and never enters the pooling, the
+pooling's own reduction (model/poolings.py) over the list of step outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnncli.config.settings import RunConfig
-from rnncli.export.ops import FLOAT, LOWEST, GraphBuilder, OnnxOps, dense_head
+from rnncli.export.ops import FLOAT, GraphBuilder, OnnxOps, dense_head
 from rnncli.export.weights import embedding_table, layer_weights
 from rnncli.model.cells import get_cell
 from rnncli.model.poolings import get_pooling
@@ -82,18 +83,9 @@ def unrolled(g: GraphBuilder, model, cfg: RunConfig, out: str) -> None:
             finals.append(state[0])
         inputs = [g.one("Concat", list(step), axis=1) if len(step) > 1 else step[0]
                   for step in zip(*outputs)]
-    pooled = []
-    for d, outs in enumerate(outputs):
-        if pool.reduce == "last":
-            pooled.append(finals[d])
-        elif pool.reduce == "max":
-            if masks:
-                outs = [g.one("Where", [masks[t], h, g.const("lowest", LOWEST)])
-                        for t, h in enumerate(outs)]
-            pooled.append(g.one("Max", outs))
-        else:
-            pooled.append(g.one("Div", [g.one("Sum", outs), g.const("maxlen_f", np.float32(T))]))
+    if pool.reduction is None:
+        pooled = finals
+    else:
+        pooled = [pool.over_time(ops, outs, masks, T, any_real=any_real) for outs in outputs]
     features = g.one("Concat", pooled, axis=1) if len(pooled) > 1 else pooled[0]
-    if masks:  # Keras gives zeros for a row without real tokens
-        features = g.one("Where", [any_real, features, g.const("zero_f", np.float32(0))])
     dense_head(g, model, features, out)

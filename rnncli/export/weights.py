@@ -63,8 +63,6 @@ def embedding_table(model, cfg: RunConfig) -> np.ndarray:
 def check_model(model, cfg: RunConfig) -> None:
     """Refuse, with the reason, a model the graphs would compute differently from Keras."""
     pool = get_pooling(cfg.model.pooling)
-    if pool.masked and pool.reduce != "max":
-        raise GraphUnsupported(f"pooling {pool.name!r}: masked {pool.reduce} is not built")
     embedding_table(model, cfg)
     layer_weights(model, cfg)
     if pool.masked and any(d.go_backwards and d.unroll for dirs in rnn_layers(model, cfg)

@@ -3,10 +3,10 @@ optionally bidirectional) -> [pooling over time] -> [dropout] -> Dense(1, sigmoi
 
     model = build_model(RunConfig())   # the reference recipe
 
-Pooling "masked-max" masks the pad id 0 from the embedding on: the recurrent layers skip
-pad steps (their state passes through unchanged) and the max runs over real tokens only,
-so a review gives the same output whatever its padding, which is what lets training and
-serving cut every batch to its longest review.
+A masked pooling (masked-max, masked-mean) masks the pad id 0 from the embedding on: the
+recurrent layers skip pad steps (their state passes through unchanged) and the pooling runs
+over real tokens only, so a review gives the same output whatever its padding, which is
+what lets training and serving cut every batch to its longest review.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def build_model(cfg: RunConfig, ngram_head: bool = False):
         last = i == m.layers - 1
         layer = cell(
             m.units,
-            return_sequences=not last or pool.reduce != "last",
+            return_sequences=not last or pool.reduction is not None,
             dropout=m.dropout,
             recurrent_dropout=m.recurrent_dropout,
             unroll=unroll_for(cfg),
@@ -57,7 +57,7 @@ def build_model(cfg: RunConfig, ngram_head: bool = False):
             layer = keras.layers.Bidirectional(layer, name=f"bi_rnn_{i}")
         x = layer(x)
     if pool.keras_layer:
-        x = pooling_layer(pool.keras_layer)(name="pool")(x)
+        x = pooling_layer(pool)(name="pool")(x)
     if m.head_dropout:
         x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
     if not ngram_head:

@@ -6,9 +6,10 @@
 
 A Cell holds its Keras layer class, its ONNX op and attributes, how Keras's gate blocks map
 to ONNX's, how the Keras weights split, and one step function written against a small ops
-interface: NumpyOps below computes pad states, onnx_ops.OnnxOps emits the unrolled graph's
-nodes, so both come from the same definition. numpy is imported where it is used: config
-reads this registry for `--help` and completion, which must stay light.
+interface: NumpyOps below computes pad states, export/ops.OnnxOps emits the unrolled graph's
+nodes, so both come from the same definition. The poolings' reductions (poolings.py) use the
+same interface. numpy is imported where it is used: config reads this registry for `--help`
+and completion, which must stay light.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rnncli.errors import GraphUnsupported, UsageError
+from rnncli.model.poolings import LOWEST
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +53,29 @@ class NumpyOps:
 
     def split(self, v, n: int):  # n equal blocks of the last axis
         return self.np.split(v, n, axis=-1)
+
+    # The poolings' reductions (poolings.py); time is the first axis.
+
+    def where(self, cond, a, b):
+        return self.np.where(cond, a, b)
+
+    def maximum(self, a, b):
+        return self.np.maximum(a, b)
+
+    def div(self, a, b):
+        return a / b
+
+    def total(self, v, by: str):  # over time: "max" or "sum"
+        v = self.np.asarray(v)
+        return v.max(axis=0) if by == "max" else v.sum(axis=0)
+
+    def running_total(self, v, by: str):
+        """Row k: the total over the first k steps; row 0 is the total's identity."""
+        v = self.np.asarray(v, self.np.float64)
+        if by == "max":
+            return self.np.concatenate([self.np.full_like(v[:1], LOWEST),
+                                        self.np.maximum.accumulate(v, axis=0)])
+        return self.np.concatenate([self.np.zeros_like(v[:1]), self.np.cumsum(v, axis=0)])
 
 
 def _simple_step(o, xw, state, recurrent, recurrent_bias):

@@ -1,55 +1,85 @@
 """rnncli's own Keras layers, each made on first use (so importing this module imports no
 Keras) and registered for loading under the package name "rnncli".
 
-    keras_layer("rnncli>MaskedGlobalMaxPooling1D")   # a pooling's layer, by its registry name
-    ngram_layer()(num_words, name=LAYER)             # the n-gram head's logit
+    register_all()                               # before keras.models.load_model
+    pooling_layer(get_pooling("masked-mean"))    # a pooling's layer class
+    ngram_layer()(num_words, name=LAYER)         # the n-gram head's logit
 """
 
 from __future__ import annotations
 
 from rnncli.model.ngram import BUCKETS
+from rnncli.model.poolings import PACKAGE, POOLINGS, Pooling
 from rnncli.text.tokenizer import OOV
 
 
-def pooling_layer(name: str):
-    """The Keras layer class of a pooling mode: a keras.layers name or one of rnncli's."""
-    custom = {"rnncli>MaskedGlobalMaxPooling1D": masked_max_pooling}
-    if name in custom:
-        return custom[name]()
+def register_all() -> None:
+    """Make, and so register for loading, every rnncli layer a saved model may name: those
+    the pooling registry names and the n-gram head's. Cells are keras.layers classes."""
+    for pool in POOLINGS.values():
+        if pool.custom_layer:
+            pooling_layer(pool)
+    ngram_layer()
+
+
+def pooling_layer(pool: Pooling):
+    """The Keras layer class of a pooling mode: a keras.layers class, or rnncli's layer
+    computing the pooling's own reduction."""
+    if pool.custom_layer:
+        return _reduction_layer(pool)
     import keras
 
-    return getattr(keras.layers, name)
+    return getattr(keras.layers, pool.keras_layer)
 
 
-_MASKED_MAX = None
+class _KerasOps:
+    """The poolings' operations in keras.ops, on [batch, steps, features]: time is axis 1."""
+
+    def __init__(self):
+        from keras import ops
+
+        self.k = ops
+
+    def add(self, a, b):
+        return self.k.add(a, b)
+
+    def where(self, cond, a, b):
+        return self.k.where(cond, a, b)
+
+    def maximum(self, a, b):
+        return self.k.maximum(a, b)
+
+    def div(self, a, b):
+        return self.k.divide(a, b)
+
+    def total(self, v, by: str):
+        return self.k.max(v, axis=1) if by == "max" else self.k.sum(v, axis=1)
 
 
-def masked_max_pooling():
-    """The Keras layer class for max pooling over unmasked steps, registered for loading.
+_MADE: dict[str, type] = {}
 
-    Made on first use so that importing this module does not import Keras.
-    """
-    global _MASKED_MAX
-    if _MASKED_MAX is not None:
-        return _MASKED_MAX
+
+def _reduction_layer(pool: Pooling):
+    """The class registered as pool.keras_layer ("rnncli>Name"): pool.over_time on keras.ops."""
+    registered = pool.keras_layer
+    if registered in _MADE:
+        return _MADE[registered]
     import keras
     from keras import ops
 
-    @keras.saving.register_keras_serializable(package="rnncli")
-    class MaskedGlobalMaxPooling1D(keras.layers.Layer):
-        """Max over time of the steps whose mask is true; a row with none gives zeros."""
-
+    class Pooled(keras.layers.Layer):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.supports_masking = True
 
         def call(self, inputs, mask=None):
-            if mask is None:
-                return ops.max(inputs, axis=1)
-            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
-            lowest = ops.full_like(inputs, -3.0e38)
-            pooled = ops.max(ops.where(keep, inputs, lowest), axis=1)
-            return ops.where(ops.any(keep, axis=1), pooled, ops.zeros_like(pooled))
+            # No mask (a model without one): every step counts.
+            real = (ops.ones(ops.shape(inputs)[:2], "bool") if mask is None
+                    else ops.cast(mask, "bool"))
+            real = ops.expand_dims(real, -1)
+            steps = ops.cast(ops.shape(inputs)[1], inputs.dtype)
+            return pool.over_time(_KerasOps(), inputs, real, steps,
+                                  any_real=ops.any(real, axis=1))
 
         def compute_mask(self, inputs, mask=None):
             return None  # one vector per review: nothing left to mask
@@ -57,8 +87,12 @@ def masked_max_pooling():
         def compute_output_shape(self, input_shape):
             return (input_shape[0], input_shape[2])
 
-    _MASKED_MAX = MaskedGlobalMaxPooling1D
-    return _MASKED_MAX
+    # Keras saves and finds a layer by its class name, so the class takes the registry's.
+    name = registered.partition(">")[2]
+    Pooled.__name__ = Pooled.__qualname__ = name
+    Pooled.__doc__ = f"Pooling {pool.name!r}: {pool.help}."
+    _MADE[registered] = keras.saving.register_keras_serializable(package=PACKAGE)(Pooled)
+    return _MADE[registered]
 
 
 _LAYER_CLASS = None

@@ -176,10 +176,9 @@ def load_keras_model(model_path: Path):
     require_training_extra("Loading a Keras model")
     import keras
 
-    from rnncli.model.layers import masked_max_pooling, ngram_layer
+    from rnncli.model.layers import register_all
 
-    masked_max_pooling()  # registers the custom layers before a file may name them
-    ngram_layer()
+    register_all()  # the custom layers a file may name, from the registries
     try:
         return keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # keras raises many types for a bad file
