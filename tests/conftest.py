@@ -65,12 +65,16 @@ def write_archive(path: Path, rows=None, extra=None, raw=None) -> Path:
     return path
 
 
-def one_line_error(res, text: str, code: int = 1) -> None:
-    """A CliRunner result that failed with `code` and one line of stderr holding `text`."""
+def one_line_error(res, text: str, code: int = 1, progress: str | None = None) -> None:
+    """A CliRunner result that failed with `code` and one line of stderr holding `text`;
+    with `progress`, the command's progress lines (starting so) may come before it."""
     assert res.exit_code == code, res.output
     assert isinstance(res.exception, SystemExit) and "Traceback" not in res.output, res.exception
     assert text in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    if progress:
+        lines = [line for line in lines if not line.startswith(progress)]
+    assert len(lines) == 1, res.stderr
 
 
 @pytest.fixture(scope="session", autouse=True)

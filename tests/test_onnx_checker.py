@@ -294,7 +294,7 @@ def test_the_export_refuses_a_file_that_fails_the_check(trained_head, tmp_path, 
         refused, what = "model.text.onnx", "The text-input graph fails onnx's checker"
     res = export(run, home, "--output", str(tmp_path / "model.onnx"), "--graph", "native",
                  "--quantize", "--text-input")
-    one_line_error(res, what)
+    one_line_error(res, what, progress="export: ")
     assert not (tmp_path / refused).exists()
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
