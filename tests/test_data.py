@@ -227,6 +227,49 @@ def test_no_network_suggests_from(monkeypatch):
     assert "--from PATH" in res.stderr
 
 
+def _offline(monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+
+
+def test_fetch_offline_with_the_data_prepared_says_so_and_succeeds(prepared, archive,
+                                                                   monkeypatch):
+    from rnncli.data import archive as arch
+
+    _offline(monkeypatch)
+    res = invoke("data", "fetch")
+    assert res.exit_code == 0, res.output
+    assert res.stderr == (f"Already prepared (aclimdb from {archive}), kept as it is: Cannot "
+                          f"download {arch.ACLIMDB_URL} (Name or service not known). `rnncli "
+                          "data fetch --force` re-fetches.\n")
+    assert res.stdout.startswith("aclimdb: train 24 reviews, test 24 reviews")
+    # --force re-fetches, so offline it fails; another URL asked for is not what is prepared.
+    one_line_error(invoke("data", "fetch", "--force"), "Cannot download https://ai.stanford.edu")
+    one_line_error(invoke("data", "fetch", "--from", "https://example.org/a.tar.gz"),
+                   "Cannot download https://example.org/a.tar.gz")
+    assert invoke("data", "decode", "0").exit_code == 0
+
+
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_info_and_lengths_count_the_same_tokens(prepared, _isolated, truncating):
+    info = json.loads(invoke("data", "info", "--json").stdout)
+    for split in ("train", "test"):
+        res = invoke("data", "lengths", "--split", split, "--maxlen", "10", "--truncating",
+                     truncating, "--json")
+        lengths = json.loads(res.stdout)
+        words = info["splits"][split]["tokens"]
+        assert lengths["tokens_total"] == words == prepared["splits"][split]["tokens"]
+        # Lost: the words a model never reads (ids >= 2; 1 is the start marker, 0 padding).
+        x, _ = dataset.load_encoded(dataset.load_split(_isolated, split), None, 10,
+                                    truncating=truncating)
+        assert lengths["tokens_lost"] == words - int((x >= text.OOV).sum()) > 0
+    shown = invoke("data", "lengths", "--maxlen", "10").stdout
+    assert "words as `data info` counts them, no start marker" in shown
+    assert "tokens: words stored" in invoke("data", "info").stdout
+
+
 def test_download_verifies_checksum(tmp_path, archive):
     from rnncli.data import archive as arch
     from rnncli.data import download

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,7 +23,9 @@ from rnncli.cli.common import (
     NumWords,
     Split,
     err,
+    error_exit,
     handle_errors,
+    note,
     out,
     print_json,
 )
@@ -36,6 +41,29 @@ Side = Literal["pre", "post"]
 
 def _is_url(origin: str) -> bool:
     return origin.startswith(("http://", "https://", "ftp://"))  # as fetch.py reads --from
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that cleanup runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated for the block: temporary files are removed and the lock
+    released on the way out, where the default action would end the process on the spot."""
+
+    def raise_terminated(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread (a test runner's worker): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command(cls=Command)
@@ -67,27 +95,36 @@ def fetch(
         # Stored in meta.json and shown by `data info`: absolute, so it means the same later.
         origin = str(Path(origin).expanduser().resolve())
     started = time.perf_counter()
-    # Off a terminal a transient bar only leaves an empty line behind.
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[shown]}"), TimeElapsedColumn(), console=err.real,
-                  transient=True, disable=not err.real.is_terminal) as bar:
-        tasks: dict[str, int] = {}
+    notes: list[str] = []
+    try:
+        # Off a terminal a transient bar only leaves an empty line behind.
+        with terminate_as_interrupt(), Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[shown]}"),
+                TimeElapsedColumn(), console=err.real, transient=True,
+                disable=not err.real.is_terminal) as bar:
+            tasks: dict[str, int] = {}
 
-        def step(stage: str, done: int, total: int | None) -> None:
-            # Downloads count bytes; tokenizing counts reviews.
-            shown = (f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if stage == "download" and total
-                     else f"{done:,} reviews" if stage == "tokenize" else "")
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, shown=shown)
-            bar.update(tasks[stage], completed=done, total=total, shown=shown)
+            def step(stage: str, done: int, total: int | None) -> None:
+                # Downloads count bytes; tokenizing counts reviews.
+                shown = (f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if stage == "download" and total
+                         else f"{done:,} reviews" if stage == "tokenize" else "")
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, shown=shown)
+                bar.update(tasks[stage], completed=done, total=total, shown=shown)
 
-        meta, built = do_fetch(source, origin, data_dir, force=force, step=step)
+            meta, built = do_fetch(source, origin, data_dir, force=force, step=step,
+                                   note=notes.append)
+    except Terminated:
+        # After the bar is gone, so that the line is not drawn over.
+        raise error_exit("Terminated (SIGTERM) during `rnncli data fetch`; nothing was "
+                         "half-written: run it again to finish.", 143) from None
     home = dataset.data_home(data_dir)
     seconds = time.perf_counter() - started
     if built:
-        err.print(f"Prepared {meta['source']} in {seconds:.1f} s -> {home / meta['source']}")
-    else:
-        err.print(f"Already prepared ({meta['source']}, same checksum); --force rebuilds.")
+        note(f"Prepared {meta['source']} in {seconds:.1f} s -> {home / meta['source']}")
+    else:  # plain lines: a path may hold [brackets] that rich would take as markup
+        note(notes[0] if notes else
+             f"Already prepared ({meta['source']}, same checksum); --force rebuilds.")
     splits = meta["splits"]
     out.print(
         f"{meta['source']}: train {splits['train']['reviews']:,} reviews, "
@@ -118,7 +155,7 @@ def info(
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, padding=(0, 1),
-                  title="length in tokens (start marker included)")
+                  title="tokens: words stored; p50-max: length with the start marker")
     for name in ("split", "reviews", "pos", "neg", "tokens", "p50", "p90", "p95", "p99", "max",
                  *(["OOV"] if num_words else [])):
         table.add_column(name, no_wrap=True, justify="left" if name == "split" else "right")
@@ -192,9 +229,10 @@ def lengths(
     n = report["reviews"]
     out.print(f"{split}: {n:,} reviews padded/truncated to {maxlen} tokens "
               f"(start marker included; padding {padding}, truncating {truncating})")
-    out.print(f"  truncated: {report['truncated_share']:.1%} of reviews lose words at the "
+    out.print(f"  truncated: {report['truncated_share']:.1%} of reviews are cut at the "
               f"{report['lost_side']}; {report['tokens_lost']:,} of {report['tokens_total']:,} "
-              f"tokens lost ({report['tokens_lost_share']:.1%})")
+              f"tokens lost ({report['tokens_lost_share']:.1%}; words as `data info` counts "
+              "them, no start marker)")
     out.print(f"  padded:    {report['padded_share']:.1%} of reviews get zeros at the "
               f"{report['pad_side']}; {report['exact_share']:.1%} fit exactly")
     length = report["length"]

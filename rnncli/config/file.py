@@ -58,10 +58,13 @@ def load_toml(path: Path, table: dict, keys_doc: str) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"Cannot read config file {path} ({exc.strerror}): check --config "
                          "and its permissions.") from None
-    except (UnicodeDecodeError, ValueError, AttributeError) as exc:
-        # TOMLDecodeError and JSONDecodeError are ValueErrors; a JSON list has no .items
+    except (UnicodeDecodeError, ValueError, AttributeError, RecursionError) as exc:
+        # TOMLDecodeError and JSONDecodeError are ValueErrors; a JSON list has no .items;
+        # both parsers recurse once per nested array or table, so `x = [[[[...]]]]` ten
+        # thousand deep exhausts the stack.
         kind = "JSON" if Path(path).suffix == ".json" else "TOML"
-        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        reason = ("not UTF-8" if isinstance(exc, UnicodeDecodeError)
+                  else "nested too deeply" if isinstance(exc, RecursionError) else str(exc))
         raise UsageError(f"Invalid {kind} in {path} ({reason}): fix the file, or write one "
                          "with `rnncli train --print-config`.") from None
     flat: dict[str, Any] = {}

@@ -9,7 +9,9 @@ folder if it were extracted (absolute path, `..`, a link) is rejected, so a host
 cannot write anywhere. An archive must be whole: its gzip stream must end with its trailer
 (CRC and length verified) and its tar stream with the end-of-archive blocks, so an archive
 cut short, even exactly at a member boundary, is refused instead of read as a smaller
-corpus. Sizes are capped (MAX_*) before anything is read into memory.
+corpus. It must also say what extracting it would give: one aclImdb root, each file once,
+no review inside another review folder, no path that is a file in one member and a folder
+in another. Sizes are capped (MAX_*) before anything is read into memory.
 """
 
 from __future__ import annotations
@@ -68,9 +70,16 @@ def file_sha256(path: Path, chunk: int = _BLOCK) -> str:
 
 
 def _parse_name(name: str, where: Path) -> tuple[str, int, int, int] | None:
-    match = _REVIEW.fullmatch(name)
+    """(split, label, id, rating) of a review's path under its first aclImdb folder, None
+    for anything else; a review path under a deeper aclImdb folder is refused."""
+    parts = PurePosixPath(name).parts  # as extracting reads it: "a//b/./c" is a/b/c
+    match = _REVIEW.fullmatch("/".join(parts))
     if not match:
         return None
+    if len(parts) - parts.index("aclImdb") != 4:
+        # aclImdb/train/pos/x/aclImdb/test/neg/1_1.txt: a test review or a train one?
+        raise DataError(f"Review {name!r} in {where} lies inside another aclImdb folder: "
+                        f"{_REFUSE}.")
     split, label, rid, rating = match.groups()
     # Lengths first: int() of thousands of digits is refused by Python itself.
     if len(rid) > 12 or int(rid) > MAX_ID or len(rating) > 3 or not 1 <= int(rating) <= 10:
@@ -114,6 +123,63 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
             f"Link or special file {name!r} in {archive}: refusing the archive; "
             "use the original aclImdb_v1.tar.gz."
         )
+
+
+class _Layout:
+    """What extracting an archive would give, checked member by member: an archive whose
+    members overlap (the same file twice, a file where another member needs a folder) or
+    that holds two aclImdb roots would read as one corpus and extract as another."""
+
+    def __init__(self, archive: Path):
+        self.archive = archive
+        self.files: set[str] = set()
+        self.folders: set[str] = set()
+        self.root: str | None = None
+        self.reviews: set[tuple[str, int, int]] = set()
+
+    def _refuse(self, name: str, why: str) -> DataError:
+        return DataError(f"Member {name!r} of {self.archive} {why}: {_REFUSE}.")
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        parts = PurePosixPath(member.name).parts
+        path = "/".join(parts)
+        above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        if clash := next((folder for folder in above if folder in self.files), None):
+            raise self._refuse(member.name, f"lies under {clash}, which another member makes a "
+                                            "file")
+        if member.isdir():
+            if path in self.files:
+                raise self._refuse(member.name, "is a folder where another member is a file")
+        elif path in self.folders:
+            raise self._refuse(member.name, "is a file where other members need a folder")
+        elif path in self.files:
+            raise self._refuse(member.name, "appears twice (extracting keeps only the last)")
+        else:
+            self.files.add(path)
+        self.folders.update(above)
+
+    def add_review(self, name: str, split: str, label: int, rid: int) -> None:
+        # What lies above the review's aclImdb folder, as extracting reads the name: "./x"
+        # and "x" are one folder, "copy/aclImdb" and "aclImdb" are two.
+        parts = PurePosixPath(name).parts
+        root = "/".join(parts[: parts.index("aclImdb")])
+        if self.root is None:
+            self.root = root
+        elif root != self.root:
+            first, second = (f"{r}/aclImdb" if r else "aclImdb" for r in (self.root, root))
+            raise self._refuse(name, f"lies in a second corpus folder, {second}/, besides "
+                                     f"{first}/")
+        _check_unique(self.reviews, name, split, label, rid, self.archive)
+
+
+def _check_unique(seen: set, name: str, split: str, label: int, rid: int, where: Path) -> None:
+    """Review ids are unique within a split's label: two files for one review (1_1.txt and
+    01_1.txt, or 1_2.txt) would make `data decode` and the stored ids ambiguous."""
+    key = (split, label, rid)
+    if key in seen:
+        raise DataError(f"Review {name!r} in {where} repeats review id {rid} of "
+                        f"{split}/{LABELS[label]}: {_REFUSE}.")
+    seen.add(key)
 
 
 class _Uncompressed:
@@ -218,14 +284,17 @@ def _iter_tar(path: Path) -> Iterator[Review]:
             # Stream mode reads the archive once, front to back: the fastest way through
             # 50k members.
             with tarfile.open(fileobj=_Uncompressed(f, path), mode="r|", tarinfo=header) as tar:
+                layout = _Layout(path)
                 for count, member in enumerate(tar, 1):
                     _check_count(count, path)
                     _check_member(member, path)
+                    layout.add(member)
                     if not member.isfile():
                         continue
                     parsed = _parse_name(member.name, path)
                     if parsed is None:
                         continue
+                    layout.add_review(member.name, *parsed[:3])
                     _check_review_size(member.name, member.size, path)
                     data = tar.extractfile(member)
                     yield Review(*parsed, raw=data.read() if data else b"")
@@ -244,6 +313,7 @@ def read_folder(path: Path) -> tuple[list[Review], str]:
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
     digest = hashlib.sha256()
     reviews: list[Review] = []
+    seen: set[tuple[str, int, int]] = set()
     total = 0
     try:
         for split in SPLITS:
@@ -262,6 +332,7 @@ def read_folder(path: Path) -> tuple[list[Review], str]:
                     parsed = _parse_name(name, root)
                     if parsed is None or not entry.is_file(follow_symlinks=False):
                         continue
+                    _check_unique(seen, name, *parsed[:3], root)
                     _check_review_size(name, entry.stat(follow_symlinks=False).st_size, root)
                     with open(entry.path, "rb") as f:
                         raw = f.read(MAX_REVIEW_BYTES + 1)  # the file may grow meanwhile

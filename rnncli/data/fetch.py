@@ -3,31 +3,30 @@
     meta, built = fetch("aclimdb", origin="aclImdb_v1.tar.gz", home=data_home())
 
 One fetch at a time per data home: it holds an exclusive lock on `<home>/fetch.lock` and a
-second one is refused at once, with a message, rather than left to wait.
+second one is refused at once, with a message, rather than left to wait. Holding it, a
+fetch first removes what a killed one left (temporary files, unfinished builds).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from rnncli import fsutil
-from rnncli.data import archive, download, prepare
+from rnncli.data import archive, download, keras_imdb, prepare
 from rnncli.data import store as dataset
 from rnncli.errors import DataError, NetworkError, UsageError
 from rnncli.text import tokenizer as text
 
-# Keras's preprocessed copy of the same corpus (the recipe's exact data); the checksum is the
-# one keras.datasets.imdb pins.
-KERAS_IMDB_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz"
-KERAS_IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
+# Keras's preprocessed copy of the same corpus (the recipe's exact data).
+KERAS_IMDB_URL = keras_imdb.NPZ_URL
+KERAS_IMDB_SHA256 = keras_imdb.NPZ_SHA256
 
 
 LOCK = "fetch.lock"
+
+Note = Callable[[str], None]
 
 
 def _is_url(origin: str) -> bool:
@@ -53,29 +52,65 @@ def _locked(home: Path) -> Iterator[None]:
         yield
 
 
+def clear_leftovers(home: Path) -> None:
+    """Remove the temporary files and unfinished builds of fetches killed before they could
+    (SIGKILL, a power cut). Only under the lock: then no other fetch is writing."""
+    # The data home may be a folder of the user's (`--data-dir .`): there, only what a
+    # fetch writes; the folders below are the fetch's own.
+    fsutil.remove_temporaries(home, of=[dataset.CURRENT])
+    for folder in (home / "downloads", *(home / s for s in dataset.SOURCES)):
+        fsutil.remove_temporaries(folder)
+    for source in dataset.SOURCES:
+        dataset.remove_unused_builds(home, source)
+
+
 def fetch(source: str = "aclimdb", origin: str | None = None, home: Path | None = None,
           force: bool = False, step: prepare.Step | None = None,
-          workers: int | None = None) -> tuple[dict, bool]:
-    """Prepare `source` in `home`. Returns (metadata, built) where built is False for a no-op."""
+          workers: int | None = None, note: Note | None = None) -> tuple[dict, bool]:
+    """Prepare `source` in `home`. Returns (metadata, built) where built is False for a no-op.
+
+    `note` gets one line when the prepared dataset is kept for another reason than a
+    matching checksum (the download to check it failed).
+    """
     home = dataset.data_home(home)
     if source not in dataset.SOURCES:
         raise UsageError(f"Unknown source {source!r}: use one of {', '.join(dataset.SOURCES)}.")
     if source == "keras" and origin:
-        raise UsageError("--from is for --source aclimdb; Keras data comes from its cache.")
+        raise UsageError("--from is for --source aclimdb; --source keras downloads Keras's "
+                         "imdb.npz (or takes it from Keras's cache): drop --from.")
     with _locked(home):
+        clear_leftovers(home)
         if source == "keras":
-            return _fetch_keras(home, force)
+            return _fetch_keras(home, force, step)
         if origin is not None and not _is_url(origin):
             return _prepare_aclimdb(home, Path(origin).expanduser(), origin, force, step, workers)
-        return _fetch_url(home, origin or archive.ACLIMDB_URL, force, step, workers)
+        return _fetch_url(home, origin or archive.ACLIMDB_URL, force, step, workers, note)
 
 
-def _fetch_url(home, url, force, step, workers):
+def _up_to_date(home: Path, source: str, force: bool) -> dict | None:
+    """The prepared dataset's metadata if it is whole and made by this tokenizer."""
+    old = None if force else dataset.existing_meta(home, source)
+    return old if old and old.get("tokenizer_version") == text.TOKENIZER_VERSION else None
+
+
+def _fetch_url(home, url, force, step, workers, note):
     official = url == archive.ACLIMDB_URL
-    got = download.cached_download(
-        url, home / "downloads", (lambda d, t: step("download", d, t)) if step else None,
-        size=archive.ACLIMDB_SIZE if official else None,
-        sha256=archive.ACLIMDB_SHA256 if official else None, force=force)
+    old = _up_to_date(home, "aclimdb", force)
+    try:
+        got = download.cached_download(
+            url, home / "downloads", (lambda d, t: step("download", d, t)) if step else None,
+            size=archive.ACLIMDB_SIZE if official else None,
+            sha256=archive.ACLIMDB_SHA256 if official else None, force=force)
+    except NetworkError as exc:
+        # Offline with the dataset already prepared (from this URL, or any origin when none
+        # was asked for): the command's aim is met; say so. Another URL asked for is not.
+        if old is None or (not official and old["origin"] != url):
+            raise
+        dataset.store_current(home, "aclimdb")
+        if note:
+            note(f"Already prepared (aclimdb from {old['origin']}), kept as it is: "
+                 f"{str(exc).split('; ')[0]}. `rnncli data fetch --force` re-fetches.")
+        return old, False
     try:
         return _prepare_aclimdb(home, got.path, url, force, step, workers, got.sha256)
     except DataError:
@@ -114,22 +149,22 @@ def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
         raise DataError(f"{path} is not a regular file: pass a .tar.gz or an extracted folder.")
     elif checksum is None:
         checksum = _file_checksum(path)
-    old = None if force else dataset.existing_meta(home, "aclimdb")
-    if (old and old["checksum"] == checksum
-            and old["tokenizer_version"] == text.TOKENIZER_VERSION):
+    old = _up_to_date(home, "aclimdb", force)
+    if old and old["checksum"] == checksum:
         dataset.store_current(home, "aclimdb")
         return old, False
 
     source = reviews if reviews is not None else archive.iter_reviews(path)
-    fields, by_split = prepare.tokenize_reviews(source, step, workers)
-    _check_complete(fields, path)
-    vocab = prepare.build_vocabulary((r[2], r[3]) for r in by_split["train"])
+    tokenized = prepare.tokenize_reviews(source, step, workers, where=origin)
+    _check_complete(tokenized.fields, path)
+    vocab = prepare.build_vocabulary([(tokenized.words, tokenized.counts["train"])])
     if step:
         step("encode", 0, None)
     # Each split gets its own shuffle (train 113, test 114), so review N of train and of
     # test are unrelated.
-    splits = {s: prepare.assemble(fields[s], by_split[s], vocab, prepare.SHUFFLE_SEED + k)
+    splits = {s: prepare.assemble(tokenized, s, vocab, prepare.SHUFFLE_SEED + k)
               for k, s in enumerate(archive.SPLITS)}
+    del tokenized
     meta = {
         "source": "aclimdb",
         "origin": str(origin),
@@ -140,51 +175,19 @@ def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
     return dataset.store(home, "aclimdb", splits, vocab, meta), True
 
 
-def _fetch_keras(home: Path, force: bool) -> tuple[dict, bool]:
-    """Keras's preprocessed imdb.npz and word index, through keras.datasets.imdb."""
+def _fetch_keras(home: Path, force: bool, step: prepare.Step | None) -> tuple[dict, bool]:
+    """Keras's preprocessed imdb.npz and word index, read as keras.datasets.imdb does."""
     old = None if force else dataset.existing_meta(home, "keras")
     if old:
         dataset.store_current(home, "keras")
         return old, False
-    try:
-        from keras.datasets import imdb
-    except ImportError:
-        raise UsageError(
-            "--source keras needs Keras: pip install 'rnncli[train]'."
-        ) from None
-    try:
-        # index_from=3 and no start marker: the same stored form as aclimdb (start added at load).
-        word_index = imdb.get_word_index()
-        # num_words=None would make Keras treat the highest id as out of range; keep them all.
-        (x_train, y_train), (x_test, y_test) = imdb.load_data(
-            num_words=max(word_index.values(), default=0) + text.INDEX_FROM + 1,
-            start_char=None, oov_char=text.OOV, index_from=text.INDEX_FROM,
-        )
-    except Exception as exc:  # keras raises plain Exception for failed downloads
-        raise NetworkError(
-            f"Cannot get Keras's imdb.npz ({str(exc).splitlines()[0][:160]}); without "
-            "internet, use the Stanford archive: `rnncli data fetch --from aclImdb_v1.tar.gz`."
-        ) from None
-    words = [w for w, _ in sorted(word_index.items(), key=lambda kv: kv[1])]
-    vocab = text.Vocabulary(words)
-    splits = {}
-    for name, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
-        lens = np.fromiter((len(x) for x in xs), np.int64, len(xs))
-        tokens = (np.concatenate([np.asarray(x, np.int32) for x in xs])
-                  if len(xs) else np.zeros(0, np.int32))
-        splits[name] = {
-            "tokens": tokens.astype(np.int32),
-            "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
-            "labels": np.asarray(ys, np.int8),
-            "ratings": np.full(len(xs), -1, np.int8),
-            "ids": np.arange(len(xs), dtype=np.int32),
-        }
-    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "imdb.npz"
+    splits, vocab, npz_path = keras_imdb.load(
+        home, (lambda d, t: step("download", d, t)) if step else None)
     meta = {
         "source": "keras",
         "origin": KERAS_IMDB_URL,
         "checksum": KERAS_IMDB_SHA256,
-        "cache": str(cache),
+        "cache": str(npz_path),
         "splits": {s: prepare.split_summary(a) for s, a in splits.items()},
         "non_utf8": 0,
     }

@@ -1,126 +1,228 @@
 """Turning reviews into a prepared split: tokenize in parallel, rank the vocabulary, assemble.
 
-    fields, chunks = tokenize_reviews(iter_reviews(path))
-    vocab = build_vocabulary((c[2], c[3]) for c in chunks["train"])
-    arrays = assemble(fields["train"], chunks["train"], vocab, seed=SHUFFLE_SEED)
+    tokens = tokenize_reviews(iter_reviews(path))
+    vocab = build_vocabulary([(tokens.words, tokens.counts["train"])])
+    arrays = assemble(tokens, "train", vocab, seed=SHUFFLE_SEED)
+
+Memory follows what is counted, not only the archive's bytes: workers get chunks of at most
+_CHUNK_BYTES of text, and the tokens, distinct words and tokens per review of a build are
+capped (MAX_*), so a few MB of compressed "a a a ..." cannot grow a process to gigabytes.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnncli.data.archive import Review
+from rnncli.data.archive import LABELS, Review
+from rnncli.errors import DataError
 from rnncli.text import tokenizer as text
 
 # Keras's imdb.load_data shuffles with seed 113; the train split uses it too, so review N
 # is stable and the validation split (the last 20%, as Keras takes it) holds both labels.
 # The test split uses SHUFFLE_SEED + 1 (see rnncli.fetch).
 SHUFFLE_SEED = 113
-_CHUNK = 2000
+_CHUNK = 2000  # reviews sent to a worker at once (about 2.6 MB of real reviews)
+_CHUNK_BYTES = 4 << 20  # ... or fewer: a worker holds 8-30 bytes per byte of its chunk
+
+# Limits on what tokenizing makes, far above the real corpus (longest review 2,473 tokens;
+# 11.5 million tokens and 110,000 distinct words in both splits), so memory stays bounded:
+# ids take 4 bytes a token, words about 100 bytes each.
+MAX_REVIEW_TOKENS = 100_000
+MAX_TOKENS = 50_000_000  # both splits
+MAX_WORDS = 2_000_000  # distinct words, both splits
+_REFUSE = "refusing it; use the original aclImdb_v1.tar.gz"
 
 Step = Callable[[str, int, int | None], None]
 
 
 def _tokenize_chunk(job: tuple[str, list[bytes]]) -> tuple:
-    """Tokenize reviews with ids local to this chunk; the parent maps them to global ranks.
+    """Tokenize reviews with ids local to this chunk; the parent maps them to the build's ids.
 
     Sending back small int arrays and the chunk's distinct words costs far less than
     sending every token string between processes.
     """
     split, raws = job
     bad = 0
-    docs = []
-    for raw in raws:
+    local: dict[str, int] = {}
+    ids: list[np.ndarray] = []
+    lengths = np.zeros(len(raws), np.int64)
+    for i, raw in enumerate(raws):
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError:
             s = raw.decode("utf-8", errors="replace")
             bad += 1
-        docs.append(text.tokenize(s))
-    flat = [w for doc in docs for w in doc]
-    local = {w: i for i, w in enumerate(dict.fromkeys(flat))}
-    ids = np.fromiter(map(local.__getitem__, flat), dtype=np.int32, count=len(flat))
-    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-    counts = np.bincount(ids, minlength=len(local)) if len(local) else np.zeros(0, np.int64)
-    return split, ids, lengths, list(local), counts, bad
+        words = text.tokenize(s)
+        # One review's words at a time: the chunk's tokens are never all strings at once.
+        ids.append(np.fromiter((local.setdefault(w, len(local)) for w in words), np.int32,
+                               len(words)))
+        lengths[i] = len(words)
+    flat = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+    counts = np.bincount(flat, minlength=len(local)) if len(local) else np.zeros(0, np.int64)
+    return split, flat, lengths, list(local), counts, bad
 
 
 def _chunks(reviews: Iterable[Review], fields: dict) -> Iterator[tuple[str, list[bytes]]]:
     """Batches of one split each, in the order their reviews are recorded in `fields`."""
     batches: dict[str, list[bytes]] = {}
+    sizes: dict[str, int] = {}
     for r in reviews:
         fields.setdefault(r.split, []).append((r.label, r.rating, r.id, r.raw))
         batch = batches.setdefault(r.split, [])
         batch.append(r.raw)
-        if len(batch) == _CHUNK:
+        sizes[r.split] = sizes.get(r.split, 0) + len(r.raw)
+        if len(batch) == _CHUNK or sizes[r.split] >= _CHUNK_BYTES:
             yield r.split, batch
-            batches[r.split] = []
+            batches[r.split], sizes[r.split] = [], 0
     for split, batch in batches.items():
         if batch:
             yield split, batch
 
 
+def _quiet_worker() -> None:
+    """Ctrl-C and SIGTERM reach the whole process group; the parent stops the pool and
+    reports once, so a worker ignores them rather than print a traceback each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _pool(workers: int):
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ctx.Pool(workers)
+    # A ProcessPoolExecutor, not a multiprocessing.Pool: when a worker dies (killed for
+    # memory, say) its futures raise BrokenProcessPool, where a Pool waits forever.
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker)
+
+
+def _in_order(jobs: Iterable, workers: int, stack: contextlib.ExitStack) -> Iterator:
+    """_tokenize_chunk over `jobs` in `workers` processes, results in order; at most two jobs
+    per worker are waiting, so reading the archive keeps only a little ahead of them."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _pool(workers)
+    # On any exit: cancel what has not started; workers finish their chunk (under a second)
+    # and exit.
+    stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    waiting: collections.deque = collections.deque()
+    try:
+        for job in jobs:
+            waiting.append(pool.submit(_tokenize_chunk, job))
+            if len(waiting) >= 2 * workers:
+                yield waiting.popleft().result()
+        while waiting:
+            yield waiting.popleft().result()
+    except BrokenProcessPool:
+        raise DataError("A tokenizer process ended abruptly (killed, perhaps for lack of "
+                        "memory); nothing was stored: free some memory or set "
+                        "RNNCLI_WORKERS=1, then run this again.") from None
+
+
+@dataclass
+class Tokenized:
+    """A build's reviews, tokenized: per split, review fields (label, rating, id, raw) and
+    token ids into `words` in chunks, both in review order; per split, each word's count."""
+
+    fields: dict[str, list] = field(default_factory=dict)
+    ids: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    lengths: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    non_utf8: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0
+
+    def reviews(self, split: str) -> int:
+        return sum(len(n) for n in self.lengths.get(split, []))
+
+    def review_name(self, split: str, k: int) -> str:
+        label, rating, rid, _ = self.fields[split][k]
+        return f"aclImdb/{split}/{LABELS[label]}/{rid}_{rating}.txt"
+
+
+def _merge(out: Tokenized, index: dict[str, int], counted: dict[str, list], res: tuple,
+           where: object) -> None:
+    """Add one chunk's result to the build, checking the MAX_* limits as it grows."""
+    split, ids, lengths, words, counts, bad = res
+    if len(lengths) and lengths.max() > MAX_REVIEW_TOKENS:
+        k = out.reviews(split) + int(lengths.argmax())
+        raise DataError(f"Review {out.review_name(split, k)!r} in {where} holds "
+                        f"{int(lengths.max()):,} tokens, over the limit of "
+                        f"{MAX_REVIEW_TOKENS:,} per review: {_REFUSE}.")
+    out.tokens += len(ids)
+    if out.tokens > MAX_TOKENS:
+        raise DataError(f"{where} holds more than {MAX_TOKENS:,} tokens: {_REFUSE}.")
+    # setdefault's default is len(index) before the word is added: the next new id.
+    mapping = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int32,
+                          len(words))
+    if len(index) > MAX_WORDS:
+        raise DataError(f"{where} holds more than {MAX_WORDS:,} distinct words: {_REFUSE}.")
+    out.ids.setdefault(split, []).append(mapping[ids] if len(ids) else ids)
+    out.lengths.setdefault(split, []).append(lengths)
+    counted.setdefault(split, []).append((mapping, counts))
+    out.non_utf8[split] = out.non_utf8.get(split, 0) + bad
 
 
 def tokenize_reviews(reviews: Iterable[Review], step: Step | None = None,
-                     workers: int | None = None) -> tuple[dict[str, list], dict[str, list]]:
-    """Tokenize every review across processes.
-
-    Returns per-split review fields (label, rating, id, raw) and per-split chunk results,
-    both in the same review order.
-    """
-    fields: dict[str, list] = {}
-    results: dict[str, list] = {}
+                     workers: int | None = None, where: object = "the archive") -> Tokenized:
+    """Tokenize every review across processes; `where` names the source in errors."""
+    out = Tokenized()
+    index: dict[str, int] = {}
+    counted: dict[str, list] = {}
     workers = workers or int(os.environ.get("RNNCLI_WORKERS", 0)) or os.cpu_count() or 1
-    chunks = _chunks(reviews, fields)
+    chunks = _chunks(reviews, out.fields)
     done = 0
     with contextlib.ExitStack() as stack:
-        if workers == 1:
-            mapped = map(_tokenize_chunk, chunks)
-        else:
-            mapped = stack.enter_context(_pool(workers)).imap(_tokenize_chunk, chunks)
-        for res in mapped:
-            results.setdefault(res[0], []).append(res[1:])
+        results = (map(_tokenize_chunk, chunks) if workers == 1
+                   else _in_order(chunks, workers, stack))
+        for res in results:
+            _merge(out, index, counted, res, where)
             done += len(res[2])
             if step:
                 step("tokenize", done, None)
-    return fields, results
+    out.words = list(index)
+    for split, pairs in counted.items():
+        total = np.zeros(len(index), np.int64)
+        for mapping, counts in pairs:
+            total[mapping] += counts  # a chunk's words are distinct: no index repeats
+        out.counts[split] = total
+    return out
 
 
 def build_vocabulary(words_counts: Iterable[tuple[list[str], np.ndarray]]) -> text.Vocabulary:
-    """Rank words by train-split frequency; ties broken alphabetically so builds are stable."""
+    """Rank words by train-split frequency; ties broken alphabetically so builds are stable.
+    Words counted 0 times (seen in the test split only) are left out."""
     totals: dict[str, int] = {}
     for words, counts in words_counts:
         get = totals.get
         for w, c in zip(words, counts.tolist()):
-            totals[w] = get(w, 0) + c
+            if c:
+                totals[w] = get(w, 0) + c
     ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
     return text.Vocabulary([w for w, _ in ranked])
 
 
-def assemble(fields: list, results: list, vocab: text.Vocabulary,
+def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
              seed: int = SHUFFLE_SEED) -> dict:
-    """One split's arrays: global ids, offsets, fields and texts, in the stored (shuffled) order."""
+    """One split's arrays: vocabulary ids, offsets, fields and texts, in the stored (shuffled)
+    order."""
     index = vocab.index
-    parts, lengths, bad = [], [], 0
-    for ids, lens, words, _counts, n_bad in results:
-        mapping = np.fromiter((index.get(w, text.OOV) for w in words), np.int32, len(words))
-        parts.append(mapping[ids] if len(ids) else ids)
-        lengths.append(lens)
-        bad += n_bad
-    tokens = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    words = tokenized.words
+    mapping = np.fromiter((index.get(w, text.OOV) for w in words), np.int32, len(words))
+    parts = tokenized.ids.get(split, [])
+    tokens = mapping[np.concatenate(parts)] if parts else np.zeros(0, np.int32)
+    lengths = tokenized.lengths.get(split, [])
     lens = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    fields = tokenized.fields.get(split, [])
     labels = np.array([f[0] for f in fields], dtype=np.int8)
     ratings = np.array([f[1] for f in fields], dtype=np.int8)
     rids = np.array([f[2] for f in fields], dtype=np.int32)
@@ -131,18 +233,19 @@ def assemble(fields: list, results: list, vocab: text.Vocabulary,
     starts, ends = offsets[:-1][order], offsets[1:][order]
     new_tokens = (np.concatenate([tokens[a:b] for a, b in zip(starts, ends)])
                   if len(order) else tokens)
+    del tokens  # one copy of a split's ids at a time
     new_offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
     raw_sorted = [raws[i] for i in order]
     text_offsets = np.concatenate([[0], np.cumsum([len(r) for r in raw_sorted])]).astype(np.int64)
     return {
-        "tokens": new_tokens.astype(np.int32),
+        "tokens": new_tokens.astype(np.int32, copy=False),
         "offsets": new_offsets,
         "labels": labels[order],
         "ratings": ratings[order],
         "ids": rids[order],
         "text": np.frombuffer(b"".join(raw_sorted), dtype=np.uint8),
         "text_offsets": text_offsets,
-        "non_utf8": bad,
+        "non_utf8": tokenized.non_utf8.get(split, 0),
     }
 
 

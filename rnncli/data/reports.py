@@ -55,7 +55,8 @@ def info_report(home: Path, num_words: int | None = None) -> dict:
     for name in ("train", "test"):
         split = dataset.load_split(home, name)
         entry = dict(meta["splits"][name])
-        # Lengths as the model sees them: the start marker counts.
+        # "tokens" are the stored words (as `data lengths` counts them); lengths are as the
+        # model sees them: the start marker counts there.
         entry["length"] = _percentiles(text.lengths_with_start(split.lengths))
         if num_words:
             entry["oov_share"] = round(float((split.tokens >= num_words).mean()), 4) \
@@ -98,10 +99,14 @@ def length_report(split: dataset.Split, maxlen: int = 80, padding: str = "pre",
     for name, side in (("padding", padding), ("truncating", truncating)):
         if side not in text.PADDING_SIDES:
             raise UsageError(f"--{name} {side!r} is not known: use 'pre' or 'post'.")
-    lengths = text.lengths_with_start(split.lengths)
+    words = split.lengths
+    lengths = text.lengths_with_start(words)  # as the model reads them
     n = len(lengths)
-    total = int(lengths.sum())
-    lost = int(np.maximum(lengths - maxlen, 0).sum())
+    # Tokens are the review's words, as `data info` and meta.json count them: the start
+    # marker is not one. 'pre' truncation drops the marker before any word, 'post' keeps it.
+    total = int(words.sum())
+    kept = np.minimum(words, maxlen if truncating == "pre" else maxlen - 1)
+    lost = total - int(kept.sum())
     keep = {f"p{p}": int(v) for p, v in
             zip(PERCENTILES, np.percentile(lengths, PERCENTILES, method="higher"))} if n else {}
     top = int(np.percentile(lengths, 99, method="higher")) if n else 1

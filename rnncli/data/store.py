@@ -27,10 +27,11 @@ import numpy as np
 
 from rnncli.data.archive import SPLITS
 from rnncli.errors import DataError, NotPreparedError
-from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
+from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json, umask
 from rnncli.text import tokenizer as text
 
 SOURCES = ("aclimdb", "keras")
+CURRENT = "current"  # <home>/current names the source reports and training use
 FORMAT_VERSION = 1
 _META_TYPES = {"source": str, "origin": str, "checksum": str, "build": str, "created": str,
                "tokenizer_version": str, "vocab_size": int, "splits": dict}
@@ -117,7 +118,7 @@ def _source_dir(home: Path, source: str) -> Path:
 
 def current_source(home: Path) -> str | None:
     try:
-        name = (home / "current").read_text().strip()
+        name = (home / CURRENT).read_text().strip()
     except (OSError, ValueError):
         return None
     return name if name in SOURCES else None
@@ -255,6 +256,8 @@ def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabula
         stamp = time.strftime("%Y%m%d-%H%M%S")
         target = Path(tempfile.mkdtemp(prefix=f"build-{stamp}-", dir=folder))
         try:
+            # mkdtemp makes 0700; a build is read by whoever may read the data home.
+            target.chmod(0o777 & ~umask())
             for name, arrays in splits.items():
                 np.savez(target / f"{name}.npz", **{k: v for k, v in arrays.items()
                                                     if isinstance(v, np.ndarray)})
@@ -271,21 +274,44 @@ def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabula
                         "free some disk space or pass another --data-dir; the previous "
                         "dataset is unchanged.") from None
     store_current(home, source)
+    _remove_builds(folder, keep=target.name)
+    return meta
+
+
+def _remove_builds(folder: Path, keep: str | None) -> None:
     for old in folder.iterdir():
-        # Earlier builds, and temporary files of fetches killed before they could clean up.
-        if old.name == target.name or not old.name.startswith(("build-", ".meta.tmp-")):
+        if old.name == keep or not _BUILD.fullmatch(old.name):
             continue
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
-    return meta
+
+
+def remove_unused_builds(home: Path, source: str) -> None:
+    """Remove the builds meta.json does not name: earlier ones, and those of fetches killed
+    while storing. Callers hold the data home's lock; with meta.json unreadable, which build
+    is in use is unknown, and all are left to `data fetch --force`."""
+    folder = _source_dir(home, source)
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    meta = folder / "meta.json"
+    if meta.exists() or meta.is_symlink():
+        try:
+            keep = read_json(meta)["build"]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError):
+            return
+        if not isinstance(keep, str):
+            return
+    else:
+        keep = None
+    _remove_builds(folder, keep)
 
 
 def store_current(home: Path, source: str) -> None:
     """Make `source` the dataset that reports and training use by default."""
     if current_source(home) != source:
-        atomic_write_text(home / "current", source + "\n")
+        atomic_write_text(home / CURRENT, source + "\n")
 
 
 def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str = "pre",
