@@ -317,3 +317,14 @@ def test_right_after_train_predict_answers_with_the_bundled_model_and_says_why(t
     # Asked for by name, the Keras model is still refused with the next step.
     res = invoke("predict", "great film", "--model", "artifacts")
     assert res.exit_code != 0 and "rnncli export onnx" in res.stderr
+
+
+def test_plain_predict_loads_no_table_or_spark_modules():
+    """Tables and Spark are imported only when used: a review as an argument, or a .txt
+    file, loads neither pyarrow, pandas nor pyspark."""
+    from test_cli_startup import loaded, top
+
+    mods, out = loaded(["predict", "great film", "--format", "jsonl"])
+    assert '"label"' in out
+    assert not top(mods) & {"pyarrow", "pandas", "pyspark", "py4j"}
+    assert not mods & {"rnncli.serve.tables", "rnncli.serve.spark"}

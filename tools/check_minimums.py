@@ -12,9 +12,9 @@ replaces one declared bound for this run (to try a candidate before editing pypr
 for a name pyproject.toml does not declare it adds a pin (a transitive dependency's floor).
 
 Then, in a fresh virtual environment: `pip install -c constraints.txt -e REPO[extras] pytest`,
-the default test suite (-m "not slow and not real_data") from the repository root, and
-`rnncli predict "a wonderful, moving film"` from an empty folder (the bundled model). The last
-line is a one-line summary; the exit status is 0 when every step passed, 1 when one failed,
+the default test suite (as pyproject.toml's addopts: no slow, real_data or spark tests)
+from the repository root, and `rnncli predict "a wonderful, moving film"` from an empty
+folder (the bundled model). The last line is a one-line summary; the exit status is 0 when every step passed, 1 when one failed,
 2 for a usage error. No prompts: a CI step. Standard library only.
 """
 
@@ -42,7 +42,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[1]
 PREDICT_TEXT = "a wonderful, moving film"
-TEST_MARKERS = "not slow and not real_data"
+TEST_MARKERS = "not slow and not real_data and not spark"  # pyproject.toml's default run
 
 # PEP 508, as far as pyproject dependency strings go: name, [extras], specifiers, ; marker.
 _REQ = re.compile(

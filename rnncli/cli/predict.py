@@ -3,6 +3,8 @@
     $ rnncli predict "a wonderful, moving film" "a boring waste of time"
     $ rnncli predict --file reviews.txt --format jsonl > scores.jsonl
     $ cat reviews.txt | rnncli predict --format csv       # or: rnncli predict - < reviews.txt
+    $ rnncli predict --file reviews.parquet --text-column body --output scores.parquet
+    $ rnncli predict --engine spark --file reviews.parquet --output scored.parquet
 
 Reviews come from exactly one place: the arguments, `--file PATH` (`-` is stdin), a lone
 `-` argument, or stdin when it is not a terminal and nothing else is given (then it must
@@ -10,6 +12,12 @@ hold at least one line). Every input gives one output row, numbered by `line` (t
 argument's position, or the line in the file): a blank line of a file gets label and
 probability null (empty in csv, `-` in the table), so rows stay aligned with the input.
 A line is a review of at most MAX_LINE_BYTES, read in bounded pieces.
+
+A .csv, .tsv, .jsonl or .parquet file is a table (rnncli/serve/tables.py): --text-column
+names the review (repeated: joined by a space), every column is kept beside the scores, and
+a null text gets nulls. --output writes .jsonl, .csv or .parquet by its suffix, under a
+temporary name renamed at the end. `--engine spark` scores the file inside Spark
+(rnncli/serve/spark.py) and writes a Parquet folder.
 
 Texts are written as data, never as instructions to what reads them: csv quotes a field
 holding a carriage return (a bare one ends a row for most readers) and starts a cell that a
@@ -38,6 +46,7 @@ from rnncli.serve import locate
 app = typer.Typer(add_completion=False)
 
 Format = Literal["table", "json", "jsonl", "csv"]
+Engine = Literal["local", "spark"]
 STDIN = "-"
 # Large reads: each read lets the model's threads take the interpreter lock, and the
 # reading thread then waits to get it back.
@@ -189,6 +198,19 @@ def predict(
         help="Positive at or above this probability.")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Reviews per model call.")] = 256,
+    text_column: Annotated[list[str] | None, typer.Option(
+        "--text-column", metavar="<name>", show_default="text",
+        help="The review column of a .csv/.tsv/.jsonl/.parquet file; repeat to join "
+        "several with a space. Every other column is kept in the output.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", metavar="<path>", show_default="stdout",
+        help="Write .jsonl, .csv or .parquet (by the suffix) instead of stdout; with "
+        "--engine spark, a Parquet folder.")] = None,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="Score here, or inside Spark (pip install \"rnncli\\[spark]\").")]
+    = "local",
+    master: Annotated[str, typer.Option(
+        "--master", metavar="<url>", help="Spark master for --engine spark.")] = "local[*]",
 ) -> None:
     """Predict the sentiment of reviews: label, probability and known-word count.
 
@@ -198,19 +220,111 @@ def predict(
 
     Example: rnncli predict "a wonderful, moving film" --format json
     """
-    from rnncli.serve.api import Model
+    if engine == "spark":
+        return predict_spark(list(texts or []), file, model, output, text_column, threshold,
+                             master)
+    if file not in (None, STDIN) and _is_table(file):
+        return predict_table(file, model, output_format, threshold, batch_size, text_column,
+                             output)
+    if text_column:
+        raise UsageError("--text-column names a column of a .csv, .tsv, .jsonl or .parquet "
+                         "file; reviews one a line have none: drop it.")
+    if output is not None:
+        from rnncli.serve import tables
 
+        tables.check_output(output)
     source = choose_input(list(texts or []), file)
-    ref = locate.find_model(model, prefer="onnx")
-    if ref.kind != "onnx":
-        raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
-                         f"`rnncli export onnx --model {ref.path.parent}` first.")
-    served = Model(ref.path, bundled=ref.bundled)
+    ref, served = load_model(model)
     rows = aligned(source, lambda reviews: served.predict_stream(reviews, threshold,
                                                                  batch_size))
     if model is None:  # the user did not choose: say which model answers, every time
         rows = announced(rows, which_model(ref, served.metadata))
+    if output is not None:
+        write_lines_file(rows, output)
+        return
     write_rows(rows, output_format)
+
+
+def _is_table(path: str) -> bool:
+    return path.lower().endswith((".csv", ".tsv", ".jsonl", ".parquet"))  # tables.is_table
+
+
+def load_model(model):
+    from rnncli.serve.api import Model
+
+    ref = locate.find_model(model, prefer="onnx")
+    if ref.kind != "onnx":
+        raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
+                         f"`rnncli export onnx --model {ref.path.parent}` first.")
+    return ref, Model(ref.path, bundled=ref.bundled)
+
+
+def write_lines_file(rows: Iterable[Row], output: str) -> None:
+    """Rows of a .txt input (or arguments) written to --output by its suffix."""
+    from pathlib import Path
+
+    from rnncli.serve import tables
+
+    columns = ["line", "text", "label", "probability", "known_words"]
+
+    def batches():
+        for chunk in iter(lambda: list(itertools.islice(rows, tables.BATCH_ROWS)), []):
+            yield {c: [getattr(r, c) for r in chunk] for c in columns}
+
+    n = tables.write_file(Path(output), columns, batches(), csv_cell)
+    note(f"Wrote {n:,} rows to {output}.")
+
+
+def predict_table(file: str, model, output_format: str, threshold: float | None,
+                  batch_size: int, text_column: list[str] | None, output: str | None) -> None:
+    """A .csv/.tsv/.jsonl/.parquet file: its columns kept, its text column scored."""
+    from pathlib import Path
+
+    from rnncli.serve import tables
+
+    if output is not None:
+        tables.check_output(output)
+    table = tables.open_table(file, text_column)  # header and columns checked first
+    ref, served = load_model(model)
+    batches = tables.score(table, lambda reviews: served.predict_stream(reviews, threshold,
+                                                                          batch_size))
+    if model is None:
+        batches = announced(batches, which_model(ref, served.metadata))
+    columns = tables.result_columns(table.columns)
+    if output is not None:
+        n = tables.write_file(Path(output), columns, batches, csv_cell, table.arrow_schema)
+        note(f"Wrote {n:,} rows to {output}.")
+    elif output_format == "table":
+        write = sys.stdout.write
+        number = 0
+        for batch in batches:
+            for text, label, p, known in zip(table.texts(batch), batch["label"],
+                                             batch["probability"], batch["known_words"]):
+                number += 1
+                text = terminal_text(text)
+                shown = text if len(text) <= 60 else text[:57] + "..."
+                p = "     -" if p is None else f"{p:6.3f}"
+                write(f"{number:>4}  {label or '-':<8} {p}  {known:>4} known  {shown}\n")
+    else:
+        writer = tables.stdout_writer(output_format, columns, csv_cell)
+        for batch in batches:
+            writer.write(batch)
+        writer.close()
+
+
+def predict_spark(texts: list[str], file: str | None, model, output: str | None,
+                  text_column: list[str] | None, threshold: float | None,
+                  master: str) -> None:
+    """`--engine spark`: the file scored inside Spark, written as a Parquet folder."""
+    from rnncli.serve import spark
+
+    if texts or file in (None, STDIN):
+        raise UsageError("--engine spark reads a file or folder: give --file PATH (.parquet, "
+                         ".csv, .tsv, .jsonl or .txt), not arguments or stdin.")
+    if output is None:
+        raise UsageError("--engine spark writes a Parquet folder: give --output PATH.")
+    n = spark.predict_file(file, output, model, text_column, threshold, master)
+    note(f"Wrote {n:,} rows to {output} (Parquet, with Spark on {master}).")
 
 
 def announced(rows: Iterable[Row], message: str) -> Iterator[Row]:
