@@ -14,8 +14,9 @@ for a name pyproject.toml does not declare it adds a pin (a transitive dependenc
 Then, in a fresh virtual environment: `pip install -c constraints.txt -e REPO[extras] pytest`,
 the default test suite (as pyproject.toml's addopts: no slow, real_data or spark tests)
 from the repository root, and `rnncli predict "a wonderful, moving film"` from an empty
-folder (the bundled model). The last line is a one-line summary; the exit status is 0 when every step passed, 1 when one failed,
-2 for a usage error. No prompts: a CI step. Standard library only.
+folder (the bundled model). The last line is a one-line summary; the exit status is 0 when
+every step passed, 1 when one failed, 2 for a usage error. No prompts: a CI step. Standard
+library only.
 """
 
 from __future__ import annotations
