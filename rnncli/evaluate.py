@@ -59,13 +59,40 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def predict_probabilities(ref: ModelRef, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Probabilities of a Keras model (`ref`) for an id matrix (evaluate_model checks
-    them, as serving checks an ONNX model's)."""
-    from rnncli.model.runtime import load_keras_model
+# Reviews scored between two progress reports: a multiple of every batch size used here
+# (1024), so that the batches, and the probabilities, are those of one call on everything.
+CHUNK = 4096
+
+Progress = Callable[[int, int], None]  # (reviews scored, reviews in all)
+
+
+def in_chunks(score: Callable, items, on_batch: Progress | None, chunk: int = CHUNK
+              ) -> np.ndarray:
+    """score(items) one chunk at a time, telling `on_batch` after each."""
+    n, parts = len(items), []
+    for start in range(0, n, chunk):
+        parts.append(np.asarray(score(items[start : start + chunk]), np.float64).reshape(-1))
+        if on_batch:
+            on_batch(min(start + chunk, n), n)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float64)
+
+
+def load_keras(ref: ModelRef, prep):
+    """The Keras model `ref` names, checked against the preprocessing.json beside it."""
+    from rnncli.config.run_files import PREPROCESSING
+    from rnncli.model.runtime import check_fits, load_keras_model
 
     model = load_keras_model(ref.path)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).ravel()
+    check_fits(model, prep, ref.path, ref.path.parent / PREPROCESSING)
+    return model
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 1024,
+                          on_batch: Progress | None = None) -> np.ndarray:
+    """Probabilities of a Keras model for an id matrix (evaluate_model checks them, as
+    serving checks an ONNX model's)."""
+    return in_chunks(lambda rows: model.predict(rows, batch_size=batch_size, verbose=0), x,
+                     on_batch)
 
 
 def _onnx_model(ref: ModelRef):
@@ -101,8 +128,8 @@ def encode_split(prep, home: Path, split: str = "test",
     return x, data.labels[:n].astype(np.float32)
 
 
-def _text_split_probabilities(model, home: Path, split: str,
-                              limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _text_split_probabilities(model, home: Path, split: str, limit: int | None,
+                              on_batch: Progress | None) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) of the first `limit` reviews of `split`, fed as text."""
     data = dataset.load_split(home, split)
     texts = data.texts(limit)
@@ -110,19 +137,21 @@ def _text_split_probabilities(model, home: Path, split: str,
         source = dataset.read_meta(home)["source"]
         raise ModelError(f"A text-input model reads review texts, and the prepared {source} "
                          "data kept none: `rnncli data fetch` the aclImdb archive.")
-    probs, _ = model.text_probabilities(texts)
+    probs = in_chunks(lambda part: model.text_probabilities(part)[0], texts, on_batch)
     return data.labels[: len(texts)].astype(np.float32), probs
 
 
 def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
                    limit: int | None = None,
-                   progress: Callable[[str], None] | None = None, model=None) -> dict:
+                   progress: Callable[[str], None] | None = None, model=None,
+                   on_batch: Progress | None = None) -> dict:
     """Encode `split` with the model's own preprocessing, predict, and score.
 
-    `progress` hears of the one long wait, loading TensorFlow for a Keras model. `model`:
-    the OnnxModel of `ref`, if the caller has loaded it already. A model whose outputs are
-    not probabilities (NaN, infinite, outside [0, 1]) is refused with a ModelError rather
-    than scored."""
+    `progress` hears of the one long wait, loading TensorFlow for a Keras model;
+    `on_batch` of the reviews scored so far, a few thousand at a time. `model`: the
+    OnnxModel of `ref`, if the caller has loaded it already. A model whose outputs are not
+    probabilities (NaN, infinite, outside [0, 1]) is refused with a ModelError rather than
+    scored, and so is a Keras model that does not fit its preprocessing.json."""
     from rnncli.serve.onnx_model import check_probabilities
 
     onnx = model or _onnx_model(ref)
@@ -133,19 +162,24 @@ def evaluate_model(ref: ModelRef, home: Path, split: str = "test",
     else:
         prep = onnx.preprocessing
     if onnx is not None and onnx.takes_text:  # the graph tokenizes the texts itself
-        y, prob = _text_split_probabilities(onnx, home, split, limit)
+        y, prob = _text_split_probabilities(onnx, home, split, limit, on_batch)
     else:
         x, y = encode_split(prep, home, split, limit)
         if onnx is not None:
-            prob = onnx.predict_ids(x)
+            # As many reviews per report as the model's threads take at once.
+            chunk = 1024 * max(4, getattr(onnx, "workers", 1))
+            prob = in_chunks(onnx.predict_ids, x, on_batch, chunk)
         else:
-            if progress:
-                from rnncli.model.runtime import require_training_extra
+            from rnncli.config.run_files import PREPROCESSING
+            from rnncli.model.runtime import check_file_fits, require_training_extra
 
+            check_file_fits(ref.path, prep, ref.path.parent / PREPROCESSING)
+            if progress:
                 require_training_extra("Loading a Keras model")  # an error, not progress
                 progress(f"Loading TensorFlow and {ref.path}, then scoring {len(y):,} "
                          f"{split} reviews...")
-            prob = check_probabilities(np.asarray(predict_probabilities(ref, x), np.float64),
+            keras_model = load_keras(ref, prep)
+            prob = check_probabilities(predict_probabilities(keras_model, x, on_batch=on_batch),
                                        ref.path, "retrain it")
     return {"model": str(ref.path), "kind": ref.kind, "bundled": ref.bundled, "split": split,
             **binary_metrics(y, prob, prep.threshold)}

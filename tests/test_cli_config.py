@@ -170,3 +170,66 @@ def test_cosine_schedule_falls_from_the_rate_towards_zero():
 
     with pytest.raises(UsageError, match="--lr-schedule 'linear'"):
         config.resolve(None, None, {"lr_schedule": "linear"})
+
+
+def numeric_settings():
+    for key, s in config.settings().items():
+        kinds = set(getattr(s.type, "__args__", (s.type,))) - {type(None)}
+        if kinds & {int, float} and bool not in kinds:
+            yield key, (float if float in kinds else int)
+
+
+@pytest.mark.parametrize("key, kind", list(numeric_settings()))
+@pytest.mark.parametrize("sign", [1, -1], ids=["huge", "hugely-negative"])
+def test_every_numeric_setting_refuses_a_huge_value_in_one_line(tmp_path, key, kind, sign):
+    """`--units 1000000000` ran until the kernel killed it; a huge --maxlen, --num-words or
+    --seed was a traceback. Every numeric setting has bounds, checked before anything loads,
+    and the refusal names the option (or the key no option sets)."""
+    from conftest import one_line_error
+
+    value = sign * (10**12 if kind is int else 1e300)
+    option = "--" + key.replace("_", "-")
+    if option in {o for p in typer_params() for o in p.opts}:
+        res = train(option, str(value), "--output", "run")
+        named = option
+    else:  # a config key only (steps_per_execution)
+        section = config.settings()[key].section
+        (tmp_path / "run.toml").write_text(f"[{section}]\n{key} = {value!r}\n")
+        res = train("--config", "run.toml", "--output", "run")
+        named = key
+    one_line_error(res, named, code=2)
+    assert "Traceback" not in res.output and not (tmp_path / "run").exists()
+
+
+def typer_params():
+    import typer
+
+    return typer.main.get_command(app).commands["train"].params
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("units", 4097, "--units 4097 is out of range: use 1 to 4,096."),
+    ("layers", 17, "--layers 17 is out of range: use 1 to 16."),
+    ("maxlen", 100_001, "--maxlen 100001 is out of range: use 1 to 100,000."),
+    ("num_words", 10_000_001, "--num-words 10000001 is out of range: use 4 to 10,000,000."),
+    ("seed", 2**32, "--seed 4294967296 is out of range: use 0 to 4,294,967,295."),
+    ("seed", -1, "--seed -1 is out of range: use 0 to 4,294,967,295."),
+    ("learning_rate", float("nan"), "--learning-rate nan must be positive."),
+    ("clipnorm", float("inf"), "--clipnorm inf is out of range: use 0 to 1,000,000."),
+])
+def test_bounds_name_the_range(key, value, message):
+    from rnncli.errors import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        config.resolve(None, None, {key: value})
+    assert str(refused.value) == message
+    for edge in config.ranges().get(key, ()):  # both ends are accepted
+        if key != "learning_rate" or edge > 0:
+            config.resolve(None, None, {key: edge})
+
+
+def test_every_numeric_setting_is_bounded_on_both_sides():
+    """ranges() bounds what validate()'s own checks do not: together, every number."""
+    shares = {"validation_split", "embedding_dropout", "dropout", "recurrent_dropout",
+              "head_dropout", "crop_prob", "distill_weight", "ngram_teacher"}  # within [0, 1]
+    assert {k for k, _ in numeric_settings()} == set(config.ranges()) | shares

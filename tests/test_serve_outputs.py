@@ -136,7 +136,11 @@ def test_evaluate_refuses_them_from_a_keras_model_too(prepared, tmp_path, monkey
     monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
     outputs = np.linspace(0, 1, 48)
     outputs[7] = np.nan
-    monkeypatch.setattr(evaluation, "predict_probabilities", lambda ref, x: outputs[:len(x)])
+    # The file itself is never read: the model and its outputs are stand-ins.
+    monkeypatch.setattr(tf_runtime, "check_file_fits", lambda *a, **k: None)
+    monkeypatch.setattr(evaluation, "load_keras", lambda ref, prep: object())
+    monkeypatch.setattr(evaluation, "predict_probabilities",
+                        lambda model, x, **k: outputs[:len(x)])
     res = invoke("evaluate", "--model", "run", "--json")
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.splitlines()[-1].startswith(f"Error: {Path('run', run_files.MODEL)} gave nan")

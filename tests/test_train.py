@@ -95,8 +95,13 @@ def test_interrupt_keeps_best_and_resume_continues(prepared, tmp_path, monkeypat
     assert not (folder / run_files.BACKUP).exists()
 
 
-def test_nan_loss_stops_with_a_clear_message(prepared, tmp_path):
-    res = train("--epochs", "3", "--learning-rate", "1e38", "--clipnorm", "0", "--output", "run")
+def test_nan_loss_stops_with_a_clear_message(prepared, tmp_path, monkeypatch):
+    from rnncli.config import settings
+
+    # A step size no option accepts (--learning-rate stops at 10): weights overflow to
+    # inf, and the loss to NaN, inside Keras itself.
+    monkeypatch.setattr(settings, "epoch_learning_rate", lambda t, epoch: 1e38)
+    res = train("--epochs", "3", "--clipnorm", "0", "--output", "run")
     assert res.exit_code == 1, res.output
     assert "Loss became NaN" in res.stderr
     assert len(res.stderr.strip().splitlines()[-1:]) == 1 and "Traceback" not in res.output

@@ -99,6 +99,44 @@ def test_png_has_labelled_axes_and_the_best_epoch(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("epochs", [2, 3, 7, 40])
+def test_png_ticks_are_whole_epochs(epochs):
+    pytest.importorskip("matplotlib")
+    history = [{**HISTORY[0], "epoch": e} for e in range(1, epochs + 1)]
+    fig = curves_figure(history, best_epoch=1)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_into_a_file_the_run_says_what_it_does_at_once_then_plain_lines(capsys):
+    """`rnncli train 2> log`: a line before TensorFlow loads, a plain line every PLAIN_EVERY
+    seconds of a long epoch, the epoch lines; no bar and no carriage return."""
+    from rnncli.cli import train_display
+
+    clock = FakeClock()
+    reporter = ProgressReporter(clock, terminal=False, notes=["note: a note"])
+    reporter.run_begin(20_000, 5_000, 625, 10)
+    reporter.epoch_begin(1, 10, 625)
+    for step in range(1, 626):
+        clock.now += 0.2  # 125 s for the epoch
+        reporter.batch_end(step)
+    reporter.validation_begin()
+    reporter.epoch_end(1, 10, HISTORY[0], 130.0)
+    reporter.close()
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err
+    lines = err.splitlines()
+    assert lines[:2] == ["note: a note", "training: 20,000 reviews, 625 steps per epoch, 10 "
+                         "epochs (5,000 reviews held out for validation); loading "
+                         "TensorFlow..."]
+    progress = lines[2:-1]
+    assert len(progress) == 125 // train_display.PLAIN_EVERY
+    assert progress[0].startswith("epoch 1/10: step 15") and "run ends in ~" in progress[0]
+    assert lines[-1].startswith("epoch  1/10 loss")
+
+
 def result(**kw):
     defaults = dict(output=Path("runs/a b"), role=WorkerRole(0, 1, True), history=HISTORY,
                     best_epoch=2, kept_epoch=2, best=HISTORY[1], seconds=3.0,

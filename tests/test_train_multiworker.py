@@ -62,7 +62,9 @@ def test_two_workers_train_one_model(prepared, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = [start(tmp_path / name, {"cluster": cluster, "task": {"type": "worker", "index": i}})
              for i, name in enumerate(("chief", "worker"))]
-    single = start(tmp_path / "single", None)  # one worker alone, for the arithmetic
+    # One worker alone, for the arithmetic.
+    single = start(tmp_path / "single", {"cluster": {"worker": [f"127.0.0.1:{free_ports(1)[0]}"]},
+                                         "task": {"type": "worker", "index": 0}})
     (chief_out, chief_err), (worker_out, _) = (finish(p) for p in procs)
     finish(single)
 
@@ -117,3 +119,51 @@ def test_a_lost_worker_ends_the_run_in_one_line_and_other_errors_stay_themselves
         tf.errors.InvalidArgumentError(None, None, "shapes differ")))
     with pytest.raises(tf.errors.InvalidArgumentError):
         distributed.fit_together(None, None, None, None, None)
+
+
+def test_a_worker_whose_peer_never_starts_ends_on_its_timeout_and_on_ctrl_c(prepared,
+                                                                            tmp_path):
+    """TensorFlow waits for the peer inside MultiWorkerMirroredStrategy() holding the GIL:
+    Ctrl-C and SIGTERM used to do nothing there, and nothing limited the wait. Now the
+    command's parent process ends it: at --worker-timeout, and on Ctrl-C, each in one line,
+    with the run folder as it was."""
+    import signal
+    import time
+
+    ports = free_ports(4)
+    clusters = {"timed": {"worker": [f"127.0.0.1:{p}" for p in ports[:2]]},
+                "waiting": {"worker": [f"127.0.0.1:{p}" for p in ports[2:]]}}
+
+    def lone_worker(name, *extra):
+        (tmp_path / name).mkdir()
+        config = {"cluster": clusters[name], "task": {"type": "worker", "index": 0}}
+        env = dict(os.environ, RNNCLI_TF_LOGS="", TF_CONFIG=json.dumps(config))
+        return subprocess.Popen(
+            [sys.executable, "-m", "rnncli", "train", *TINY, "--strategy", "multi-worker",
+             "--output", "run", *extra], cwd=tmp_path / name, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    timed = lone_worker("timed", "--worker-timeout", "3")
+    waiting = lone_worker("waiting")
+    for line in iter(waiting.stderr.readline, ""):  # TensorFlow has loaded: it waits now
+        if line.startswith("worker 0 of 2: waiting up to 300 s for the other workers"):
+            break
+    sent = time.monotonic()
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130, err
+    assert time.monotonic() - sent < 15
+    assert err.splitlines() == [
+        "Error: Interrupted while waiting for the other workers to join: worker 0 ended "
+        "(its unfinished run removed: run is as it was)."]
+
+    out, err = timed.communicate(timeout=120)
+    assert timed.returncode == 1, err
+    assert out == "" and "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        f"Error: Worker 0 of 2: the other workers ({clusters['timed']['worker'][1]}) did not "
+        "all join "
+        "within 3 s (its unfinished run removed: run is as it was): start the same command "
+        "on each of them with its own TF_CONFIG, or raise --worker-timeout.")
+    for name in ("timed", "waiting"):
+        assert not (tmp_path / name / "run").exists(), "the folder was made for the run"

@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ def test_scopes_restore_what_they_change(monkeypatch):
 
 
 @pytest.mark.parametrize("tf_config, role", [
-    (None, (0, 1, True)),
+    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, (0, 1, True)),
     ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}},
      (0, 2, True)),
     ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}},
@@ -57,20 +58,53 @@ def test_scopes_restore_what_they_change(monkeypatch):
      (0, 2, True)),
 ])
 def test_worker_role_from_tf_config(monkeypatch, tf_config, role):
-    if tf_config is None:
-        monkeypatch.delenv("TF_CONFIG", raising=False)
-    else:
-        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
     got = distributed.worker_role("multi-worker")
     assert (got.index, got.count, got.chief) == role
     assert distributed.worker_role("default").chief
 
 
-@pytest.mark.usefixtures("training_extra")  # the extra is checked before TF_CONFIG is read
-def test_bad_tf_config_is_a_usage_error(prepared, monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", "{not json")
+WORKERS = ["127.0.0.1:23456", "127.0.0.1:23457"]
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "--strategy multi-worker needs TF_CONFIG"),
+    ("", "--strategy multi-worker needs TF_CONFIG"),
+    ("{not json", "TF_CONFIG is not a valid cluster description (JSONDecodeError"),
+    ({"cluster": {"worker": WORKERS}}, "TF_CONFIG is not a valid cluster description (KeyError"),
+    ({"cluster": {"worker": WORKERS}, "task": {"type": "worker", "index": 2}},
+     "TF_CONFIG's task index 2 is outside its cluster, which names 2 worker task(s) (indices 0 "
+     "to 1)"),
+    ({"cluster": {"worker": WORKERS}, "task": {"type": "worker", "index": -1}},
+     "task index -1 is outside its cluster"),
+    ({"cluster": {"worker": WORKERS}, "task": {"type": "worker", "index": "0"}},
+     "TF_CONFIG's task index is '0': give a whole number"),
+    ({"cluster": {"worker": WORKERS}, "task": {"type": "chief", "index": 0}},
+     "TF_CONFIG's task type is 'chief', which its cluster does not name (it names 'worker')"),
+    ({"cluster": {"worker": ["127.0.0.1:port", "b:2"]}, "task": {"type": "worker", "index": 0}},
+     "TF_CONFIG's worker 0 is at '127.0.0.1:port', not host:port with a port number"),
+    ({"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}},
+     "not host:port with a port number"),
+    ({"cluster": {"worker": ["a:70000"]}, "task": {"type": "worker", "index": 0}},
+     "not host:port with a port number"),
+    ({"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}},
+     "TF_CONFIG's cluster gives 'worker' 'a:1': give a list"),
+    ({"cluster": {"ps": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}},
+     "TF_CONFIG's cluster names a 'ps' job"),
+])
+def test_bad_tf_config_is_one_line_before_anything_loads(monkeypatch, tf_config, message):
+    """Refused in one line, without a prepared data home and without loading TensorFlow
+    (a TF_CONFIG TensorFlow cannot use would otherwise be a traceback, or a wait for ever)."""
+    from conftest import one_line_error
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config if isinstance(tf_config, str)
+                           else json.dumps(tf_config))
     res = runner.invoke(app, ["train", "--strategy", "multi-worker", "--output", "run"])
-    assert res.exit_code == 2 and "TF_CONFIG is not a valid cluster description" in res.stderr
+    one_line_error(res, message, code=2)
+    assert not (Path.cwd() / "run").exists()
 
 
 @pytest.mark.slow

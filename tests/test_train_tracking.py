@@ -48,7 +48,7 @@ def run_epochs(tracker, model, val_accuracies):
 @pytest.mark.parametrize("restore_best, kept", [(True, 2), (False, 4)])
 def test_the_model_keeps_the_best_or_the_last_epoch(restore_best, kept):
     state = RunState(epochs=4, monitor="val_accuracy", restore_best=restore_best)
-    tracker = EpochTracker(state, folder=None, patience=None, reporter=None)
+    tracker = EpochTracker(state, run=None, patience=None, reporter=None)
     assert run_epochs(tracker, FakeModel(), [0.6, 0.8, 0.8, 0.7]) is None
     assert (state.best_epoch, state.best) == (2, 0.8), "a tie is not an improvement"
     assert state.kept_epoch == kept and state.kept_weights[0][0] == kept
@@ -57,7 +57,7 @@ def test_the_model_keeps_the_best_or_the_last_epoch(restore_best, kept):
 
 def test_early_stopping_counts_epochs_since_the_best():
     state = RunState(epochs=9, monitor="val_loss", restore_best=True)
-    tracker = EpochTracker(state, folder=None, patience=2, reporter=None)
+    tracker = EpochTracker(state, run=None, patience=2, reporter=None)
     model = FakeModel()
     losses = [0.9, 0.7, 0.8, 0.75, 0.6]
     stopped = None
@@ -72,7 +72,7 @@ def test_early_stopping_counts_epochs_since_the_best():
 def test_a_nan_batch_stops_and_its_epoch_is_not_recorded():
     reporter = Recorder()
     state = RunState(epochs=3, monitor="val_accuracy", restore_best=True)
-    tracker = EpochTracker(state, folder=None, patience=None, reporter=reporter)
+    tracker = EpochTracker(state, run=None, patience=None, reporter=reporter)
     tracker.steps = 8
     model = FakeModel()
     run_epochs(tracker, model, [0.7])

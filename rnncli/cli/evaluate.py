@@ -1,9 +1,14 @@
 """`rnncli evaluate`: score a Keras or ONNX model on a split with its own preprocessing.
 
     $ rnncli evaluate --model artifacts/ --split test --json
+
+Scoring 25,000 reviews takes a minute or more: stderr shows how far it is (a bar on a
+terminal, a plain line every PLAIN_EVERY seconds otherwise); stdout holds the result only.
 """
 
 from __future__ import annotations
+
+import time
 
 import typer
 
@@ -14,6 +19,7 @@ from rnncli.cli.common import (
     Limit,
     ModelPath,
     Split,
+    err,
     handle_errors,
     note,
     out,
@@ -23,6 +29,41 @@ from rnncli.cli.common import (
 from rnncli.serve import locate
 
 app = typer.Typer(add_completion=False)
+
+PLAIN_EVERY = 15.0  # seconds between plain progress lines where stderr is no terminal
+
+
+class ScoringProgress:
+    """How many reviews are scored, on stderr: a transient rich bar on a terminal; into a
+    file or a pipe a plain line every PLAIN_EVERY seconds (none for a short job), never a
+    carriage return."""
+
+    def __init__(self, split: str, terminal: bool | None = None, clock=time.monotonic):
+        self.split, self.clock = split, clock
+        self.terminal = err.real.is_terminal if terminal is None else terminal
+        self.bar = self.task = None
+        self.last = clock()
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.terminal:
+            if self.bar is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                self.bar = Progress(TextColumn(f"scoring {self.split} reviews"), BarColumn(),
+                                    MofNCompleteColumn(), console=err.real, transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("", total=total)
+            self.bar.update(self.task, completed=done)
+        elif done < total and self.clock() - self.last >= PLAIN_EVERY:
+            self.last = self.clock()
+            note(f"scored {done:,} of {total:,} {self.split} reviews...")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @app.command("evaluate", cls=Command)
@@ -53,8 +94,9 @@ def evaluate(
         from rnncli.serve.onnx_model import OnnxModel
 
         loaded = OnnxModel(ref.path)
-    with tf_runtime.quiet():
-        report = evaluate_model(ref, home, split, limit, progress=note, model=loaded)
+    with tf_runtime.quiet(), ScoringProgress(split) as on_batch:
+        report = evaluate_model(ref, home, split, limit, progress=note, model=loaded,
+                                on_batch=on_batch)
     if model is None:  # the user did not choose: say which model answered, every time
         # (once it has: a model refused is then the one line on stderr, naming its path)
         note(which_model(ref, loaded.metadata if loaded else None))

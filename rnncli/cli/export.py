@@ -82,7 +82,7 @@ def onnx(
     Example: rnncli export onnx --model artifacts/ --quantize
     """
     from rnncli.data import store as dataset
-    from rnncli.export.onnx import export_onnx
+    from rnncli.export.onnx import export_onnx, run_folder_locked
     from rnncli.export.text_export import export_text_graph
     from rnncli.model import runtime as tf_runtime
 
@@ -91,7 +91,8 @@ def onnx(
     ref = locate.find_model(model)
     home = dataset.data_home(data_dir)
     if text_input and ref.kind == "onnx":  # wrap an exported file: no Keras model needed
-        with progress_on_stderr() as say:
+        with progress_on_stderr() as say, run_folder_locked(
+                ref, Path(output or ref.path.parent / run_files.ONNX_TEXT)):
             say("text input: building, checking against the Python tokenizer")
             text = export_text_graph(ref.path, home, output, atol=atol, n_reviews=reviews)
         if as_json:
@@ -100,10 +101,14 @@ def onnx(
             out.print(line, markup=False)
         return next_steps(text.output)
     output = output or ref.path.parent / run_files.ONNX
-    with progress_on_stderr() as say, tf_runtime.quiet(hide_gpus=True):
+    # Before the lock: a base install refused here leaves the run folder as it was.
+    tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
+    # One lock over the id model and the text graph beside it, as training holds it.
+    with progress_on_stderr() as say, tf_runtime.quiet(hide_gpus=True), \
+            run_folder_locked(ref, Path(output)):
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
-                             record_test=record_test, progress=say)
+                             record_test=record_test, progress=say, hold_lock=False)
         text = None
         if text_input:
             say("text input: building, checking against the Python tokenizer")

@@ -7,17 +7,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
-from rnncli.cli.common import Command, DataDir, Limit, handle_errors
+from rnncli.cli.common import Command, DataDir, Limit, handle_errors, note
 from rnncli.cli.train_display import ProgressReporter, report
 from rnncli.config import file as config_file
 from rnncli.config import run_files
 from rnncli.config import settings as config
+from rnncli.errors import UsageError
 
 app = typer.Typer(add_completion=False)
 
@@ -115,6 +118,10 @@ def train(
         "--overwrite", help="Replace a run in --output.")] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in --output.")] = False,
+    worker_timeout: Annotated[float, typer.Option(
+        "--worker-timeout", min=1, max=86_400, rich_help_panel=PANELS["train"],
+        help="With --strategy multi-worker: seconds to wait for every worker to join "
+        "before giving up.")] = 300.0,
     data_dir: DataDir = None,
 ) -> None:
     """Train Embedding -> SimpleRNN/LSTM/GRU -> Dense on the prepared IMDB train split.
@@ -136,12 +143,26 @@ def train(
         return
     from rnncli.data import store as dataset
     from rnncli.model import runtime as tf_runtime
+    from rnncli.train import distributed
     from rnncli.train.loop import train as run_training
 
+    supervised = os.environ.get(distributed.CONFIG_ENV)
+    if supervised:  # the child of supervise_worker: its parent resolved the settings
+        distributed.bind_to_parent()
+        cfg = config.RunConfig.from_dict(json.loads(supervised))
+        config.validate(cfg)
+    role = distributed.worker_role(cfg.train.strategy)  # TF_CONFIG, before anything loads
+    if resume and role.count > 1:
+        raise UsageError("--resume does not work with --strategy multi-worker: start the run "
+                         "again with --overwrite.")
     requested = requested_settings(preset, config_file, overrides) if resume else set()
     home = dataset.data_home(data_dir)
-    dataset.read_meta(home)  # fail fast, before TensorFlow loads
-    reporter = ProgressReporter()
+    meta = dataset.read_meta(home)  # fail fast, before TensorFlow loads
+    if cfg.train.strategy == "multi-worker" and not supervised:
+        return supervise_worker(cfg, role, home, output, overwrite, worker_timeout,
+                                cpu_devices)
+    # Said as the run starts, once every check has passed.
+    reporter = ProgressReporter(notes=[] if resume else unused_words(cfg, meta))
     try:
         with tf_runtime.quiet():
             result = run_training(cfg, home, output, overwrite=overwrite, resume=resume,
@@ -150,3 +171,36 @@ def train(
     finally:
         reporter.close()
     report(result, output)
+
+
+def unused_words(cfg: config.RunConfig, meta: dict) -> list[str]:
+    """A note (not an error: the run works) when --num-words asks for more ids than the
+    prepared vocabulary has words: the embedding's extra rows are never used."""
+    from rnncli.text.tokenizer import INDEX_FROM
+
+    words = meta.get("vocab_size")
+    if not isinstance(words, int) or cfg.data.num_words <= words + INDEX_FROM:
+        return []
+    return [f"note: --num-words {cfg.data.num_words:,} is more than the prepared vocabulary "
+            f"gives ({words:,} words + {INDEX_FROM} reserved ids = {words + INDEX_FROM:,}); "
+            "the embedding's other rows are never used: a smaller --num-words trains the "
+            "same model faster."]
+
+
+def supervise_worker(cfg: config.RunConfig, role, home: Path, output: Path, overwrite: bool,
+                     timeout: float, cpu_devices: int | None) -> None:
+    """Train this worker in a child process that this one watches (distributed.supervise):
+    Ctrl-C, SIGTERM and --worker-timeout end it even while TensorFlow blocks."""
+    from rnncli.train import distributed, runs
+
+    argv = [sys.executable, "-m", "rnncli", "train", "--output", str(output),
+            "--data-dir", str(home), *(["--overwrite"] if overwrite else []),
+            *(["--cpu-devices", str(cpu_devices)] if cpu_devices else [])]
+    env = {**os.environ, distributed.CONFIG_ENV: json.dumps(cfg.to_dict())}
+    made = not output.exists()
+    code = distributed.supervise(
+        argv, env, timeout, role, say=note,
+        # Only the chief writes the run folder; another worker's run there is not its own.
+        cleanup=(lambda: runs.clear_staging(output, made)) if role.chief else (lambda: ""))
+    if code:
+        raise typer.Exit(code)

@@ -3,9 +3,13 @@
     reporter = ProgressReporter()        # passed to training.train; stderr
     report(result, Path("artifacts"))    # chart on stdout; the model's place and next steps
 
-While the first steps compile (with XLA, most of the first epoch's extra time in
-benchmarks/bench_train.py), the bar says "compiling the model...", and "validating..."
-while validation runs; from the first step on it shows when the run should end.
+It starts with one line saying what the run will do ("training: 20,000 reviews, ..."),
+before TensorFlow loads. On a terminal, a bar per epoch follows: while the first steps
+compile (with XLA, most of the first epoch's extra time in benchmarks/bench_train.py) it
+says "compiling the model...", and "validating..." while validation runs; from the first
+step on it shows when the run should end. Into a file or a pipe no bar is drawn (its
+carriage returns would fill the file): a plain progress line every PLAIN_EVERY seconds
+instead. Every epoch ends with one fixed-format line.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rnncli.cli.common import err, error_exit, out
-from rnncli.config import run_files
+from rnncli.train.curves import curves_figure, save_png
+
+__all__ = ["ProgressReporter", "curves_chart", "curves_figure", "report", "save_png"]
 
 
 class EtaClock:
@@ -65,11 +71,16 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
 
 
+PLAIN_EVERY = 30.0  # seconds between plain progress lines on a stderr that is no terminal
+
+
 class ProgressReporter:
     """A rich bar per epoch on stderr that says what it waits for (compiling, validating)
-    and when the run should end; then one fixed-format line per epoch."""
+    and when the run should end (plain lines instead where stderr is no terminal); then one
+    fixed-format line per epoch."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 terminal: bool | None = None, notes: list[str] | None = None) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -83,12 +94,27 @@ class ProgressReporter:
                             console=err.real, transient=True)
         self.task = None
         self.eta = EtaClock(clock)
+        self.clock = clock
+        self.terminal = err.real.is_terminal if terminal is None else terminal
         self.compiled = False  # the first step of this process has run
         self.epoch_label = ""
+        self.plain_at = 0.0  # when the last plain progress line was printed
+        self.notes = notes or []  # printed as the run starts
+
+    def run_begin(self, reviews: int, val_reviews: int, steps: int, epochs: int,
+                  first_epoch: int = 0) -> None:
+        """One line before anything loads, so a log shows at once what the run is doing."""
+        for line in self.notes:
+            err.print(line, markup=False)
+        start = f", from epoch {first_epoch + 1}" if first_epoch else ""
+        err.print(f"training: {reviews:,} reviews, {steps:,} steps per epoch, {epochs:,} "
+                  f"epochs{start} ({val_reviews:,} reviews held out for validation); "
+                  "loading TensorFlow...", markup=False)
+        self.plain_at = self.clock()
 
     def epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
         if self.task is None:
-            if err.real.is_terminal:  # else the bar would leave an empty line behind
+            if self.terminal:  # else the bar would write carriage returns into a file
                 self.bar.start()
             self.task = self.bar.add_task("", total=steps, eta="")
         self.eta.epoch_begin(epoch, epochs, steps)
@@ -100,18 +126,26 @@ class ProgressReporter:
         self.compiled = True
         self.eta.step(step)
         left = self.eta.seconds_left()
-        self.bar.update(self.task, completed=step, description=self.epoch_label,
-                        eta="" if left is None else f"run ends in ~{clock_text(left)}")
+        eta = "" if left is None else f"run ends in ~{clock_text(left)}"
+        self.bar.update(self.task, completed=step, description=self.epoch_label, eta=eta)
+        if not self.terminal and self.clock() - self.plain_at >= PLAIN_EVERY:
+            self.plain_at = self.clock()
+            err.print(f"{self.epoch_label}: step {step:,}/{self.eta.steps:,}"
+                      f"{', ' + eta if eta else ''}", markup=False)
 
     def validation_begin(self) -> None:
         self.bar.update(self.task, description=f"{self.epoch_label} validating...")
+        if not self.terminal and self.clock() - self.plain_at >= PLAIN_EVERY:
+            self.plain_at = self.clock()
+            err.print(f"{self.epoch_label}: validating...", markup=False)
 
     def epoch_end(self, epoch: int, epochs: int, logs: dict, seconds: float) -> None:
         self.eta.epoch_end(seconds)
         err.print(format_epoch(epoch, epochs, logs, seconds), markup=False)
+        self.plain_at = self.clock()
 
     def close(self) -> None:
-        if self.task is not None:
+        if self.task is not None and self.terminal:  # a bar never started prints a newline
             self.bar.stop()
 
 
@@ -147,46 +181,6 @@ def curves_chart(history: list[dict], best_epoch: int | None = None, height: int
     return "\n".join(rows)
 
 
-def curves_figure(history: list[dict], best_epoch: int | None = None):
-    """Loss and accuracy per epoch, train and validation, the best epoch marked; None when
-    matplotlib is missing (it comes with the `[train]` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, ax in (("loss", ax1), ("accuracy", ax2)):
-        ax.plot(epochs, [h[key] for h in history], "o-", label=f"train {key}")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "x-", label=f"validation {key}")
-        if best_epoch in epochs:
-            ax.axvline(best_epoch, color="grey", linestyle=":",
-                       label=f"best epoch ({best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(f"{key} per epoch")
-        ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def save_png(history: list[dict], path: Path, best_epoch: int | None = None) -> bool:
-    fig = curves_figure(history, best_epoch)
-    if fig is None:
-        return False
-    import matplotlib.pyplot as plt
-
-    from rnncli.fsutil import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
-
-
 def report(result, output: Path) -> None:
     """The chart, where the model went and what to run next; an interruption exits 130."""
     if not result.role.chief:
@@ -199,8 +193,8 @@ def report(result, output: Path) -> None:
         return
     if result.history:
         out.print(curves_chart(result.history, result.best_epoch), markup=False)
-        if save_png(result.history, output / run_files.CURVES_PNG, result.best_epoch):
-            err.print(f"learning curves: {output / run_files.CURVES_PNG}", markup=False)
+        if result.curves:  # drawn by the run, into its folder
+            err.print(f"learning curves: {result.curves}", markup=False)
         else:
             err.print("learning curves: terminal chart only (curves.png needs matplotlib, "
                       "part of the [train] extra)", markup=False)

@@ -24,6 +24,9 @@ HEAD_JSON = "ngram_head.json"  # --ngram-head: its weights against the network's
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
+# The lock train and export hold on a run folder. Never removed while the folder holds
+# anything: removing it would let two processes lock two files.
+LOCK = ".rnncli.lock"
 # What a new run replaces: a stale export beside a new model would be served by mistake.
 RUN_FILES = (MODEL, BEST, CONFIG, CONFIG_TOML, PREPROCESSING, HISTORY_JSON, HISTORY_CSV,
              CURVES_PNG, LAST_RUN, BACKUP, HEAD_JSON, ONNX, ONNX_INT8, ONNX_TEXT)

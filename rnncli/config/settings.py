@@ -294,8 +294,6 @@ def validate(cfg: RunConfig) -> None:
          f"--validation-split {d.validation_split} must be between 0 and 1 (exclusive)."),
         (d.limit is None or d.limit >= 2, f"--limit {d.limit} is too small: use 2 or more."),
         (m.cell in CELLS, f"Unknown cell {m.cell!r}: use {', '.join(CELLS)}."),
-        (m.units >= 1 and m.layers >= 1 and m.embedding_dim >= 1,
-         "--units, --layers and --embedding-dim must be 1 or more."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,
          "--dropout and --recurrent-dropout must be in [0, 1)."),
         (m.pooling in POOLINGS, f"--pooling {m.pooling!r}: use {', '.join(POOLINGS)}."),
@@ -339,6 +337,57 @@ def validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    check_ranges(cfg)
+
+
+def ranges() -> dict[str, tuple[float, float]]:
+    """The lowest and highest value of every numeric setting that the checks above do not
+    bound on both sides: far beyond any useful run, low enough that a typo (`--units
+    1000000000`) is refused here, before TensorFlow loads, rather than by the kernel."""
+    from rnncli.text.preprocessing import MAX_MAXLEN  # what serving accepts from a file
+
+    return {
+        "num_words": (4, 10_000_000),
+        "maxlen": (1, MAX_MAXLEN),
+        "limit": (2, 1_000_000_000),
+        "units": (1, 4096),
+        "layers": (1, 16),
+        "embedding_dim": (1, 4096),
+        "batch_size": (1, 65_536),
+        "epochs": (1, 100_000),
+        "early_stopping": (1, 100_000),
+        "learning_rate": (0, 10),  # Adam's step: above 10 every weight leaves its range
+        "clipnorm": (0, 1e6),
+        "clipvalue": (0, 1e6),
+        "seed": (0, 2**32 - 1),  # what numpy's and TensorFlow's generators take
+        "steps_per_execution": (1, 10_000),
+        "crop_min": (1, MAX_MAXLEN),
+        "crop_max": (1, MAX_MAXLEN),
+    }
+
+
+def option_name(key: str) -> str:
+    """How a user names setting `key` on the command line (or in a file, where no option
+    sets it)."""
+    if key == "steps_per_execution":
+        return "steps_per_execution (a config key: no option sets it)"
+    return "--" + key.replace("_", "-")
+
+
+def check_ranges(cfg: RunConfig) -> None:
+    """Refuse a numeric setting outside ranges(), NaN included, naming its option."""
+    table = settings()
+    for key, (low, high) in ranges().items():
+        value = getattr(getattr(cfg, table[key].section), key)
+        if value is None:
+            continue  # unset: limit, early_stopping
+        if not low <= value <= high:
+            raise UsageError(f"{option_name(key)} {value} is out of range: use {_shown(low)} "
+                             f"to {_shown(high)}.")
+
+
+def _shown(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
 
 
 def distils(cfg: RunConfig) -> bool:

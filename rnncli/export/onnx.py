@@ -24,8 +24,9 @@ phrase at each stage ("native (3/5): checking against Keras"), for the command t
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from rnncli.config.settings import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
 from rnncli.export.check import check_outputs, checker_problem, full_check, session, time_graph
 from rnncli.export.graph import GRAPH_KINDS, build_graph, serving_metadata
-from rnncli.fsutil import atomic_path, read_json
+from rnncli.fsutil import atomic_path, exclusive_lock, read_json
 from rnncli.model import runtime as tf_runtime
 from rnncli.serve import contract, locate
 from rnncli.serve.contract import INPUT, OUTPUT
@@ -206,24 +207,64 @@ def graph_metadata(cand: Candidate, cfg: RunConfig | None) -> dict[str, str]:
     return serving_metadata(cand.name, cfg)
 
 
+@contextlib.contextmanager
+def run_folder_locked(ref: locate.ModelRef, output: Path) -> Iterator[None]:
+    """Hold the lock of the model's run folder (and of the output's, when that is another
+    run folder), as training does: an export never reads a model that a run is replacing,
+    nor writes beside one. A folder this process cannot write takes no lock: nothing of
+    ours is written there."""
+    folders = [ref.path.parent]
+    if output.parent.resolve() != ref.path.parent.resolve() and any(
+            (output.parent / name).exists() for name in (run_files.CONFIG, run_files.LOCK)):
+        folders.append(output.parent)
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            try:
+                stack.enter_context(exclusive_lock(folder / run_files.LOCK))
+            except BlockingIOError:
+                raise ExportError(f"{folder} is in use by another rnncli process (training "
+                                  "or exporting into it): wait for it to end, then export "
+                                  "again.") from None
+            except OSError:
+                pass
+        yield
+
+
 def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
                 atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                 quantize: bool = False, record_test: bool = False,
-                progress: Callable[[str], None] | None = None) -> ExportReport:
-    say = progress or (lambda what: None)
+                progress: Callable[[str], None] | None = None,
+                hold_lock: bool = True) -> ExportReport:
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
                          "(a run folder or .keras file), or --text-input to wrap it.")
     if graph not in GRAPHS:
         raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
     tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
+    if not hold_lock:  # the caller holds run_folder_locked across more than this export
+        return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
+                            graph=graph, quantize=quantize, record_test=record_test,
+                            progress=progress)
+    with run_folder_locked(ref, Path(output)):
+        return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
+                            graph=graph, quantize=quantize, record_test=record_test,
+                            progress=progress)
+
+
+def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
+                 atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
+                 quantize: bool = False, record_test: bool = False,
+                 progress: Callable[[str], None] | None = None) -> ExportReport:
+    say = progress or (lambda what: None)
     prep = locate.keras_preprocessing(ref.path)
     cfg_path = ref.path.parent / run_files.CONFIG
     cfg = RunConfig.from_dict(read_json(cfg_path)) if cfg_path.exists() else None
     # The CLI runs this inside tf_runtime.quiet(hide_gpus=True): a visible GPU makes Keras
     # LSTM/GRU trace to CudnnRNNV3, which tf2onnx cannot convert.
+    tf_runtime.check_file_fits(ref.path, prep, ref.path.parent / run_files.PREPROCESSING)
     say(f"loading {ref.path}")
     model = tf_runtime.load_keras_model(ref.path)
+    tf_runtime.check_fits(model, prep, ref.path, ref.path.parent / run_files.PREPROCESSING)
 
     x, y, real = validation_inputs(prep, home, n_reviews)
     say(f"running Keras on {len(x):,} {'test reviews' if real else 'random id rows'}")

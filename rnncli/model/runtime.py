@@ -184,3 +184,55 @@ def load_keras_model(model_path: Path):
     except Exception as exc:  # keras raises many types for a bad file
         raise ModelError(f"Cannot load {model_path} ({type(exc).__name__}): "
                          "retrain or re-export it.") from None
+
+
+def check_fits(model, prep, model_path: Path, meta_path: Path) -> None:
+    """Refuse a loaded Keras model that cannot read what its preprocessing (`prep`, read
+    from `meta_path`) makes: rows of another width, or ids beyond its embedding. Such files
+    come from copying one run's model or preprocessing.json over another's."""
+    import keras
+
+    shape = model.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    embeddings = [layer for layer in model.layers
+                  if isinstance(layer, keras.layers.Embedding)]
+    _check_shape(shape[1] if len(shape) == 2 else None,
+                 embeddings[0].input_dim if embeddings else None, prep, model_path, meta_path)
+
+
+def check_file_fits(model_path: Path, prep, meta_path: Path) -> None:
+    """check_fits from the .keras file's own description (its config.json), before
+    TensorFlow loads, so that a mismatch is refused at once; a file this cannot read is
+    left to loading (and check_fits)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            if archive.getinfo("config.json").file_size > 16 << 20:
+                return  # no model of ours describes itself in 16 MB
+            layers = json.loads(archive.read("config.json"))["config"]["layers"]
+        inputs = [layer["config"]["batch_shape"] for layer in layers
+                  if layer["class_name"] == "InputLayer"]
+        rows = [layer["config"]["input_dim"] for layer in layers
+                if layer["class_name"] == "Embedding"]
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ValueError, IndexError):
+        return
+    width = inputs[0][1] if len(inputs) == 1 and len(inputs[0]) == 2 else None
+    _check_shape(width if isinstance(width, int) else None,
+                 rows[0] if rows and isinstance(rows[0], int) else None, prep, model_path,
+                 meta_path)
+
+
+def _check_shape(width: int | None, rows: int | None, prep, model_path: Path,
+                 meta_path: Path) -> None:
+    """`width`: the model's input width (None: any, a masked model); `rows`: its
+    embedding's."""
+    fix = ("they come from different runs: retrain, or put back the preprocessing.json the "
+           "model was trained with")
+    if width is not None and width != prep.maxlen:
+        raise ModelError(f"{meta_path} says maxlen {prep.maxlen}, {model_path} takes "
+                         f"{width}: {fix}.")
+    if rows is not None and rows < prep.num_words:
+        raise ModelError(f"{meta_path} says num_words {prep.num_words:,}, {model_path}'s "
+                         f"embedding has {rows:,} rows: {fix}.")

@@ -3,15 +3,17 @@
     result = train(resolve(preset="recipe"), home=data_home(), output=Path("artifacts"))
 
 The run folder (runs.py) gets model.keras (the best validation epoch, or the last one with
-restore_best off), best.keras, config.json, preprocessing.json, history.json/.csv, and,
-while the run is unfinished, `.backup/epoch-NNNN.keras` (the last finished epoch with its
-optimizer state), which `--resume` continues from. A new run is written in `.next/` and
-switched in once it has a model, so Ctrl-C never costs the folder's previous run.
+restore_best off), best.keras, config.json, preprocessing.json, history.json/.csv,
+curves.png, and, while the run is unfinished, `.backup/epoch-NNNN.keras` (the last finished
+epoch with its optimizer state), which `--resume` continues from. A new run is written in
+`.next/` and switched in once its first epoch has finished (then it writes in the folder
+itself, each file as its epoch ends), so Ctrl-C never costs the folder's previous run.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from rnncli.model import runtime as tf_runtime
 from rnncli.text.preprocessing import Preprocessing
 from rnncli.train import distributed, runs
 from rnncli.train.batches import TrainingData
+from rnncli.train.curves import save_png as save_curves
 from rnncli.train.tracking import (
     EpochTracker,
     Reporter,
@@ -51,11 +54,12 @@ class TrainResult:
     seconds: float = 0.0
     fingerprint: str = ""  # of the model's weights: the same on every worker of one run
     head: dict | None = None  # --ngram-head: ngram_head.attach_head's details
+    curves: Path | None = None  # curves.png, where matplotlib drew it
 
     @classmethod
     def of_run(cls, output: Path, role: distributed.WorkerRole, state: RunState, *,
                model: Path | None, interrupted: bool, resumable: bool, seconds: float,
-               head: dict | None) -> TrainResult:
+               head: dict | None, curves: Path | None = None) -> TrainResult:
         """The result of a run that has ended, however it ended: the one place it is made."""
         s = state
         best = {}
@@ -66,7 +70,7 @@ class TrainResult:
         return cls(output=Path(output), role=role, model=model, history=s.history,
                    best_epoch=s.best_epoch, best=best, kept_epoch=s.kept_epoch,
                    interrupted=interrupted, resumable=resumable, seconds=seconds,
-                   fingerprint=fingerprint, head=head)
+                   fingerprint=fingerprint, head=head, curves=curves or None)
 
 
 def load_data(cfg: RunConfig, home: Path) -> TrainingData:
@@ -147,7 +151,8 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
 def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
           resume: bool = False, requested: Collection[str] = (),
           reporter: Reporter | None = None, cpu_devices: int | None = None) -> TrainResult:
-    """Train as `cfg` says and leave a run folder in `output` (on the chief worker only).
+    """Train as `cfg` says and leave a run folder in `output` (on the chief worker only,
+    which holds the folder's lock meanwhile: a second run or export there is refused).
 
     `requested`: the settings given explicitly (preset, file, options); on resume they
     are checked against the run's own.
@@ -160,13 +165,27 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     if resume and role.count > 1:
         raise UsageError("--resume does not work with --strategy multi-worker: start the run "
                          "again with --overwrite.")
+    args = (cfg, home, output, overwrite, resume, requested, reporter, cpu_devices, role, meta)
+    if not role.chief:  # writes nothing, so takes no lock: workers never wait on it
+        return _train(*args)
+    with runs.locked(output):
+        return _train(*args)
+
+
+def _train(cfg: RunConfig, home: Path, output: Path, overwrite: bool, resume: bool,
+           requested: Collection[str], reporter: Reporter | None, cpu_devices: int | None,
+           role: distributed.WorkerRole, meta: dict) -> TrainResult:
     run = runs.open_run(output, overwrite, resume) if role.chief else None
     done = 0
     if run and run.resumed:
         cfg, done, state = resume_settings(run, cfg, requested, meta)
     else:
         state = RunState(cfg.train.epochs, cfg.train.monitor, cfg.train.restore_best)
-    data = load_data(cfg, home)
+    try:
+        data = load_data(cfg, home)
+    except MemoryError:
+        raise TrainingError(f"Out of memory while loading the reviews: {output} is as it "
+                            "was; lower --maxlen or --limit.") from None
     if cfg.model.ngram_head and min(len(np.unique(data.y)), len(np.unique(data.y_val))) < 2:
         # Checked before training: the head's fit needs both labels on each side.
         raise UsageError("--ngram-head needs positive and negative reviews in both the "
@@ -174,8 +193,15 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
                          "or a larger --validation-split.")
 
     t = cfg.train
+    if t.teachers:  # what their files say, before the run starts
+        from rnncli.train.teachers import check_teachers
+
+        check_teachers(t.teachers, preprocessing_for(cfg, meta, home))
     jit = t.jit_compile and t.strategy == "default"
-    tracker = EpochTracker(state, run.work if run else None, t.early_stopping, reporter)
+    tracker = EpochTracker(state, run, t.early_stopping, reporter)
+    from rnncli.train.batches import plan_inputs  # numpy only: said before TensorFlow loads
+
+    tracker.run_begin(len(data.y), len(data.y_val), plan_inputs(cfg, data).steps, done)
     started, interrupted = time.perf_counter(), False
     if run:
         runs.begin(run)
@@ -195,10 +221,12 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
                           teacher_for(cfg, meta, home, data))
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException:
+    except BaseException as exc:
         if run and not run.resumed and state.kept_epoch is None:
             runs.discard(run)
-        raise
+        if not out_of_memory(exc):
+            raise
+        raise memory_error(exc, run, state, output) from None
     joined, head = None, None
     if run and cfg.model.ngram_head and not interrupted and state.kept_epoch is not None \
             and not state.nan_epoch:
@@ -213,7 +241,50 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
     model = finish(run, state, resumable, joined)
     return TrainResult.of_run(output, role, state, model=model, interrupted=interrupted,
                               resumable=resumable and model is not None, seconds=seconds,
-                              head=head)
+                              head=head, curves=_curves(run.output) if run and model else None)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` says the model or its batches did not fit in memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    return errors is not None and isinstance(exc, errors.ResourceExhaustedError)
+
+
+SMALLER = "lower --batch-size, --units, --embedding-dim, --num-words or --maxlen"
+
+
+def memory_error(exc: BaseException, run: runs.RunFolder | None, state: RunState,
+                 output: Path) -> TrainingError:
+    """The one line for a run that ran out of memory; what it had finished is kept."""
+    where = f"in epoch {state.epoch}" if state.epoch else "while building the model"
+    what = f"Out of memory {where} ({type(exc).__name__})"
+    if run is None:
+        return TrainingError(f"{what}: {SMALLER}.")
+    if state.kept_epoch is None:
+        return TrainingError(f"{what}: no model saved, and {output} is as it was (the "
+                             f"unfinished run's {run_files.STAGING}/ is removed): {SMALLER}.")
+    model = finish(run, state, resumable=True)
+    return TrainingError(f"{what}: kept the model of epoch {state.kept_epoch} in {model}; "
+                         f"{SMALLER}, and start again with --overwrite.")
+
+
+def draw_curves(state: RunState, path: Path) -> None:
+    """curves.png of the run's epochs, switched in with the model; none without matplotlib
+    (the display then says so). A drawing that fails costs the picture, never the run."""
+    try:
+        if save_curves(state.history, path, state.best_epoch):
+            return
+    except Exception:  # matplotlib's failures share no base type
+        pass
+    path.unlink(missing_ok=True)  # never an older run's picture beside this model
+
+
+def _curves(output: Path) -> Path | None:
+    path = output / run_files.CURVES_PNG
+    return path if path.exists() else None
 
 
 def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData
@@ -306,6 +377,7 @@ def finish(run: runs.RunFolder | None, state: RunState, resumable: bool,
         if not resumable:
             shutil.rmtree(run.work / run_files.BACKUP, ignore_errors=True)
         atomic_write_text(run.work / run_files.LAST_RUN, f"{time.time():.0f}\n")
+        draw_curves(s, run.work / run_files.CURVES_PNG)
         runs.switch_in(run)
     model = run.output / run_files.MODEL
     if s.nan_epoch:

@@ -5,13 +5,19 @@ checkpoints and its history. The names of its files are in config/run_files.py.
     switch_in(run)                                                   # then replace the old run
 
 A new run is written in `.next/` inside the run folder and switched in, file by file with
-Ctrl-C held off, once it has a model: until then the folder's previous run stays whole.
+Ctrl-C held off, once its first epoch has finished: until then the folder's previous run
+stays whole; from then on the run writes in the folder itself.
+
+One process at a time writes a run folder: training and export hold an exclusive lock on
+its LOCK file (`with locked(folder): ...`); a second one is refused at once, not left to
+wait, and the lock goes with the process however it ends (the kernel drops it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
 import io
 import shutil
 import signal
@@ -25,18 +31,23 @@ from rnncli.config.run_files import (
     CONFIG,
     HISTORY_CSV,
     HISTORY_JSON,
+    LOCK,
     ONNX,
     RUN_FILES,
     STAGING,
 )
-from rnncli.errors import UsageError
-from rnncli.fsutil import atomic_write_json, atomic_write_text, read_json
+from rnncli.errors import TrainingError, UsageError
+from rnncli.fsutil import atomic_write_json, atomic_write_text, exclusive_lock, read_json
+
+_FLOCK = importlib.util.find_spec("fcntl") is not None  # Windows has none: no lock file
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunFolder:
     output: Path  # the run folder the user named
-    work: Path  # where this run writes: output/.next, or an unfinished run's own folder
+    # Where this run writes: output/.next until switch_in, then the folder itself (or an
+    # unfinished run's own folder).
+    work: Path
     resumed: bool = False  # continues the run already in `work`
 
     @property
@@ -64,6 +75,60 @@ def drop_checkpoints_before(folder: Path, epoch: int) -> None:
     for old in (folder / BACKUP).glob("epoch-*.keras"):
         if int(old.stem.split("-")[1]) < epoch:
             old.unlink()
+
+
+def in_use(folder: Path) -> str:
+    """The message refusing a second writer of `folder`."""
+    return (f"{folder} is in use by another rnncli process (training or exporting into it): "
+            "wait for it to end, or choose another --output.")
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the run folder's lock (the folder is made if need be) or raise a one-line
+    TrainingError at once when another process holds it.
+
+    A folder made here that holds nothing but the lock at the end is removed again, so a
+    refused or failed first run leaves no trace. (Removed while still locked: a process
+    that opened the lock file just before could only lock the removed file, and finds it
+    gone.)
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--output {folder} is a file: name a folder.")
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"Cannot write in {folder} ({exc.strerror}): "
+                         "choose another --output.") from None
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(exclusive_lock(folder / LOCK))
+        if _FLOCK and not (folder / LOCK).exists():  # its last holder removed it after
+            raise BlockingIOError                    # we opened it: that one was in use
+    except BlockingIOError:
+        stack.close()
+        raise TrainingError(in_use(folder)) from None
+    except OSError as exc:
+        stack.close()
+        raise UsageError(f"Cannot write in {folder} ({exc.strerror}): "
+                         "choose another --output.") from None
+    with stack:
+        try:
+            yield
+        finally:
+            if made:
+                _remove_if_bare(folder)
+
+
+def _remove_if_bare(folder: Path) -> None:
+    try:
+        if [p.name for p in folder.iterdir()] == [LOCK]:
+            (folder / LOCK).unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # something else appeared there: leave it all
 
 
 def open_run(output: Path, overwrite: bool, resume: bool) -> RunFolder:
@@ -140,7 +205,7 @@ def interrupts_held() -> Iterator[None]:
 
 def switch_in(run: RunFolder) -> None:
     """Replace the run in `run.output` by the staged one; files of the old run that the new
-    one lacks (exports, curves) go too."""
+    one lacks (exports, curves) go too. From then on the run writes in `run.output`."""
     if not run.staged:
         return
     with interrupts_held():
@@ -154,6 +219,27 @@ def switch_in(run: RunFolder) -> None:
             if new.exists():
                 new.replace(old)
         shutil.rmtree(run.work, ignore_errors=True)
+        run.work = run.output
+
+
+def clear_staging(output: Path, made: bool) -> str:
+    """After a training process was killed: remove the run it left in `.next/` before its
+    first epoch ended (never one another process is writing: the lock says), and the folder
+    too when that process `made` it and it holds nothing else; what the folder now is, in a
+    phrase ("" when nothing was there)."""
+    staging = Path(output) / STAGING
+    if not staging.exists():
+        return ""
+    try:
+        with locked(output):
+            if latest_checkpoint(staging):
+                return ""  # an older rnncli's unfinished run: --resume continues it
+            shutil.rmtree(staging, ignore_errors=True)
+            if made:
+                _remove_if_bare(Path(output))
+    except (TrainingError, UsageError):
+        return ""  # another process writes there now: its staging is its own
+    return f"its unfinished run removed: {output} is as it was"
 
 
 def discard(run: RunFolder) -> None:

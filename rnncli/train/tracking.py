@@ -1,11 +1,15 @@
 """What a run records as it goes: one typed state, and the tracker that fills it in.
 
     tracker = EpochTracker(RunState(epochs=10, monitor="val_accuracy", restore_best=True),
-                           folder=Path("artifacts/.next"), patience=None, reporter=None)
+                           run=open_run(Path("artifacts"), False, False), patience=None,
+                           reporter=None)
+    tracker.run_begin(reviews=20_000, val_reviews=5_000, steps=625)
     model.fit(..., callbacks=[keras_callback(tracker)])   # or a custom loop calls it
 
 The same tracker serves model.fit and the multi-worker loop, so history, best epoch,
-checkpoints and stops mean the same whichever trained the model.
+checkpoints and stops mean the same whichever trained the model. After each finished epoch
+the run folder holds its checkpoint, history.json/.csv, best.keras and model.keras (the
+epoch the run keeps so far); after the first one, a new run is switched in from `.next/`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from rnncli.train import runs
 
 
 class Reporter(Protocol):
+    def run_begin(self, reviews: int, val_reviews: int, steps: int, epochs: int,
+                  first_epoch: int) -> None: ...
     def epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
     def batch_end(self, step: int) -> None: ...
     def validation_begin(self) -> None: ...
@@ -65,13 +71,24 @@ class RunState:
 
 class EpochTracker:
     """Batch and epoch ends, the same under model.fit and the multi-worker loop: history,
-    best epoch, checkpoints (only when given a folder), NaN and early stops, progress."""
+    best epoch, checkpoints (only when given a run), NaN and early stops, progress."""
 
-    def __init__(self, state: RunState, folder: Path | None, patience: int | None,
+    def __init__(self, state: RunState, run: runs.RunFolder | None, patience: int | None,
                  reporter: Reporter | None):
-        self.state, self.folder, self.patience, self.reporter = state, folder, patience, reporter
+        # `run` None: nothing is written (another worker is the chief, or a test).
+        self.state, self.run, self.patience, self.reporter = state, run, patience, reporter
         self.steps = 0  # batches per epoch, set by whoever runs the epochs
         self.started = time.perf_counter()
+
+    @property
+    def folder(self) -> Path | None:
+        return self.run.work if self.run else None
+
+    def run_begin(self, reviews: int, val_reviews: int, steps: int, first_epoch: int = 0) -> None:
+        """What the run is about to do, told before TensorFlow loads (it takes seconds)."""
+        self.steps = steps
+        if self.reporter and hasattr(self.reporter, "run_begin"):
+            self.reporter.run_begin(reviews, val_reviews, steps, self.state.epochs, first_epoch)
 
     def epoch_begin(self, epoch: int) -> None:
         self.state.epoch, self.started = epoch, time.perf_counter()
@@ -103,15 +120,17 @@ class EpochTracker:
         improved = self.state.record({"epoch": epoch, **logs, "seconds": round(seconds, 3)})
         if self.state.kept_epoch == epoch:
             self.state.kept_weights = model.get_weights()
-        if self.folder:
+        if self.run:
             self._save(epoch, model, improved)
         if self.reporter:
             self.reporter.epoch_end(epoch, self.state.epochs, logs, seconds)
         return bool(self.patience) and self.state.stale_epochs >= self.patience
 
     def _save(self, epoch: int, model, improved: bool) -> None:
-        folder, s = self.folder, self.state
-        with runs.interrupts_held():  # the checkpoint, best.keras and history agree
+        folder, s = self.run.work, self.state
+        # The checkpoint, best.keras, model.keras and history agree, and the run is switched
+        # in whole.
+        with runs.interrupts_held():
             checkpoint = runs.checkpoint_path(folder, epoch)
             with atomic_path(checkpoint) as tmp:
                 model.save(tmp)
@@ -119,7 +138,11 @@ class EpochTracker:
             if improved:
                 with atomic_path(folder / run_files.BEST) as tmp:
                     shutil.copyfile(checkpoint, tmp)
+            if s.kept_epoch == epoch:  # the model so far, for evaluate during the run
+                with atomic_path(folder / run_files.MODEL) as tmp:
+                    shutil.copyfile(checkpoint, tmp)
             runs.write_history(folder, s.history, s.best_epoch, s.best)
+            runs.switch_in(self.run)  # the first epoch of a new run: it replaces the old
 
 
 def keras_callback(tracker: EpochTracker):
