@@ -14,6 +14,8 @@ from conftest import invoke, one_line_error
 
 from rnncli.cli import runs as runs_cli
 from rnncli.config import run_files
+from rnncli.serve.contract import recorded_accuracy
+from rnncli.serve.onnx_file import MAX_ENTRY, read_metadata
 
 
 def varint(n: int) -> bytes:
@@ -137,29 +139,27 @@ def test_a_run_folder_itself_and_a_damaged_history(tmp_path, monkeypatch):
     assert found["epochs_run"] == 0
 
 
-def test_onnx_metadata_skips_the_graph_and_long_entries(tmp_path):
+def test_metadata_read_skips_the_graph_and_long_entries(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(onnx_bytes({"rnncli.test_accuracy": "0.9", "rnncli.vocabulary": "x" * 99_999,
                                  "a": ""}))
-    assert runs_cli.onnx_metadata(path) == {"rnncli.test_accuracy": "0.9", "a": ""}
+    assert read_metadata(path) == {"rnncli.test_accuracy": "0.9", "a": ""}
     path.write_bytes(b"\xff" * 64)  # no protobuf
-    assert runs_cli.onnx_metadata(path) == {}
-    assert runs_cli.onnx_metadata(tmp_path / "none.onnx") == {}
+    assert read_metadata(path) == {}
+    assert read_metadata(tmp_path / "none.onnx") == {}
     for text, accuracy in (("0.5", 0.5), ("nan", None), ("2", None), ("high", None)):
-        assert runs_cli.recorded_accuracy({"rnncli.test_accuracy": text}) == accuracy
+        assert recorded_accuracy({"rnncli.test_accuracy": text}) == accuracy
 
 
-def test_onnx_metadata_agrees_with_onnxruntime_on_the_bundled_model():
+def test_metadata_read_agrees_with_onnxruntime_on_the_bundled_model():
     import onnxruntime as ort
 
     from rnncli.serve import contract
     from rnncli.serve.locate import BUNDLED
 
-    assert runs_cli.TEST_ACCURACY == contract.TEST_ACCURACY
-    assert runs_cli.GRAPH == contract.GRAPH
     want = ort.InferenceSession(str(BUNDLED)).get_modelmeta().custom_metadata_map
-    got = runs_cli.onnx_metadata(BUNDLED)
-    assert got == {k: v for k, v in want.items() if len(k) + len(v) < runs_cli.MAX_ENTRY}
+    got = read_metadata(BUNDLED)
+    assert got == {k: v for k, v in want.items() if len(k) + len(v) < MAX_ENTRY}
     assert got[contract.TEST_ACCURACY] == "0.908600"
 
 

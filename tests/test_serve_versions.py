@@ -12,7 +12,7 @@ from conftest import invoke, one_line_error
 from test_inference import save_model
 
 from rnncli.errors import ModelError
-from rnncli.serve import compat, locate
+from rnncli.serve import compat, locate, onnx_file
 from rnncli.serve.onnx_model import OnnxModel
 
 onnx = pytest.importorskip("onnx")
@@ -73,13 +73,13 @@ def test_versions_the_runtime_reads_are_not_blamed(tmp_path):
 def test_versions_are_read_from_the_file_as_onnx_reads_them(tmp_path):
     for path in (locate.BUNDLED, stamped(tmp_path / "m.onnx", 7, 21)):
         proto = onnx.load(str(path), load_external_data=False)
-        assert compat.read_versions(path) == (
+        assert onnx_file.read_versions(path) == (
             proto.ir_version, {o.domain: o.version for o in proto.opset_import})
     ml = save_model(tmp_path / "ml.onnx")
     proto = onnx.load(str(ml))
     proto.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", 3))
     ml.write_bytes(proto.SerializeToString())
-    assert compat.read_versions(ml) == (proto.ir_version, {"": 17, "ai.onnx.ml": 3})
+    assert onnx_file.read_versions(ml) == (proto.ir_version, {"": 17, "ai.onnx.ml": 3})
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff" * 64, b"not a model", b"\x08",
@@ -87,7 +87,7 @@ def test_versions_are_read_from_the_file_as_onnx_reads_them(tmp_path):
 def test_a_file_that_is_no_model_is_still_called_invalid(tmp_path, content):
     path = tmp_path / "junk.onnx"
     path.write_bytes(content)
-    compat.read_versions(path)  # never raises, whatever the bytes
+    onnx_file.read_versions(path)  # never raises, whatever the bytes
     with pytest.raises(ModelError, match="not a valid ONNX model"):
         OnnxModel(path)
 

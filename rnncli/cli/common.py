@@ -87,11 +87,8 @@ def which_model(ref, metadata: dict[str, str] | None = None) -> str:
     from rnncli.serve import contract
 
     recorded = ""
-    try:
-        accuracy = float((metadata or {}).get(contract.TEST_ACCURACY, "nan"))
-    except ValueError:  # metadata is untrusted text: shown only when it is a number
-        accuracy = math.nan
-    if 0 <= accuracy <= 1:
+    accuracy = contract.recorded_accuracy(metadata or {})
+    if accuracy is not None:
         recorded = f" (test accuracy {accuracy:.4f})"
     elif metadata is not None:
         recorded = " (no test accuracy recorded)"

@@ -125,12 +125,13 @@ def datasets(home: Path) -> list[dict]:
 
 
 def bundled_model() -> dict:
-    from rnncli.cli.runs import GRAPH, TEST_REVIEWS, onnx_metadata, recorded_accuracy
+    from rnncli.serve.contract import GRAPH, TEST_REVIEWS, recorded_accuracy
     from rnncli.serve.locate import BUNDLED
+    from rnncli.serve.onnx_file import read_metadata
 
     if not BUNDLED.is_file():
         return {"path": str(BUNDLED), "present": False}
-    meta = onnx_metadata(BUNDLED)
+    meta = read_metadata(BUNDLED)
     # The graph and its external-data weights (model.<hash>.data) beside it.
     files = [BUNDLED, *BUNDLED.parent.glob(BUNDLED.stem + ".*.data")]
     reviews = meta.get(TEST_REVIEWS, "")

@@ -8,106 +8,28 @@ config/run_files.py names its files). Without FOLDER arguments, the runs listed 
 current folder if it is one, its subfolders that are, and the subfolders of artifacts/
 that are (artifacts/best, say). Everything is read from the files: config.json for the
 settings, history.json for the best epoch, and the ONNX files' metadata for the recorded
-test accuracy, read as protobuf fields (onnx_metadata): no TensorFlow, no onnx package and
+test accuracy, read as protobuf fields (serve/onnx_file.py): no TensorFlow, no onnx package and
 no onnxruntime session, so listing is instant whatever the models weigh.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 import typer
 
 from rnncli.cli.common import Command, Json, handle_errors, out, print_json
 from rnncli.config import run_files
 from rnncli.errors import UsageError
+from rnncli.serve.contract import GRAPH, TEST_REVIEWS, recorded_accuracy
+from rnncli.serve.onnx_file import read_metadata
 
 app = typer.Typer(add_completion=False)
 
 # The exported files of a run, by the short name the table shows.
 EXPORTS = {"onnx": run_files.ONNX, "int8": run_files.ONNX_INT8, "text": run_files.ONNX_TEXT}
-TEST_ACCURACY = "rnncli.test_accuracy"  # serve/contract.py TEST_ACCURACY (a test checks)
-TEST_REVIEWS = "rnncli.test_reviews"
-GRAPH = "rnncli.graph"
-
-# --- metadata of an ONNX file, without onnx or onnxruntime ------------------------------
-
-# An ONNX file is a ModelProto: top-level field 14 is the repeated metadata_props, each a
-# StringStringEntryProto (1: key, 2: value). The graph (field 7, most of the file) is
-# skipped by seeking over it. Entries longer than this (the vocabulary) are skipped too.
-METADATA_FIELD = 14
-MAX_ENTRY = 1 << 16
-MAX_FIELDS = 100_000  # top-level fields read before giving up on a file that is no model
-
-
-def _varint(f: BinaryIO) -> int | None:
-    value = shift = 0
-    for _ in range(10):  # a 64-bit varint takes at most 10 bytes
-        byte = f.read(1)
-        if not byte:
-            return None
-        value |= (byte[0] & 0x7F) << shift
-        if byte[0] < 0x80:
-            return value
-        shift += 7
-    return None
-
-
-def _fields(f: BinaryIO, size: int, want: int | None = None):
-    """(field number, bytes) of each length-delimited field numbered `want` (any, if
-    None) and at most MAX_ENTRY long; other fields are skipped. Stops at the end or at
-    bytes that are no protobuf."""
-    for _ in range(MAX_FIELDS):
-        key = _varint(f)
-        if key is None:
-            return
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            if _varint(f) is None:
-                return
-        elif wire == 2:
-            length = _varint(f)
-            if length is None or f.tell() + length > size:
-                return
-            if (want is None or number == want) and length <= MAX_ENTRY:
-                yield number, f.read(length)
-            else:
-                f.seek(length, io.SEEK_CUR)
-        elif wire in (1, 5):  # fixed64, fixed32
-            f.seek(8 if wire == 1 else 4, io.SEEK_CUR)
-        else:  # groups (3, 4) are not in ONNX; 6, 7 do not exist
-            return
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The short metadata_props of an ONNX file (the vocabulary and other entries over
-    MAX_ENTRY bytes left out); {} for a file that cannot be read or is no protobuf."""
-    found: dict[str, str] = {}
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, io.SEEK_END)
-            f.seek(0)
-            for _, entry in _fields(f, size, METADATA_FIELD):
-                parts = dict(_fields(io.BytesIO(entry), len(entry)))
-                key, value = parts.get(1), parts.get(2, b"")
-                if key is not None:
-                    found[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    except OSError:
-        return {}
-    return found
-
-
-def recorded_accuracy(metadata: dict[str, str]) -> float | None:
-    """rnncli.test_accuracy when it is a number in [0, 1]: metadata is untrusted text."""
-    try:
-        accuracy = float(metadata.get(TEST_ACCURACY, "nan"))
-    except ValueError:
-        return None
-    return accuracy if 0 <= accuracy <= 1 else None
-
 
 # --- finding and reading runs -----------------------------------------------------------
 
@@ -174,7 +96,7 @@ def run_summary(folder: Path) -> dict:
     for short, name in EXPORTS.items():
         path = folder / name
         if path.is_file():
-            meta = onnx_metadata(path)
+            meta = read_metadata(path)
             reviews = meta.get(TEST_REVIEWS, "")
             exports[short] = {"path": str(path), "size_bytes": path.stat().st_size,
                               "graph": meta.get(GRAPH),

@@ -317,7 +317,7 @@ def record_test_metrics(path: Path, home: Path) -> dict:
     part = evaluate_model(ref, home, "test", limit=SLICE)
     props = {contract.TEST_ACCURACY: f"{full['accuracy']:.6f}",
              "rnncli.test_loss": f"{full['loss']:.6f}",
-             "rnncli.test_reviews": str(full["reviews"]),
+             contract.TEST_REVIEWS: str(full["reviews"]),
              "rnncli.test_slice_reviews": str(part["reviews"]),
              "rnncli.test_slice_accuracy": f"{part['accuracy']:.6f}"}
     proto = onnx.load(str(path))

@@ -22,3 +22,13 @@ SKIPS_PAD_STEPS = PREFIX + "skips_pad_steps"  # "true" when shorter rows run few
 FULL_LENGTH_BATCH = PREFIX + "full_length_batch"  # larger batches run at full length
 INPUT_KIND = PREFIX + "input"  # TEXT_INPUT for a text-input graph
 TEST_ACCURACY = PREFIX + "test_accuracy"  # `export onnx --record-test`: on the test split
+TEST_REVIEWS = PREFIX + "test_reviews"  # how many test reviews that accuracy is on
+
+
+def recorded_accuracy(metadata: dict[str, str]) -> float | None:
+    """TEST_ACCURACY when it is a number in [0, 1]: metadata is untrusted text."""
+    try:
+        accuracy = float(metadata.get(TEST_ACCURACY, "nan"))
+    except ValueError:
+        return None
+    return accuracy if 0 <= accuracy <= 1 else None
