@@ -99,3 +99,10 @@ def test_serving_a_model_never_reads_its_versions():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_oldest_runtime_a_file_needs_is_the_later_of_its_ir_and_opset():
+    assert compat.oldest_runtime(10, {"": 17}) == "1.18"  # IR 10 decides
+    assert compat.oldest_runtime(9, {"": 22, "ai.onnx.ml": 3}) == "1.21"  # the opset decides
+    assert compat.oldest_runtime(8, {"ai.onnx": 17}) == "1.12"
+    assert compat.oldest_runtime(None, {}) is None

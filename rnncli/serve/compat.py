@@ -26,6 +26,14 @@ IR_NEEDS = {9: "1.15", 10: "1.18", 11: "1.23"}
 OPSET_NEEDS = {17: "1.12", 18: "1.14", 19: "1.15", 20: "1.17", 21: "1.18", 22: "1.21",
                23: "1.23"}
 
+def oldest_runtime(ir: int | None, opsets: dict[str, int]) -> str | None:
+    """The oldest onnxruntime that reads a file of this IR version and default-domain
+    opset, by the tables above; None when neither is in them. The export records it."""
+    opset = opsets.get("", opsets.get("ai.onnx"))
+    needs = [table[v] for table, v in ((IR_NEEDS, ir), (OPSET_NEEDS, opset)) if v in table]
+    return max(needs, key=_version) if needs else None
+
+
 def _version(text: str) -> tuple[int, ...]:
     parts = []
     for part in text.split("."):

@@ -21,6 +21,8 @@ GRAPH = PREFIX + "graph"  # the graph kind: hybrid, native, unrolled, tf2onnx, .
 SKIPS_PAD_STEPS = PREFIX + "skips_pad_steps"  # "true" when shorter rows run fewer steps
 FULL_LENGTH_BATCH = PREFIX + "full_length_batch"  # larger batches run at full length
 INPUT_KIND = PREFIX + "input"  # TEXT_INPUT for a text-input graph
+# The oldest onnxruntime that reads the file (its IR version and opset), as the export saw it.
+MIN_ONNXRUNTIME = PREFIX + "min_onnxruntime"
 TEST_ACCURACY = PREFIX + "test_accuracy"  # `export onnx --record-test`: on the test split
 TEST_REVIEWS = PREFIX + "test_reviews"  # how many test reviews that accuracy is on
 
