@@ -338,7 +338,7 @@ def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> N
     floor = oldest_runtime(proto.ir_version, {o.domain: o.version for o in proto.opset_import})
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, {**prep.to_metadata(), **extra,
-                                        **({contract.MIN_ONNXRUNTIME: floor} if floor else {})})
+                                        contract.MIN_ONNXRUNTIME: floor})
     full_check(proto, f"The {extra.get(contract.GRAPH, 'chosen')} graph",
                f"nothing written to {output}: a bug in rnncli; `--graph` can choose another.")
     with atomic_path(output) as tmp:
