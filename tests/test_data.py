@@ -119,7 +119,7 @@ def test_decode_and_lengths(prepared):
     [
         (["data", "decode", "99"], "No review 99 in the train split: use 0 to 23"),
         (["data", "decode", "--", "-1"], "No review -1"),
-        (["data", "decode", "abc"], "is not a number"),
+        (["data", "decode", "abc"], "is not an integer"),
         (["data", "decode", "0", "--split", "dev"], "'dev' is not one of 'train', 'test'"),
         (["data", "lengths", "--maxlen", "0"], "--maxlen 0 is too small"),
         (["data", "lengths", "--padding", "middle"], "'middle' is not one of 'pre', 'post'"),

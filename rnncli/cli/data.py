@@ -29,7 +29,6 @@ from rnncli.cli.common import (
     out,
     print_json,
 )
-from rnncli.errors import UsageError
 
 app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
                   help="Get the IMDB corpus and inspect it.\n\n"
@@ -173,7 +172,8 @@ def info(
 @app.command(cls=Command)
 @handle_errors
 def decode(
-    index: Annotated[str, typer.Argument(help="Review number within the split (0-based).")],
+    # No `min`: `decode -- -1` gets "No review -1" with the split's range.
+    index: Annotated[int, typer.Argument(help="Review number within the split (0-based).")],
     split: Split = "train",
     num_words: NumWords = None,
     data_dir: DataDir = None,
@@ -183,10 +183,7 @@ def decode(
 
     Example: rnncli data decode 0 --split test --num-words 1000
     """
-    try:
-        n = int(index)
-    except ValueError:
-        raise UsageError(f"Review number {index!r} is not a number: use e.g. 0.") from None
+    n = index
     from rnncli.data import reports
     from rnncli.data import store as dataset
 
