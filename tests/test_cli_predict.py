@@ -328,3 +328,13 @@ def test_plain_predict_loads_no_table_or_spark_modules():
     assert '"label"' in out
     assert not top(mods) & {"pyarrow", "pandas", "pyspark", "py4j"}
     assert not mods & {"rnncli.serve.tables", "rnncli.serve.spark"}
+
+
+def test_verbose_explains_how_the_model_runs_on_stderr_only():
+    plain = invoke("predict", "great film", "--format", "json")
+    res = invoke("predict", "great film", "--format", "json", "--verbose")
+    assert res.exit_code == 0 and res.stdout == plain.stdout
+    said = res.stderr
+    assert f"model: {locate.BUNDLED} (the bundled model)" in said
+    assert "graph: native" in said or "graph: hybrid" in said
+    assert "reviews per call" in said

@@ -211,6 +211,9 @@ def predict(
     = "local",
     master: Annotated[str, typer.Option(
         "--master", metavar="<url>", help="Spark master for --engine spark.")] = "local[*]",
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Explain on stderr how the model is run: graph, batching, threads.")]
+    = False,
 ) -> None:
     """Predict the sentiment of reviews: label, probability and known-word count.
 
@@ -235,6 +238,9 @@ def predict(
         tables.check_output(output)
     source = choose_input(list(texts or []), file)
     ref, served = load_model(model)
+    if verbose:
+        for line in explain(ref, served, batch_size):
+            sys.stderr.write(line + "\n")
     rows = aligned(source, lambda reviews: served.predict_stream(reviews, threshold,
                                                                  batch_size))
     if model is None:  # the user did not choose: say which model answers, every time
@@ -336,6 +342,37 @@ def announced(rows: Iterable[Row], message: str) -> Iterator[Row]:
     if first is not None:
         yield first
         yield from rows
+
+
+def explain(ref, served, batch_size: int) -> list[str]:
+    """What --verbose says: which model, and how its graph is fed (all from its metadata)."""
+    from rnncli.serve import contract
+
+    meta, inner = served.metadata, served.onnx_model
+    lines = [f"model: {ref.path}" + (" (the bundled model)" if ref.bundled else "")]
+    if inner.takes_text:
+        lines.append("graph: takes review text and tokenizes it in the graph; reviews are "
+                     "grouped by length")
+    else:
+        trims = inner.trim
+        lines.append(f"graph: {meta.get(contract.GRAPH, 'unknown kind')}; "
+                     + ("batches of similar length, each cut to its longest review"
+                        if trims else "every row padded to maxlen")
+                     + (f" ({inner.preprocessing.padding}-padded, maxlen "
+                        f"{inner.preprocessing.maxlen})"))
+        if meta.get(contract.SKIPS_PAD_STEPS) == "true":
+            lines.append("graph: shorter rows run fewer recurrent steps")
+        if inner.full_length_batch is not None:
+            lines.append(f"graph: batches over {inner.full_length_batch} rows run at full "
+                         "length (the faster branch for many rows)")
+    lines.append(f"batches: up to {batch_size} reviews per call, {inner.workers} thread(s) "
+                 "and, for large inputs, as many tokenizer processes")
+    floor = meta.get(contract.MIN_ONNXRUNTIME)
+    if floor:
+        import onnxruntime
+
+        lines.append(f"onnxruntime {onnxruntime.__version__} (the file needs {floor} or later)")
+    return lines
 
 
 def write_rows(rows: Iterable[Row], output_format: str) -> None:

@@ -48,6 +48,11 @@ class Model:
         return self._model.preprocessing.threshold
 
     @property
+    def onnx_model(self) -> OnnxModel:
+        """The session and preprocessing underneath, for what the API does not wrap."""
+        return self._model
+
+    @property
     def metadata(self) -> dict[str, str]:
         return dict(self._model.metadata)
 
