@@ -149,6 +149,21 @@ def cli(*args: str):
     return res
 
 
+def keras_run(folder: Path) -> Path:
+    """A run folder as evaluate, export and --resume find it; its model is never loaded
+    (tests stand in for loading it)."""
+    import json
+
+    from rnncli.config import run_files
+    from rnncli.text.preprocessing import Preprocessing
+
+    folder.mkdir()
+    (folder / run_files.MODEL).write_bytes(b"a Keras model would be here")
+    (folder / run_files.PREPROCESSING).write_text(json.dumps(
+        Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
+    return folder
+
+
 def fetched_home(root: Path) -> Path:
     """A data home under `root` prepared from a synthetic archive, through the CLI."""
     home = root / "home"

@@ -5,21 +5,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import invoke
+from conftest import invoke, keras_run
 
 from rnncli import evaluate as evaluation
 from rnncli.config import run_files
 from rnncli.model import runtime as tf_runtime
 from rnncli.serve import locate
-from rnncli.text.preprocessing import Preprocessing
 
 
 def test_keras_evaluate_says_what_it_waits_for(prepared, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / run_files.MODEL).write_bytes(b"a Keras model would be here")
-    (run / run_files.PREPROCESSING).write_text(json.dumps(
-        Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
+    keras_run(tmp_path / "run")
     monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
     monkeypatch.setattr(evaluation, "load_keras", lambda ref, prep: None)
     monkeypatch.setattr(evaluation, "predict_probabilities",

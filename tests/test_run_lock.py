@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import invoke, one_line_error
+from conftest import invoke, keras_run, one_line_error
 
 from rnncli.config import run_files
-from rnncli.text.preprocessing import Preprocessing
 from rnncli.train import runs
 
 IN_USE = "run is in use by another rnncli process (training or exporting into it)"
@@ -23,15 +22,6 @@ def needs(*modules):
     for name in modules:
         if importlib.util.find_spec(name) is None:
             pytest.skip(f"{name} is not installed")
-
-
-def keras_run(folder):
-    """A run folder as export and --resume find it (the model itself is never loaded)."""
-    folder.mkdir()
-    (folder / run_files.MODEL).write_bytes(b"a Keras model would be here")
-    (folder / run_files.PREPROCESSING).write_text(json.dumps(
-        Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
-    return folder
 
 
 @pytest.mark.parametrize("command", [

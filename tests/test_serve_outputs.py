@@ -4,12 +4,11 @@ the bundled model's metadata (its vocabulary, maxlen, labels), so no training is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke, one_line_error
+from conftest import invoke, keras_run, one_line_error
 
 import rnncli
 from rnncli import evaluate as evaluation
@@ -18,7 +17,6 @@ from rnncli.errors import ModelError
 from rnncli.model import runtime as tf_runtime
 from rnncli.serve import contract, locate
 from rnncli.serve.onnx_model import OnnxModel, check_probabilities
-from rnncli.text.preprocessing import Preprocessing
 
 onnx = pytest.importorskip("onnx")
 helper, TensorProto = onnx.helper, onnx.TensorProto
@@ -128,11 +126,7 @@ def test_evaluate_refuses_them_instead_of_reporting_accuracy(prepared, tmp_path,
 
 
 def test_evaluate_refuses_them_from_a_keras_model_too(prepared, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / run_files.MODEL).write_bytes(b"a Keras model would be here")
-    (run / run_files.PREPROCESSING).write_text(json.dumps(
-        Preprocessing(vocabulary=["film", "great"], num_words=10, maxlen=20).to_dict()))
+    keras_run(tmp_path / "run")
     monkeypatch.setattr(tf_runtime, "require_training_extra", lambda *a, **k: None)
     outputs = np.linspace(0, 1, 48)
     outputs[7] = np.nan
