@@ -149,6 +149,29 @@ def cli(*args: str):
     return res
 
 
+_PROBE = (
+    "import sys\n"
+    "from rnncli.cli import main\n"
+    "sys.argv = ['rnncli', *{argv!r}]\n"
+    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n"
+)
+
+
+def modules_loaded(argv: list[str], env: dict[str, str] | None = None,
+                   cwd: Path | None = None) -> tuple[set[str], str, str]:
+    """`rnncli ARGV` in a fresh interpreter: (the modules it imported, its stdout, its stderr
+    without the module list)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _PROBE.format(argv=list(argv))],
+                         capture_output=True, text=True, timeout=120, cwd=cwd,
+                         env={**os.environ, **(env or {})})
+    err, _, mods = res.stderr.rpartition("MODULES ")
+    return set(mods.split()), res.stdout, err
+
+
 def keras_run(folder: Path) -> Path:
     """A run folder as evaluate, export and --resume find it; its model is never loaded
     (tests stand in for loading it)."""

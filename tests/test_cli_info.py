@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 from importlib import metadata
 
 import pytest
-from conftest import invoke
+from conftest import invoke, modules_loaded
 
 import rnncli
 from rnncli.cli import info as info_cli
@@ -105,19 +104,9 @@ def test_an_extra_that_is_not_installed_says_how_to_install_it(monkeypatch):
     assert '[train]     not installed (pip install "rnncli[train]")' in res.stdout
 
 
-PROBE = (
-    "import sys\n"
-    "from rnncli.cli import main\n"
-    "sys.argv = ['rnncli', 'info']\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
-    "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n"
-)
-
-
 def test_info_imports_none_of_the_packages_it_reports(tmp_path):
-    res = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path, env=dict(os.environ))
-    assert "bundled" in res.stdout, res.stderr
-    loaded = {m.split(".")[0] for m in res.stderr.rpartition("MODULES ")[2].split()}
+    mods, out, err = modules_loaded(["info"], cwd=tmp_path)
+    assert "bundled" in out, err
+    loaded = {m.split(".")[0] for m in mods}
     assert not loaded & {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "sklearn",
                          "matplotlib", "pytest", "pydantic"}

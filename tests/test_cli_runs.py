@@ -4,13 +4,10 @@ the ONNX files' metadata), as a table that fits 80 columns or as JSON; no Tensor
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import invoke, one_line_error
+from conftest import invoke, modules_loaded, one_line_error
 
 from rnncli.cli import runs as runs_cli
 from rnncli.config import run_files
@@ -163,18 +160,8 @@ def test_metadata_read_agrees_with_onnxruntime_on_the_bundled_model():
     assert got[contract.TEST_ACCURACY] == "0.908600"
 
 
-PROBE = (
-    "import sys\n"
-    "from rnncli.cli import main\n"
-    "sys.argv = ['rnncli', *{argv!r}]\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
-    "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n"
-)
-
-
 def test_runs_loads_no_tensorflow(three_runs):
-    res = subprocess.run([sys.executable, "-c", PROBE.format(argv=["runs"])], cwd=three_runs,
-                         capture_output=True, text=True, timeout=120, env=dict(os.environ))
-    assert "artifacts/best" in res.stdout, res.stderr
-    loaded = {m.split(".")[0] for m in res.stderr.rpartition("MODULES ")[2].split()}
+    mods, out, err = modules_loaded(["runs"], cwd=three_runs)
+    assert "artifacts/best" in out, err
+    loaded = {m.split(".")[0] for m in mods}
     assert not loaded & {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"}

@@ -4,27 +4,16 @@ The whole-process timings are in benchmarks/bench_startup.py; these tests check 
 (modules loaded), which do not depend on how busy the machine is.
 """
 
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import modules_loaded
 
 from rnncli.cli import lazy
 
-PROBE = (
-    "import sys\n"
-    "from rnncli.cli import main\n"
-    "sys.argv = ['rnncli', *{argv!r}]\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
-    "sys.stderr.write('MODULES ' + ' '.join(sorted(sys.modules)))\n"
-)
-
 
 def loaded(argv: list[str], env: dict[str, str] | None = None) -> tuple[set[str], str]:
-    res = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, **(env or {})})
-    return set(res.stderr.rpartition("MODULES ")[2].split()), res.stdout
+    mods, out, _ = modules_loaded(argv, env)
+    return mods, out
 
 
 def top(modules: set[str]) -> set[str]:
