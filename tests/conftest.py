@@ -149,6 +149,21 @@ def cli(*args: str):
     return res
 
 
+def builder_session(g, name: str, inputs: list, outputs: list):
+    """An onnxruntime session on the nodes and constants of a GraphBuilder `g` (the ONNX
+    backend of the cells' and poolings' ops), checked by onnx first."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(g.nodes, name, inputs, outputs, initializer=[
+        numpy_helper.from_array(v, k) for k, v in g.consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 _PROBE = (
     "import sys\n"
     "from rnncli.cli import main\n"

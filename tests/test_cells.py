@@ -4,6 +4,7 @@ unknown cell or pooling is an error everywhere."""
 
 import numpy as np
 import pytest
+from conftest import builder_session
 
 from rnncli.config import settings as config
 from rnncli.errors import UsageError
@@ -53,9 +54,7 @@ def test_lstm_gate_blocks_follow_onnx_order():
 def test_numpy_and_onnx_backends_of_the_step_agree(name):
     """Two steps of the cell from a random state, on numpy and as ONNX nodes in onnxruntime."""
     pytest.importorskip("onnx")
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from rnncli.export.ops import GraphBuilder, OnnxOps
 
@@ -79,15 +78,10 @@ def test_numpy_and_onnx_backends_of_the_step_agree(name):
         current = cell.step(OnnxOps(g), g.const(f"xw{t}", xw[t]), current,
                             g.const("R", recurrent), g.const("b", recurrent_bias))
     outs = [g.one("Identity", [c], f"out{k}") for k, c in enumerate(current)]
-    graph = helper.make_graph(
-        g.nodes, "step", [helper.make_tensor_value_info(s, TensorProto.FLOAT, [n, units])
-                          for s in names],
-        [helper.make_tensor_value_info(o_, TensorProto.FLOAT, [n, units]) for o_ in outs],
-        initializer=[numpy_helper.from_array(v, k) for k, v in g.consts.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    onnx.checker.check_model(model)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = builder_session(
+        g, "step", [helper.make_tensor_value_info(s, TensorProto.FLOAT, [n, units])
+                    for s in names],
+        [helper.make_tensor_value_info(o_, TensorProto.FLOAT, [n, units]) for o_ in outs])
     got = sess.run(outs, dict(zip(names, state)))
     for g_out, e in zip(got, expected):
         np.testing.assert_allclose(g_out, e, atol=1e-5)

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import NO_ARCHIVE, REAL_ARCHIVE, fetched_home, invoke, trained_run
+from conftest import NO_ARCHIVE, REAL_ARCHIVE, builder_session, fetched_home, invoke, trained_run
 
 from rnncli.model import cells, poolings
 
@@ -75,9 +75,7 @@ def test_numpy_and_onnx_backends_of_the_reduction_agree(name):
     """The native graphs' form (one [steps, rows, features] tensor) and the unrolled
     graph's (one tensor per step) in onnxruntime against numpy."""
     pytest.importorskip("onnx")
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from rnncli.export.ops import GraphBuilder, OnnxOps
 
@@ -94,14 +92,9 @@ def test_numpy_and_onnx_backends_of_the_reduction_agree(name):
     inputs = [helper.make_tensor_value_info("h", TensorProto.FLOAT, [STEPS, ROWS, FEATURES]),
               helper.make_tensor_value_info("real", TensorProto.BOOL, [STEPS, ROWS, 1]),
               helper.make_tensor_value_info("any_real", TensorProto.BOOL, [ROWS, 1])]
-    graph = helper.make_graph(
-        g.nodes, "pool", inputs,
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [ROWS, FEATURES]) for o in outs],
-        initializer=[numpy_helper.from_array(v, k) for k, v in g.consts.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    onnx.checker.check_model(model)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = builder_session(
+        g, "pool", inputs,
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [ROWS, FEATURES]) for o in outs])
     feed = {"h": h.astype(np.float32), "real": real, "any_real": real.any(axis=0)}
     expected = numpy_pooled(name, h.astype(np.float32).astype(np.float64), real)
     for got in sess.run(outs, feed):
