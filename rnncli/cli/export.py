@@ -82,7 +82,7 @@ def onnx(
     Example: rnncli export onnx --model artifacts/ --quantize
     """
     from rnncli.data import store as dataset
-    from rnncli.export.onnx import export_onnx, run_folder_locked
+    from rnncli.export.onnx import check_exportable, export_onnx, run_folder_locked
     from rnncli.export.text_export import export_text_graph
     from rnncli.model import runtime as tf_runtime
 
@@ -101,8 +101,8 @@ def onnx(
             out.print(line, markup=False)
         return next_steps(text.output)
     output = output or ref.path.parent / run_files.ONNX
-    # Before the lock: a base install refused here leaves the run folder as it was.
-    tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
+    # Before the lock: a refused export (a base install, say) leaves the folder as it was.
+    check_exportable(ref, graph)
     # One lock over the id model and the text graph beside it, as training holds it.
     with progress_on_stderr() as say, tf_runtime.quiet(hide_gpus=True), \
             run_folder_locked(ref, Path(output)):

@@ -230,17 +230,22 @@ def run_folder_locked(ref: locate.ModelRef, output: Path) -> Iterator[None]:
         yield
 
 
-def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
-                atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
-                quantize: bool = False, record_test: bool = False,
-                progress: Callable[[str], None] | None = None,
-                hold_lock: bool = True) -> ExportReport:
+def check_exportable(ref: locate.ModelRef, graph: str) -> None:
+    """Refuse, before anything is locked or written, what export_onnx cannot do."""
     if ref.kind != "keras":
         raise ModelError(f"{ref.path} is already ONNX: export needs the Keras model "
                          "(a run folder or .keras file), or --text-input to wrap it.")
     if graph not in GRAPHS:
         raise ModelError(f"Unknown --graph {graph!r}: use one of {', '.join(GRAPHS)}.")
     tf_runtime.require_training_extra("Exporting to ONNX", tf_runtime.EXPORT_MODULES)
+
+
+def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
+                atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
+                quantize: bool = False, record_test: bool = False,
+                progress: Callable[[str], None] | None = None,
+                hold_lock: bool = True) -> ExportReport:
+    check_exportable(ref, graph)
     if not hold_lock:  # the caller holds run_folder_locked across more than this export
         return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
                             graph=graph, quantize=quantize, record_test=record_test,
