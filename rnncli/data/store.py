@@ -32,10 +32,17 @@ from rnncli.text import tokenizer as text
 
 SOURCES = ("aclimdb", "keras")
 CURRENT = "current"  # <home>/current names the source reports and training use
+# Datasets a user imports (`rnncli data import`) live apart from the sources above, so no
+# name of theirs can meet one of ours (current, downloads, a lock file).
+OWN = "datasets"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+IMDB_LABELS = ("negative", "positive")  # what label 0 and 1 of the IMDB sources mean
+MAX_CLASSES = 1000  # labels are stored as int16
 FORMAT_VERSION = 1
 _META_TYPES = {"source": str, "origin": str, "checksum": str, "build": str, "created": str,
                "tokenizer_version": str, "vocab_size": int, "splits": dict}
 _COUNTS = ("reviews", "pos", "neg", "tokens")
+_OWN_COUNTS = ("reviews", "tokens")  # and "classes": reviews per label, in label order
 _BUILD = re.compile(r"build-[\w-]+")
 _BUILD_FILES = ("train.npz", "test.npz", "vocab.txt")
 # What np.load raises on a damaged .npz: truncated (BadZipFile, EOFError), not an array
@@ -44,6 +51,7 @@ _NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib
 # Array name -> dtype; every one is 1-D.
 _SPLIT_DTYPES = {"tokens": np.int32, "offsets": np.int64, "labels": np.int8,
                  "ratings": np.int8, "ids": np.int32}
+_LABEL_DTYPES = (np.int8, np.int16)  # int16: an imported dataset with over 127 labels
 
 
 def data_home(override: Path | str | None = None) -> Path:
@@ -68,7 +76,7 @@ class Split:
     name: str
     tokens: np.ndarray  # int32, all reviews' ids end to end
     offsets: np.ndarray  # int64, review i is tokens[offsets[i]:offsets[i+1]]
-    labels: np.ndarray  # int8, 0 negative / 1 positive
+    labels: np.ndarray  # int8 (or int16), the label's index in the dataset's labels
     ratings: np.ndarray  # int8 stars, -1 where the source has none
     ids: np.ndarray  # int32 review id within its label folder (or index)
     path: Path | None = None
@@ -113,7 +121,37 @@ class Split:
 
 
 def _source_dir(home: Path, source: str) -> Path:
-    return home / source
+    return home / source if source in SOURCES else home / OWN / source
+
+
+def is_own(source: str) -> bool:
+    """Whether `source` names an imported dataset, not one of the IMDB sources."""
+    return source not in SOURCES
+
+
+def check_name(name: str) -> str:
+    """`name` if it can name an imported dataset, else a UsageError saying what can."""
+    from rnncli.errors import UsageError
+
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name in SOURCES:
+        raise UsageError(f"Dataset name {name!r} is not usable: use 1 to 64 letters, digits, "
+                         "'_', '-' or '.', starting with a letter or digit, and not "
+                         f"{' or '.join(SOURCES)}.")
+    return name
+
+
+def labels_of(meta: dict) -> list[str]:
+    """The dataset's label names, by label index: the IMDB sources' are negative, positive."""
+    return list(meta.get("labels") or IMDB_LABELS)
+
+
+def own_datasets(home: Path) -> list[str]:
+    """Names of the imported datasets in `home` that have a meta.json, sorted."""
+    folder = home / OWN
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if NAME.fullmatch(p.name) and (p / "meta.json").is_file())
 
 
 def current_source(home: Path) -> str | None:
@@ -133,11 +171,21 @@ def _meta_problem(meta: object, source: str) -> str | None:
         return "meta.json has no valid " + ", ".join(wrong)
     if meta["source"] != source or not _BUILD.fullmatch(meta["build"]):
         return "meta.json names another source or build"
+    labels = meta.get("labels", list(IMDB_LABELS))
+    if (not isinstance(labels, list) or not 2 <= len(labels) <= MAX_CLASSES
+            or not all(isinstance(x, str) and x for x in labels)
+            or len(set(labels)) != len(labels)):
+        return "meta.json's labels are not 2 or more distinct names"
+    own = is_own(source)
     for split in SPLITS:
         counts = meta["splits"].get(split)
         if not isinstance(counts, dict) or not all(isinstance(counts.get(k), int)
-                                                   for k in _COUNTS):
+                                                   for k in (_OWN_COUNTS if own else _COUNTS)):
             return f"meta.json lacks the {split} counts"
+        classes = counts.get("classes")
+        if own and not (isinstance(classes, list) and len(classes) == len(labels)
+                        and all(isinstance(c, int) for c in classes)):
+            return f"meta.json lacks the {split} counts per label"
     return None
 
 
@@ -145,8 +193,20 @@ def read_meta(home: Path, source: str | None = None) -> dict:
     """Metadata of a prepared dataset; raises NotPreparedError when there is none and
     DataError when it is damaged."""
     source = source or current_source(home)
+    if source is not None and is_own(source):
+        check_name(source)
     folder = _source_dir(home, source or "aclimdb")
     path = folder / "meta.json"
+    if source is not None and is_own(source) and not path.exists():
+        known = own_datasets(home)
+        import difflib
+
+        close = difflib.get_close_matches(source, known, n=1)
+        hint = (f" (did you mean {close[0]!r}?)" if close
+                else f" (imported: {', '.join(known)})" if known else "")
+        raise NotPreparedError(f"No dataset named {source!r} in {home}{hint}: import it with "
+                               f"`rnncli data import FILE --name {source}`, or see "
+                               "`rnncli data list`.")
     if source is None or not path.exists():
         raise NotPreparedError(
             f"No prepared dataset in {home}: run `rnncli data fetch` first."
@@ -173,9 +233,12 @@ def existing_meta(home: Path, source: str) -> dict | None:
     return meta if all((build / name).is_file() for name in _BUILD_FILES) else None
 
 
-def _split_problem(arrays: dict[str, np.ndarray], reviews: int) -> str | None:
+def _split_problem(arrays: dict[str, np.ndarray], reviews: int, classes: int = 2
+                   ) -> str | None:
     for name, dtype in _SPLIT_DTYPES.items():
-        if arrays[name].dtype != dtype or arrays[name].ndim != 1:
+        ok = arrays[name].dtype in _LABEL_DTYPES if name == "labels" else (
+            arrays[name].dtype == dtype)
+        if not ok or arrays[name].ndim != 1:
             return f"{name} is {arrays[name].dtype} of {arrays[name].ndim} dimensions"
     offsets, tokens = arrays["offsets"], arrays["tokens"]
     if any(len(arrays[k]) != reviews for k in ("labels", "ratings", "ids")):
@@ -183,8 +246,9 @@ def _split_problem(arrays: dict[str, np.ndarray], reviews: int) -> str | None:
     if (len(offsets) != reviews + 1 or offsets[0] != 0 or offsets[-1] != len(tokens)
             or (np.diff(offsets) < 0).any()):
         return "offsets do not match the tokens"
-    if (len(tokens) and tokens.min() < 0) or ((arrays["labels"] != 0)
-                                              & (arrays["labels"] != 1)).any():
+    labels = arrays["labels"]
+    if (len(tokens) and tokens.min() < 0) or (len(labels) and (
+            labels.min() < 0 or labels.max() >= classes)):
         return "ids or labels out of range"
     return None
 
@@ -212,7 +276,8 @@ def load_split(home: Path, split: str, source: str | None = None) -> Split:
             arrays = {k: z[k] for k in _SPLIT_DTYPES}
     except _NPZ_ERRORS as exc:
         raise damaged(folder, f"{path.name}: {exc}") from None
-    if problem := _split_problem(arrays, meta["splits"][split]["reviews"]):
+    if problem := _split_problem(arrays, meta["splits"][split]["reviews"],
+                                 len(labels_of(meta))):
         raise damaged(folder, f"{path.name}: {problem}")
     return Split(name=split, path=path, **arrays)
 
@@ -248,6 +313,8 @@ def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabula
     """Write a new build, then switch `meta.json` to it; older builds are removed after.
 
     Callers hold the data home's lock (rnncli.fetch), so no other build is in progress.
+    An imported dataset (`source` not one of SOURCES) is stored under OWN and its meta
+    carries "labels"; it does not become the current source.
     """
     folder = _source_dir(home, source)
     try:
@@ -273,7 +340,8 @@ def store(home: Path, source: str, splits: dict[str, dict], vocab: text.Vocabula
         raise DataError(f"Cannot write the prepared data to {folder} ({exc.strerror or exc}): "
                         "free some disk space or pass another --data-dir; the previous "
                         "dataset is unchanged.") from None
-    store_current(home, source)
+    if not is_own(source):  # an imported dataset is named where used, never the default
+        store_current(home, source)
     _remove_builds(folder, keep=target.name)
     return meta
 

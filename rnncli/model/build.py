@@ -1,5 +1,6 @@
 """Build the Keras model from a RunConfig: Embedding -> SimpleRNN/LSTM/GRU (stacked,
-optionally bidirectional) -> [pooling over time] -> [dropout] -> Dense(1, sigmoid).
+optionally bidirectional) -> [pooling over time] -> [dropout] -> Dense(1, sigmoid), or
+Dense(K, softmax) for K > 2 labels.
 
     model = build_model(RunConfig())   # the reference recipe
 
@@ -25,11 +26,14 @@ if TYPE_CHECKING:  # the settings a model is built from; config/ imports the reg
 # embedding, embedding_dropout, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
 
 
-def build_model(cfg: RunConfig, ngram_head: bool = False):
+def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2):
     """The model of `cfg`; with `ngram_head`, the dense layer gives a logit to which the
-    n-gram head's is added before the sigmoid (ngram_head.py fits and joins it)."""
+    n-gram head's is added before the sigmoid (ngram_head.py fits and joins it). `classes`
+    > 2: Dense(classes, softmax), one probability per label (no n-gram head)."""
     import keras
 
+    if classes > 2 and ngram_head:
+        raise ValueError("the n-gram head is binary")
     d, m = cfg.data, cfg.model
     pool = get_pooling(m.pooling)
     # Masked models take any width up to maxlen: batches are cut to their longest review.
@@ -60,6 +64,9 @@ def build_model(cfg: RunConfig, ngram_head: bool = False):
         x = pooling_layer(pool)(name="pool")(x)
     if m.head_dropout:
         x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
+    if classes > 2:
+        outputs = keras.layers.Dense(classes, activation="softmax", name="dense")(x)
+        return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
     if not ngram_head:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
         return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")

@@ -22,6 +22,7 @@ from rnncli.text import tokenizer as text
 LABELS = ("negative", "positive")
 MAX_MAXLEN = 100_000  # far above any useful review length; bounds what a file can make us allocate
 MAX_LABEL = 100
+MAX_CLASSES = 1000  # the same bound as an imported dataset's (data/store.py)
 FEW = 8  # up to this many reviews, encode() takes them one by one
 
 RETRAIN = "retrain it with `rnncli train`"
@@ -36,8 +37,10 @@ class Preprocessing:
     padding: str = "pre"
     truncating: str = "pre"
     tokenizer_version: str = text.TOKENIZER_VERSION
+    # Label names by the model's output index: two (binary: one probability, of the second)
+    # or more (one probability per label, softmax).
     labels: list[str] = field(default_factory=lambda: list(LABELS))
-    threshold: float = 0.5
+    threshold: float = 0.5  # binary models only
     source: str = ""  # dataset the vocabulary came from
     # The graph also takes reviews padded only to the longest in the call (pre padding);
     # see rnncli.export.graph.pad_states.
@@ -45,6 +48,11 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         self._vocab = text.Vocabulary(self.vocabulary)
+
+    @property
+    def classes(self) -> int:
+        """How many labels the model tells apart: 2 is a binary model."""
+        return len(self.labels)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,10 +217,12 @@ def _problem(v: dict) -> str | None:
         if not isinstance(v.get(name, ""), str):
             return f"{name} is not a string"
     labels = v.get("labels", list(LABELS))
-    if (not isinstance(labels, list) or len(labels) != 2
+    if (not isinstance(labels, list) or not 2 <= len(labels) <= MAX_CLASSES
             or not all(isinstance(x, str) and 0 < len(_printable(x)) <= MAX_LABEL
-                       for x in labels)):
-        return f"labels are not two names of 1 to {MAX_LABEL} characters"
+                       for x in labels)
+            or len({_printable(x) for x in labels}) != len(labels)):
+        return (f"labels are not 2 to {MAX_CLASSES:,} distinct names of 1 to {MAX_LABEL} "
+                "characters")
     t = v.get("threshold", 0.5)
     if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
             and 0 <= t <= 1):
