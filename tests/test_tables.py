@@ -185,8 +185,9 @@ def test_parquet_is_read_in_batches(tmp_path, monkeypatch):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     from rnncli.serve import tables
+    from rnncli.text import tables as reading
 
-    monkeypatch.setattr(tables, "BATCH_ROWS", 3)
+    monkeypatch.setattr(reading, "BATCH_ROWS", 3)
     n = 10
     pq.write_table(pa.table({"id": list(range(n)), "text": ["great film"] * n}),
                    tmp_path / "in.parquet", row_group_size=4)
