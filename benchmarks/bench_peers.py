@@ -1,0 +1,194 @@
+"""rnncli's bundled model beside the peers a user would pick, whole process, in one run.
+
+    pip install ".[bench]"          # scikit-learn, fastText
+    python benchmarks/bench_peers.py [--archive aclImdb_v1.tar.gz] [--rounds 3] [--model M]
+
+Each peer is trained here on the IMDB train split, then every model scores the same files
+as a user would, each in a process of its own started cold (interpreter, imports, model
+load and all):
+- rnncli: `rnncli predict --file F --output out.jsonl` (the bundled model by default);
+- fastText: supervised, dim 50, word bigrams, 20 epochs, a script that loads its model.bin
+  and writes a label per line;
+- TF-IDF + logistic regression on words (scikit-learn, C=4 on sublinear tf-idf), a script
+  that loads its pickle and writes a label per line.
+Files: the 25,000 full test reviews, and the first sentence (4 words or more) of each test
+review. The models run in turn, alternating, `--rounds` times; printed are medians of the
+reviews per second (wall clock), CPU seconds (user + system) per 1,000 reviews and peak
+resident memory of each process (os.wait4), each model's test accuracy on both files, and
+rnncli's speed as a ratio of fastText's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from short_text import first_sentence
+
+from rnncli.data import archive
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ARCHIVE = HERE.parent.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
+
+FASTTEXT_SCORE = """
+import sys, fasttext
+model = fasttext.load_model(sys.argv[1])
+with open(sys.argv[2], encoding="utf-8") as f:
+    lines = [line.rstrip("\\n") for line in f]
+labels, _ = model.predict(lines)
+with open(sys.argv[3], "w") as out:
+    out.writelines(("1\\n" if l[0] == "__label__pos" else "0\\n") for l in labels)
+"""
+
+LINEAR_SCORE = """
+import pickle, sys
+with open(sys.argv[1], "rb") as f:
+    vec, model = pickle.load(f)
+with open(sys.argv[2], encoding="utf-8") as f:
+    lines = [line.rstrip("\\n") for line in f]
+pred = model.predict(vec.transform(lines))
+with open(sys.argv[3], "w") as out:
+    out.writelines(f"{int(p)}\\n" for p in pred)
+"""
+
+
+def one_line(raw: bytes) -> str:
+    return " ".join(raw.decode("utf-8", errors="replace").replace("<br />", " ").split())
+
+
+def load(path: Path) -> dict[str, tuple[list[str], np.ndarray]]:
+    splits: dict[str, tuple[list[str], list[int]]] = {"train": ([], []), "test": ([], [])}
+    for r in archive.iter_reviews(path):
+        texts, labels = splits[r.split]
+        texts.append(one_line(r.raw))
+        labels.append(r.label)
+    return {k: (t, np.array(y)) for k, (t, y) in splits.items()}
+
+
+def train_fasttext(texts: list[str], y: np.ndarray, work: Path) -> Path:
+    import fasttext
+
+    data = work / "fasttext.train"
+    with open(data, "w", encoding="utf-8") as f:
+        for t, label in zip(texts, y):
+            f.write(f"__label__{'pos' if label else 'neg'} {t}\n")
+    model = fasttext.train_supervised(str(data), dim=50, wordNgrams=2, epoch=20, seed=0,
+                                      thread=1, verbose=0)
+    path = work / "fasttext.bin"
+    model.save_model(str(path))
+    return path
+
+
+def train_linear(texts: list[str], y: np.ndarray, work: Path) -> Path:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2)
+    model = LogisticRegression(C=4.0, max_iter=1000).fit(vec.fit_transform(texts), y)
+    path = work / "linear.pkl"
+    with open(path, "wb") as f:
+        pickle.dump((vec, model), f)
+    return path
+
+
+def run(cmd: list[str]) -> dict:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one process, waited on alone."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024}
+
+
+def labels_from(path: Path, kind: str) -> np.ndarray:
+    if kind == "rnncli":
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return np.array([r["label"] == "positive" for r in rows], np.int64)
+    return np.array([int(v) for v in path.read_text().split()], np.int64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archive", type=Path, default=Path(
+        os.environ.get("RNNCLI_TEST_ARCHIVE", DEFAULT_ARCHIVE)))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--model", help="an .onnx file for rnncli (default: the bundled model)")
+    ap.add_argument("--workdir", type=Path)
+    a = ap.parse_args()
+
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = load(a.archive)
+    test_texts, test_y = data["test"]
+    sentences = [(first_sentence(t), y) for t, y in zip(test_texts, test_y)]
+    sentences = [(s, y) for s, y in sentences if s]
+    files = {"full": (test_texts, test_y),
+             "sentence": ([s for s, _ in sentences], np.array([y for _, y in sentences]))}
+    for name, (texts, _) in files.items():
+        (work / f"{name}.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+
+    started = time.perf_counter()
+    ft = train_fasttext(*data["train"], work)
+    ft_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    lin = train_linear(*data["train"], work)
+    lin_seconds = time.perf_counter() - started
+    (work / "fasttext_score.py").write_text(FASTTEXT_SCORE)
+    (work / "linear_score.py").write_text(LINEAR_SCORE)
+
+    py = sys.executable
+    model = ["--model", a.model] if a.model else []
+    commands = {
+        "rnncli": lambda f, out: [py, "-m", "rnncli", "predict", *model, "--file", str(f),
+                                  "--output", str(out)],
+        "fastText": lambda f, out: [py, str(work / "fasttext_score.py"), str(ft), str(f),
+                                    str(out)],
+        "TF-IDF + LR": lambda f, out: [py, str(work / "linear_score.py"), str(lin), str(f),
+                                       str(out)],
+    }
+    kinds = {"rnncli": "rnncli", "fastText": "plain", "TF-IDF + LR": "plain"}
+    print(f"{len(test_texts):,} full test reviews, {len(files['sentence'][0]):,} first "
+          f"sentences; fastText trained in {ft_seconds:.0f} s, TF-IDF + LR in "
+          f"{lin_seconds:.0f} s; {a.rounds} rounds, alternating; {os.cpu_count()} cores")
+    got: dict[tuple[str, str], list[dict]] = {}
+    accuracy: dict[tuple[str, str], float] = {}
+    for _ in range(a.rounds):
+        for file in files:
+            for name, cmd in commands.items():
+                suffix = "jsonl" if name == "rnncli" else "txt"
+                out = work / f"out-{name.split()[0]}-{file}.{suffix}"
+                got.setdefault((name, file), []).append(run(cmd(work / f"{file}.txt", out)))
+                pred = labels_from(out, kinds[name])
+                accuracy[name, file] = float((pred == files[file][1]).mean())
+
+    def med(name, file, key):
+        return statistics.median(r[key] for r in got[name, file])
+
+    print(f"\n{'model':<12} {'file':<9} {'accuracy':>8} {'reviews/s':>10} "
+          f"{'CPU s/1k':>9} {'peak MB':>8} {'vs fastText':>11}")
+    for file, (texts, _) in files.items():
+        ft_rate = len(texts) / med("fastText", file, "wall")
+        for name in commands:
+            rate = len(texts) / med(name, file, "wall")
+            print(f"{name:<12} {file:<9} {accuracy[name, file]:>8.4f} {rate:>10,.0f} "
+                  f"{1000 * med(name, file, 'cpu') / len(texts):>9.2f} "
+                  f"{med(name, file, 'rss_mb'):>8,.0f} {rate / ft_rate:>10.2f}x")
+    print(f"\nfiles in {work}")
+
+
+if __name__ == "__main__":
+    main()
