@@ -1,6 +1,8 @@
-"""`rnncli train`: fit a recurrent sentiment model on the prepared IMDB data.
+"""`rnncli train`: fit a recurrent text classifier on the prepared IMDB data or a dataset
+of one's own.
 
     $ rnncli train                       # the reference recipe, 10 epochs
+    $ rnncli train --dataset tickets     # an imported dataset, defaults from its statistics
     $ rnncli train --cell lstm --epochs 3 --output artifacts/lstm
     $ rnncli train --preset best --print-config > best.toml   # then: --config best.toml
 """
@@ -69,6 +71,7 @@ def train(
         help="TOML file, as --print-config writes it; options override it.")] = None,
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved settings as TOML and exit.")] = False,
+    dataset: Annotated[str | None, setting("dataset", metavar="NAME")] = None,
     num_words: Annotated[int | None, setting("num_words")] = None,
     maxlen: Annotated[int | None, setting("maxlen")] = None,
     padding: Annotated[Side | None, setting("padding")] = None,
@@ -132,16 +135,36 @@ def train(
     off). Each setting comes from the first of: the option given, the --config file, the
     --preset, the default.
 
+    --dataset NAME trains on a dataset of your own (`rnncli data import`), of 2 or more
+    labels; its vocabulary size and maxlen then default to what its statistics suit, the
+    network to the best preset's, with early stopping (each printed as the run starts).
+
     Example: rnncli train --cell lstm --epochs 5 --output artifacts/lstm
     """
     # Every option named after a config key overrides that key (None: not given).
     given = dict(locals(), teachers=[str(p) for p in teachers] if teachers else None)
     overrides = {k: v for k, v in given.items() if k in config.settings()}
     cfg = config.resolve(preset, config_file, overrides)
+    from rnncli.data import store as dataset
+    from rnncli.train.datasets import (
+        as_settings,
+        check_classes,
+        check_resume,
+        derived_defaults,
+        describe,
+    )
+
+    home = dataset.data_home(data_dir)
+    derived, notes = [], []
+    if cfg.data.dataset and dataset.is_own(cfg.data.dataset) and not resume:
+        # A dataset of one's own: its statistics give the defaults that the preset, file
+        # and options then override (read before TensorFlow loads: numpy only).
+        derived = derived_defaults(home, dataset.read_meta(home, cfg.data.dataset))
+        cfg = config.resolve(preset, config_file, overrides, as_settings(derived))
+        notes = describe(derived, cfg, cfg.data.dataset)
     if print_config:
         sys.stdout.write(cfg.to_toml())
         return
-    from rnncli.data import store as dataset
     from rnncli.model import runtime as tf_runtime
     from rnncli.train import distributed
     from rnncli.train.loop import train as run_training
@@ -151,23 +174,25 @@ def train(
         distributed.bind_to_parent()
         cfg = config.RunConfig.from_dict(json.loads(supervised))
         config.validate(cfg)
+    if resume:
+        check_resume(output, cfg)
+    meta = dataset.read_meta(home, cfg.data.dataset)  # fail fast, before TensorFlow loads
+    check_classes(cfg, meta)  # before a multi-worker run hands over to its child too
     role = distributed.worker_role(cfg.train.strategy)  # TF_CONFIG, before anything loads
     if resume and role.count > 1:
         raise UsageError("--resume does not work with --strategy multi-worker: start the run "
                          "again with --overwrite.")
     requested = requested_settings(preset, config_file, overrides) if resume else set()
-    home = dataset.data_home(data_dir)
-    meta = dataset.read_meta(home)  # fail fast, before TensorFlow loads
     if cfg.train.strategy == "multi-worker" and not supervised:
         return supervise_worker(cfg, role, home, output, overwrite, worker_timeout,
                                 cpu_devices)
     # Said as the run starts, once every check has passed.
-    reporter = ProgressReporter(notes=[] if resume else unused_words(cfg, meta))
+    reporter = ProgressReporter(notes=[] if resume else notes + unused_words(cfg, meta))
     try:
         with tf_runtime.quiet():
             result = run_training(cfg, home, output, overwrite=overwrite, resume=resume,
                                   requested=requested, reporter=reporter,
-                                  cpu_devices=cpu_devices)
+                                  cpu_devices=cpu_devices, derived=as_settings(derived))
     finally:
         reporter.close()
     report(result, output)

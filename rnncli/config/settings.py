@@ -52,6 +52,8 @@ def setting(default: Any, help: str) -> Any:
 
 @dataclass
 class DataConfig:
+    dataset: str | None = setting(None, "imported dataset to train on (`rnncli data import`), "
+                                        "or aclimdb / keras; unset: the current IMDB source")
     num_words: int = setting(1000, "vocabulary cut: ids >= num_words become OOV (2)")
     maxlen: int = setting(80, "every review padded/truncated to this many tokens")
     padding: str = setting("pre", "where zeros go (pre or post), as Keras's pad_sequences")
@@ -251,9 +253,13 @@ def apply(cfg: RunConfig, values: dict[str, Any], origin: str = "the settings") 
 
 
 def resolve(preset: str | None = None, file: Path | None = None,
-            overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults, then the preset, then the config file, then the command-line options."""
+            overrides: dict[str, Any] | None = None,
+            derived: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then `derived` (what suits an imported dataset: train/defaults.py), then
+    the preset, then the config file, then the command-line options."""
     cfg = RunConfig()
+    if derived:
+        apply(cfg, derived, "the dataset's defaults")
     if preset:
         if preset not in PRESETS:
             raise UsageError(f"Unknown preset {preset!r}: use one of {', '.join(PRESETS)}.")
@@ -284,6 +290,9 @@ def validate(cfg: RunConfig) -> None:
 
     d, m, t = cfg.data, cfg.model, cfg.train
     checks = [
+        (d.dataset is None or bool(d.dataset.strip()),
+         "--dataset is empty: name an imported dataset (`rnncli data list`), or leave it "
+         "unset for the current IMDB source."),
         (d.maxlen >= 1, f"--maxlen {d.maxlen} is too small: use 1 or more."),
         (d.num_words >= text.INDEX_FROM + 1,
          f"--num-words {d.num_words} leaves no word (ids 0-2 are reserved): use 4 or more."),

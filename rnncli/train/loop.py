@@ -77,8 +77,8 @@ def load_data(cfg: RunConfig, home: Path) -> TrainingData:
     """The train split encoded as configured; its last share held out, as Keras's
     validation_split takes it."""
     d = cfg.data
-    x, y = dataset.load_encoded(dataset.load_split(home, "train"), d.num_words, d.maxlen,
-                                d.padding, d.truncating)
+    x, y = dataset.load_encoded(dataset.load_split(home, "train", d.dataset), d.num_words,
+                                d.maxlen, d.padding, d.truncating)
     if d.limit:
         x, y = x[: d.limit], y[: d.limit]
     n_val = max(1, int(round(len(x) * d.validation_split)))
@@ -90,16 +90,28 @@ def load_data(cfg: RunConfig, home: Path) -> TrainingData:
 
 def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:
     d = cfg.data
-    vocab = dataset.load_vocabulary(home).truncated(d.num_words)
+    vocab = dataset.load_vocabulary(home, d.dataset).truncated(d.num_words)
+    # The labels and the dataset's name travel with the model: export and serving name
+    # a prediction by them.
     return Preprocessing(vocabulary=vocab.words, num_words=d.num_words, maxlen=d.maxlen,
-                         padding=d.padding, truncating=d.truncating, source=meta["source"])
+                         padding=d.padding, truncating=d.truncating, source=meta["source"],
+                         labels=dataset.labels_of(meta))
 
 
-def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path) -> None:
+def classes_of(meta: dict) -> int:
+    """Labels of the dataset: 2 trains a binary model (one sigmoid), more a softmax."""
+    return len(dataset.labels_of(meta))
+
+
+def write_settings(folder: Path, cfg: RunConfig, meta: dict, home: Path,
+                   derived: dict | None = None) -> None:
+    """config.json (the settings, the data they ran on and, for a dataset of one's own, the
+    defaults its statistics gave), config.toml and preprocessing.json."""
     prep = preprocessing_for(cfg, meta, home)
-    atomic_write_json(folder / run_files.CONFIG, {**cfg.to_dict(), "dataset": {
-        "source": meta["source"], "checksum": meta["checksum"],
-        "tokenizer_version": meta["tokenizer_version"]}})
+    record = {"source": meta["source"], "checksum": meta["checksum"],
+              "tokenizer_version": meta["tokenizer_version"], "labels": prep.labels}
+    atomic_write_json(folder / run_files.CONFIG, {**cfg.to_dict(), "dataset": record,
+                                                  **({"derived": derived} if derived else {})})
     atomic_write_text(folder / run_files.CONFIG_TOML, cfg.to_toml())
     atomic_write_json(folder / run_files.PREPROCESSING, prep.to_dict())
 
@@ -115,7 +127,10 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
     Settings given now must match the run's, except a larger epoch count; the prepared
     data must be the data it was trained on.
     """
+    from rnncli.train.datasets import check_resumed_dataset
+
     saved = read_json(run.work / run_files.CONFIG)
+    check_resumed_dataset(saved, cfg, run.output)
     then = saved.get("dataset", {})
     if (then.get("checksum"), then.get("tokenizer_version")) != (
             meta["checksum"], meta["tokenizer_version"]):
@@ -150,22 +165,28 @@ def resume_settings(run: runs.RunFolder, cfg: RunConfig, requested: Collection[s
 
 def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
           resume: bool = False, requested: Collection[str] = (),
-          reporter: Reporter | None = None, cpu_devices: int | None = None) -> TrainResult:
+          reporter: Reporter | None = None, cpu_devices: int | None = None,
+          derived: dict | None = None) -> TrainResult:
     """Train as `cfg` says and leave a run folder in `output` (on the chief worker only,
     which holds the folder's lock meanwhile: a second run or export there is refused).
 
     `requested`: the settings given explicitly (preset, file, options); on resume they
-    are checked against the run's own.
+    are checked against the run's own. `derived`: the defaults an imported dataset's
+    statistics gave (train/datasets.py), recorded in config.json.
     """
     tf_runtime.require_training_extra("Training")
     if cfg.model.ngram_head:
         tf_runtime.require_training_extra("--ngram-head", ("sklearn", "scipy"))
-    meta = dataset.read_meta(home)
+    from rnncli.train.datasets import check_classes
+
+    meta = dataset.read_meta(home, cfg.data.dataset)
+    check_classes(cfg, meta)
     role = distributed.worker_role(cfg.train.strategy)
     if resume and role.count > 1:
         raise UsageError("--resume does not work with --strategy multi-worker: start the run "
                          "again with --overwrite.")
-    args = (cfg, home, output, overwrite, resume, requested, reporter, cpu_devices, role, meta)
+    args = (cfg, home, output, overwrite, resume, requested, reporter, cpu_devices, role, meta,
+            derived)
     if not role.chief:  # writes nothing, so takes no lock: workers never wait on it
         return _train(*args)
     with runs.locked(output):
@@ -174,7 +195,7 @@ def train(cfg: RunConfig, home: Path, output: Path, *, overwrite: bool = False,
 
 def _train(cfg: RunConfig, home: Path, output: Path, overwrite: bool, resume: bool,
            requested: Collection[str], reporter: Reporter | None, cpu_devices: int | None,
-           role: distributed.WorkerRole, meta: dict) -> TrainResult:
+           role: distributed.WorkerRole, meta: dict, derived: dict | None) -> TrainResult:
     run = runs.open_run(output, overwrite, resume) if role.chief else None
     done = 0
     if run and run.resumed:
@@ -207,13 +228,13 @@ def _train(cfg: RunConfig, home: Path, output: Path, overwrite: bool, resume: bo
         runs.begin(run)
     try:  # from here on, whatever stops the run leaves the folder usable
         if run and not run.resumed:
-            write_settings(run.work, cfg, meta, home)
+            write_settings(run.work, cfg, meta, home, derived)
         tf = tf_runtime.import_tensorflow()
         distributed.split_cpu(tf, cpu_devices)
         with tf_runtime.seeded(t.seed, deterministic_ops=not jit):
             strategy = distributed.make_strategy(tf, t.strategy)
             checkpoint = runs.latest_checkpoint(run.work)[1] if done else None
-            model = build_compiled(cfg, strategy, jit, checkpoint)
+            model = build_compiled(cfg, strategy, jit, checkpoint, classes_of(meta))
             if t.strategy == "multi-worker":
                 distributed.fit_together(model, strategy, cfg, data, tracker)
             else:
@@ -310,15 +331,16 @@ def kept_model(run: runs.RunFolder, state: RunState) -> Path:
             else runs.checkpoint_path(run.work, state.kept_epoch))
 
 
-def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None):
+def build_compiled(cfg: RunConfig, strategy, jit: bool, checkpoint: Path | None,
+                   classes: int = 2):
     from rnncli.model.build import build_model
     from rnncli.train.objective import compile_model
 
     with strategy.scope():
-        model = build_model(cfg)
+        model = build_model(cfg, classes=classes)
         # XLA and multi-step execution inside a multi-device strategy fail in TF 2.21's
         # MirroredStrategy (feeds go missing); one step per call is its supported path.
-        compile_model(model, cfg, jit_compile=jit,
+        compile_model(model, cfg, jit_compile=jit, classes=classes,
                       steps_per_execution=None if cfg.train.strategy == "default" else 1)
         if checkpoint:
             model.optimizer.build(model.trainable_variables)

@@ -77,6 +77,15 @@ def check_reads_alike(folder: str, theirs: Preprocessing, prep: Preprocessing) -
     """Refuse a teacher that reads reviews otherwise than this run, naming both sides."""
     meta = Path(folder) / run_files.PREPROCESSING
     same = "train teachers with this run's data settings"
+    # An empty source is a model that does not say (an older rnncli): its vocabulary decides.
+    if theirs.source and prep.source and theirs.source != prep.source:
+        raise UsageError(f"Teacher {folder} was trained on {theirs.source} ({meta} says "
+                         f"source {theirs.source!r}), this run on {prep.source}: train "
+                         f"teachers on the same dataset (--dataset {prep.source}).")
+    if theirs.labels != prep.labels:
+        raise UsageError(f"Teacher {folder} tells {', '.join(theirs.labels)} apart ({meta}), "
+                         f"this run {', '.join(prep.labels)}: train teachers on the same "
+                         "dataset.")
     if theirs.maxlen != prep.maxlen:
         raise UsageError(f"Teacher {folder} reads {theirs.maxlen} tokens ({meta} says maxlen "
                          f"{theirs.maxlen}), this run {prep.maxlen} (--maxlen): {same}.")
