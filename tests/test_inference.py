@@ -171,11 +171,24 @@ def test_a_batch_ends_where_padding_would_cost_more_than_another_call():
     assert [(len(r), w) for r, w in plan] == [(64, 5), (16, 5), (1, 61)]
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 400, 3000)
-    plan = plan_batches(lengths, 256, maxlen=500, trim=True)
+    plan = plan_batches(lengths, 256, maxlen=500, trim=True, max_tokens=10**9)
     for rows, width in plan:
         real = int(np.sum(lengths[rows] + 1))
         assert len(rows) * width - real <= CALL_STEPS + PAD_SLACK * real
     assert max(len(r) for r, _ in plan) == 256
+
+
+@pytest.mark.parametrize("trim", [True, False])
+def test_no_call_holds_more_ids_than_the_budget(trim):
+    """A call's activations grow with rows x width: large batch sizes on long reviews are
+    split so that memory stays bounded whatever --batch-size says."""
+    lengths = np.random.default_rng(1).integers(1, 600, 5000)
+    plan = plan_batches(lengths, 1024, maxlen=500, trim=trim, max_tokens=20_000)
+    rows = np.concatenate([np.arange(len(lengths))[r] for r, _ in plan])
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    assert all(len(np.arange(len(lengths))[r]) * w <= 20_000 for r, w in plan)
+    # Short reviews still share large calls: the budget cuts rows only where they are long.
+    assert max(len(np.arange(len(lengths))[r]) for r, _ in plan) > (100 if trim else 39)
 
 
 class _RecordingModel(OnnxModel):
