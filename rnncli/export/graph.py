@@ -38,7 +38,7 @@ from rnncli.config.settings import RunConfig
 from rnncli.errors import GraphUnsupported
 from rnncli.export.ngram import MIN_OPSET as HEAD_OPSET
 from rnncli.export.ops import FLOAT, INT32, INT64, MIN_OPSET, GraphBuilder, OnnxOps, dense_head
-from rnncli.export.weights import check_model, embedding_table, layer_weights
+from rnncli.export.weights import check_model, embedding_table, layer_weights, output_width
 from rnncli.model.cells import NumpyOps, get_cell, run_steps
 from rnncli.model.ngram import has_head
 from rnncli.model.poolings import get_pooling
@@ -224,7 +224,7 @@ def _native(g: GraphBuilder, model, cfg: RunConfig, fold: bool, out: str) -> Non
     dense_head(g, model, features, out)
 
 
-def _finish(nodes, inits: dict, opset: int, name: str):
+def _finish(nodes, inits: dict, opset: int, name: str, width: int):
     import onnx
     from onnx import TensorProto, helper
 
@@ -232,7 +232,7 @@ def _finish(nodes, inits: dict, opset: int, name: str):
         nodes, name,
         # Width is symbolic: every kind accepts rows shorter than maxlen.
         [helper.make_tensor_value_info(INPUT, TensorProto.INT32, ["batch", "steps"])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", width])],
         initializer=list(inits.values()),
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
@@ -252,6 +252,7 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
     if opset < MIN_OPSET:
         raise GraphUnsupported(f"hand-built graphs need --opset {MIN_OPSET} or later")
     check_model(model, cfg)
+    outputs = output_width(model)  # 1, or K probabilities for K > 2 labels
     if has_head(model) and opset < HEAD_OPSET:
         raise GraphUnsupported(f"the n-gram head needs --opset {HEAD_OPSET} or later")
     consts: dict = {}
@@ -261,7 +262,7 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
             unrolled(g, model, cfg, OUTPUT)
         else:
             _native(g, model, cfg, kind == "native-folded", OUTPUT)
-        return _finish(g.nodes, g.inits, opset, "rnncli_" + kind)
+        return _finish(g.nodes, g.inits, opset, "rnncli_" + kind, outputs)
     from onnx import TensorProto, helper
 
     # Both branches read their weights from the outer graph's initializers, so the If node
@@ -273,7 +274,7 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
 
     def branch(b: GraphBuilder, out: str):
         return helper.make_graph(b.nodes, b.prefix.strip("/"), [], [
-            helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 1])])
+            helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", outputs])])
 
     top = GraphBuilder(opset, consts=consts)
     batch, width = top.batch_and_width()
@@ -286,4 +287,4 @@ def build_graph(model, cfg: RunConfig, kind: str, opset: int = 17):
     top.nodes.append(helper.make_node("If", [use_unrolled], [OUTPUT], name="by_batch_size",
                                       then_branch=branch(large, "large_probability"),
                                       else_branch=branch(small, "small_probability")))
-    return _finish(top.nodes, top.inits, opset, "rnncli_hybrid")
+    return _finish(top.nodes, top.inits, opset, "rnncli_hybrid", outputs)

@@ -230,6 +230,20 @@ def run_folder_locked(ref: locate.ModelRef, output: Path) -> Iterator[None]:
         yield
 
 
+def check_labels(model, prep: Preprocessing, path: Path) -> None:
+    """Refuse a model whose outputs are not one per label of its preprocessing.json (one
+    for 2 labels): the file would name its probabilities wrong."""
+    shape = model.output_shape
+    width = (shape[0] if isinstance(shape, list) else shape)[-1]
+    want = 1 if prep.classes == 2 else prep.classes
+    if width != want:
+        raise ModelError(f"{path} gives {width} probabilities per review, but its "
+                         f"{run_files.PREPROCESSING} names {prep.classes} labels "
+                         f"({', '.join(prep.labels[:5])}{', ...' if prep.classes > 5 else ''}), "
+                         f"which need {want}: they come from different runs; retrain, or put "
+                         "back the preprocessing.json the model was trained with.")
+
+
 def check_exportable(ref: locate.ModelRef, graph: str) -> None:
     """Refuse, before anything is locked or written, what export_onnx cannot do."""
     if ref.kind != "keras":
@@ -271,6 +285,7 @@ def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int =
     model = tf_runtime.load_keras_model(ref.path)
     tf_runtime.check_fits(model, prep, ref.path, ref.path.parent / run_files.PREPROCESSING)
 
+    check_labels(model, prep, ref.path)
     x, y, real = validation_inputs(prep, home, n_reviews)
     say(f"running Keras on {len(x):,} {'test reviews' if real else 'random id rows'}")
     reference = np.asarray(model.predict(x, batch_size=1024, verbose=0), np.float64)
@@ -320,8 +335,9 @@ def record_test_metrics(path: Path, home: Path) -> dict:
     ref = locate.ModelRef(path, "onnx")
     full = evaluate_model(ref, home, "test")
     part = evaluate_model(ref, home, "test", limit=SLICE)
-    props = {contract.TEST_ACCURACY: f"{full['accuracy']:.6f}",
-             "rnncli.test_loss": f"{full['loss']:.6f}",
+    # A loss is left out when the evaluation gives none (it may not, for K > 2 labels).
+    loss = {} if full.get("loss") is None else {"rnncli.test_loss": f"{full['loss']:.6f}"}
+    props = {contract.TEST_ACCURACY: f"{full['accuracy']:.6f}", **loss,
              contract.TEST_REVIEWS: str(full["reviews"]),
              "rnncli.test_slice_reviews": str(part["reviews"]),
              "rnncli.test_slice_accuracy": f"{part['accuracy']:.6f}"}
@@ -332,7 +348,7 @@ def record_test_metrics(path: Path, home: Path) -> dict:
                "--record-test.")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
-    return {**props, "roc_auc": full["roc_auc"], "f1": full["f1"]}
+    return {**props, **{k: full[k] for k in ("roc_auc", "f1", "macro_f1") if k in full}}
 
 
 def _write(proto, output: Path, prep: Preprocessing, extra: dict[str, str]) -> None:

@@ -131,7 +131,8 @@ def quantize_weights(proto) -> list[dict]:
 def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
                    reference: np.ndarray, trimmed: int, padding: str) -> dict:
     """The int8 file beside the float one, with its own parity against Keras (rows padded
-    and, with `trimmed`, trimmed) and its accuracy; nothing written when nothing could be
+    and, with `trimmed`, trimmed) and its accuracy (for K > 2 labels: of the most probable
+    label, and how often it is the float model's); nothing written when nothing could be
     quantized or the file would not be smaller."""
     import onnx
 
@@ -148,7 +149,7 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
         return result
     sess = session(proto)
     diff = max_diff(sess, x, reference, trimmed, padding)
-    got = run_sliced(sess, x).astype(np.float64).ravel()
+    got = run_sliced(sess, x).astype(np.float64)
     props = {p.key: p.value for p in proto.metadata_props}
     props.update({"rnncli.max_abs_diff": f"{diff:.3g}",
                   "rnncli.quantization": f"weight-only int8 ({len(tensors)} weights), float "
@@ -163,8 +164,16 @@ def quantize_model(output: Path, x: np.ndarray, y: np.ndarray | None,
     with atomic_path(q_path) as tmp:
         onnx.save(proto, str(tmp))
     result.update(path=str(q_path), size_bytes=q_path.stat().st_size, max_abs_diff=diff)
-    if y is not None:
-        ref = reference.ravel()
+    if reference.shape[1] > 1:  # K labels: the most probable one
+        # How often int8 picks the float model's label: its cost, with or without labels.
+        result["argmax_agreement"] = float((reference.argmax(1) == got.argmax(1)).mean())
+        y = None if y is None else np.asarray(y).reshape(-1)
+        if y is not None and len(y) == len(got) and np.all(
+                (y >= 0) & (y < got.shape[1]) & (y == np.round(y))):
+            result["accuracy_float"] = float((reference.argmax(1) == y).mean())
+            result["accuracy_int8"] = float((got.argmax(1) == y).mean())
+    elif y is not None:
+        ref, got = reference.ravel(), got.ravel()
         result["accuracy_float"] = float(((ref >= 0.5) == (y >= 0.5)).mean())
         result["accuracy_int8"] = float(((got >= 0.5) == (y >= 0.5)).mean())
     return result

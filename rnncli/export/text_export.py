@@ -4,9 +4,10 @@
 
 Two checks, both on real test reviews plus EDGE_CASES (and the vocabulary's own risky
 words, see risky_texts): the ids and known-word counts the graph computes equal
-Preprocessing.encode's exactly, and its probabilities equal OnnxModel's on the id model
-(the Python tokenizer) within atol, with batches of one review and of many (a hybrid graph
-branches on the batch size). A mismatch raises ExportError and writes nothing.
+Preprocessing.encode's exactly, and its probabilities (every label's) and labels equal
+OnnxModel's on the id model (the Python tokenizer) within atol, with batches of one review
+and of many (a hybrid graph branches on the batch size). A mismatch raises ExportError and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rnncli.export.text_graph import (
 )
 from rnncli.fsutil import atomic_path
 from rnncli.serve import contract
-from rnncli.serve.contract import TEXT_INPUT
+from rnncli.serve.contract import LABEL_OUTPUT, OUTPUT, TEXT_INPUT
 from rnncli.text.preprocessing import Preprocessing
 
 SUFFIX = ".text.onnx"
@@ -182,20 +183,36 @@ def check_ids(sess, prep: Preprocessing, hybrid: bool, texts: list[str],
 
 def check_probabilities(sess, id_model, texts: list[str], batch_size: int,
                         atol: float) -> float:
-    """Max |text graph - Python tokenizer + id graph| over `texts`, fed `batch_size` at a
-    time; raises past atol."""
+    """Max |text graph - Python tokenizer + id graph| over `texts` (every label's
+    probability), fed `batch_size` at a time; raises past atol, or when the graph's label
+    is not Python's where no two labels' probabilities are within atol of each other."""
     worst = 0.0
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
-        ref = np.array([p.probability for p in id_model.predict_texts(batch)], np.float64)
-        got = sess.run(None, {TEXT_INPUT: np.array(batch, object)})[0].reshape(-1)
-        diff = np.abs(got.astype(np.float64) - ref)
-        if len(batch) and not diff.max() <= atol:
+        if not batch:
+            continue
+        ref = id_model.scores(batch)[0].astype(np.float64).reshape(len(batch), -1)
+        got, labels = sess.run([OUTPUT, LABEL_OUTPUT], {TEXT_INPUT: np.array(batch, object)})
+        diff = np.abs(got.astype(np.float64).reshape(ref.shape) - ref).max(axis=1)
+        if not diff.max() <= atol:
             i = int(np.argmax(diff))
             raise ExportError(f"text graph probability differs by {diff[i]:.3g} (> --atol "
                               f"{atol:g}) on {_describe(texts, start + i)}")
-        worst = max(worst, float(diff.max()) if len(batch) else 0.0)
+        worst = max(worst, float(diff.max()))
+        want = id_model.labels_of(ref.reshape(-1) if ref.shape[1] == 1 else ref)
+        for i, (label, p) in enumerate(zip(labels.tolist(), ref)):
+            if label != want[i] and not _close_call(p, id_model.preprocessing, atol):
+                raise ExportError(f"text graph labels {_describe(texts, start + i)} "
+                                  f"{label!r}, Python {want[i]!r}")
     return worst
+
+
+def _close_call(p: np.ndarray, prep: Preprocessing, atol: float) -> bool:
+    """Whether a difference within atol could change the label of probabilities `p`."""
+    if len(p) == 1:
+        return abs(p[0] - prep.threshold) <= atol
+    top = np.sort(p)[-2:]
+    return top[1] - top[0] <= 2 * atol
 
 
 def export_text_graph(id_path: Path, home: Path, output: Path | None = None, *,

@@ -37,7 +37,14 @@ import numpy as np
 from rnncli.export.graph import HYBRID_SMALL_BATCH
 from rnncli.export.ops import GraphBuilder
 from rnncli.serve import contract
-from rnncli.serve.contract import INPUT, KNOWN_OUTPUT, LABEL_OUTPUT, OUTPUT, TEXT_INPUT
+from rnncli.serve.contract import (
+    INPUT,
+    KNOWN_OUTPUT,
+    LABEL_OUTPUT,
+    LABELS_OUTPUT,
+    OUTPUT,
+    TEXT_INPUT,
+)
 from rnncli.text import tokenizer as text
 from rnncli.text.preprocessing import Preprocessing
 
@@ -203,7 +210,11 @@ def _place(g: _TextGraph, ids: str, prep: Preprocessing, trim_small_only: bool) 
 
 
 def _label(g: _TextGraph, prep: Preprocessing) -> str:
-    """[N] the label predict would print, from the model's own threshold."""
+    """[N] the label predict would print: from the model's own threshold, or for K > 2
+    labels the most probable one (ArgMax takes the first of equal ones, as numpy's does)."""
+    if prep.classes > 2:
+        best = g.one("ArgMax", [OUTPUT], "best", axis=1, keepdims=0)
+        return g.one("Gather", [g.k("label_names", list(prep.labels)), best], "label")
     at = g.one("GreaterOrEqual", [OUTPUT, g.k("threshold", np.array(prep.threshold,
                                                                      np.float32))], "at")
     return g.one("Where", [g.one("Reshape", [at, g.k("flat", [-1])], "at_1d"),
@@ -239,7 +250,8 @@ def declared_types(nodes) -> list:
 
 def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bool = True):
     """The id model behind a text front end: input "text" [batch] string, outputs
-    "probability" [batch, 1], "known_words" [batch] int64 and "label" [batch] string.
+    "probability" [batch, 1] (or [batch, K] for K > 2 labels), "known_words" [batch] int64,
+    "label" [batch] string and, for K > 2 labels, "labels" [K] string (the names by column).
 
     With `with_model=False` the graph stops at the model input ("ids" [batch, steps] int32)
     and "known_words": what validation compares id for id with Preprocessing.encode.
@@ -271,9 +283,15 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
         tail.nodes.append(helper.make_node("Identity", [_label(tail, prep)], [LABEL_OUTPUT],
                                            name="text/label_out"))
         src = id_model.graph
-        nodes = g.nodes + list(src.node) + tail.nodes
         outputs = [*src.output, *outputs, helper.make_tensor_value_info(
             LABEL_OUTPUT, *types[LABEL_OUTPUT])]
+        if prep.classes > 2:
+            tail.nodes.append(helper.make_node("Identity", [tail.k("label_names",
+                                                                   list(prep.labels))],
+                                               [LABELS_OUTPUT], name="text/labels_out"))
+            outputs.append(helper.make_tensor_value_info(LABELS_OUTPUT, TensorProto.STRING,
+                                                         [prep.classes]))
+        nodes = g.nodes + list(src.node) + tail.nodes
         inits = list({**g.inits, **tail.inits}.values()) + list(src.initializer)
         value_info = [*src.value_info, *declared_types(g.nodes)]
     else:

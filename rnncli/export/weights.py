@@ -77,8 +77,19 @@ def check_model(model, cfg: RunConfig) -> None:
         if got != pool.keras_layer.rpartition(">")[2]:
             raise GraphUnsupported(f"layer pool is a {got}, pooling {pool.name!r} needs "
                                    f"{pool.keras_layer}")
+    output_width(model)
+
+
+def output_width(model) -> int:
+    """Probabilities per review: 1 (binary: Dense(1, sigmoid), or Dense(1) whose logit the
+    n-gram head's is added to, ngram_head.py) or K (Dense(K, softmax), K > 2 labels)."""
     dense = _layer(model, "dense")
-    # With the n-gram head, dense gives the logit the head's is added to (ngram_head.py).
+    activation = getattr(dense.activation, "__name__", "")
+    if dense.units > 2 and activation == "softmax" and not has_head(model):
+        return dense.units
     wanted = "linear" if has_head(model) else "sigmoid"
-    if getattr(dense.activation, "__name__", "") != wanted or dense.units != 1:
-        raise GraphUnsupported(f"layer dense is not Dense(1, {wanted})")
+    if activation != wanted or dense.units != 1:
+        raise GraphUnsupported(f"layer dense is {dense.units} {activation} unit(s), not "
+                               f"Dense(1, {wanted}) (2 labels) nor Dense(K, softmax) for K > 2 "
+                               "labels")
+    return 1

@@ -7,6 +7,13 @@
         print(p.label, round(p.probability, 3), p.known_words)
     model.predict("great film").label           # one text in, one prediction out
 
+A model of K > 2 labels predicts the most probable label, and `probability` is that label's;
+`all_probabilities=True` adds every label's, as `Prediction.probabilities` {label: p}:
+
+    model = rnncli.load("runs/topics")
+    p = model.predict("a goal in the last minute", all_probabilities=True)
+    p.label, p.probability, p.probabilities     # 'sport', 0.91, {'news': 0.05, ...}
+
 `predict` takes a list (one Prediction per text, in order) or one string (one Prediction),
 as fastText's `load_model(...).predict(...)` does; `predict_stream` takes any iterable and
 yields as it goes, with bounded memory. A blank text (empty, or only whitespace) gets label
@@ -38,13 +45,15 @@ class Model:
         self.path, self.bundled = Path(path), bundled
 
     @property
-    def labels(self) -> tuple[str, str]:
-        """(negative, positive) label names."""
+    def labels(self) -> tuple[str, ...]:
+        """Every label name, by the model's output index: (negative, positive) for a
+        binary model."""
         return tuple(self._model.preprocessing.labels)
 
     @property
     def threshold(self) -> float:
-        """Positive at or above this probability, unless predict is given another."""
+        """Positive at or above this probability, unless predict is given another (binary
+        models; one of K > 2 labels predicts the most probable)."""
         return self._model.preprocessing.threshold
 
     @property
@@ -57,29 +66,37 @@ class Model:
         return dict(self._model.metadata)
 
     def predict(self, texts: str | Iterable[str], threshold: float | None = None,
-                batch_size: int = 256) -> Prediction | list[Prediction]:
-        """One Prediction (text, label, probability of the positive class, known_words) per
-        text, in input order; a single string gives a single Prediction. A blank text gets
-        label and probability None."""
-        _check(threshold, batch_size)
+                batch_size: int = 256,
+                all_probabilities: bool = False) -> Prediction | list[Prediction]:
+        """One Prediction (text, label, probability of the positive class or, for K > 2
+        labels, of the label predicted, known_words; with `all_probabilities` every label's
+        probability) per text, in input order; a single string gives a single Prediction.
+        A blank text gets label and probabilities None. `threshold` is for binary models."""
+        self._check(threshold, batch_size)
         if isinstance(texts, str):
             if not texts.strip():
                 return Prediction(texts, None, None, 0)
-            return self._model.predict_texts([texts], threshold, batch_size)[0]
-        return list(self.predict_stream(texts, threshold, batch_size))
+            return self._model.predict_texts([texts], threshold, batch_size,
+                                             all_probabilities)[0]
+        return list(self.predict_stream(texts, threshold, batch_size, all_probabilities))
 
     def predict_stream(self, texts: Iterable[str], threshold: float | None = None,
-                       batch_size: int = 256) -> Iterator[Prediction]:
+                       batch_size: int = 256,
+                       all_probabilities: bool = False) -> Iterator[Prediction]:
         """Predictions of any number of texts, a window at a time, in input order; a blank
-        text gets label and probability None."""
-        _check(threshold, batch_size)
+        text gets label and probabilities None."""
+        self._check(threshold, batch_size)
         if isinstance(texts, str):
             raise UsageError("predict_stream takes an iterable of texts, not one string: "
                              "wrap it in a list, or call predict.")
-        return self._stream(texts, threshold, batch_size)
+        return self._stream(texts, threshold, batch_size, all_probabilities)
+
+    def _check(self, threshold: float | None, batch_size: int) -> None:
+        _check(threshold, batch_size)
+        self._model.check_threshold(threshold)
 
     def _stream(self, texts: Iterable[str], threshold: float | None,
-                batch_size: int) -> Iterator[Prediction]:
+                batch_size: int, all_probabilities: bool) -> Iterator[Prediction]:
         # The model sees only the texts with words; blank ones are put back in their places.
         pending: deque[tuple[str, bool]] = deque()  # (text, blank), read and not given back
 
@@ -93,7 +110,8 @@ class Model:
                 if not blank:
                     yield text
 
-        for p in self._model.predict_stream(worded(), batch_size, threshold):
+        for p in self._model.predict_stream(worded(), batch_size, threshold,
+                                            all_probabilities=all_probabilities):
             text, blank = pending.popleft()
             while blank:
                 yield Prediction(text, None, None, 0)

@@ -9,10 +9,14 @@ serving never imports the code that builds graphs.
 from __future__ import annotations
 
 INPUT = "ids"  # int32 [batch, steps], padded on the model's side
-OUTPUT = "probability"  # float [batch, 1], of the positive class
+# float [batch, 1] of the positive class (2 labels), or [batch, K] of each label (K > 2)
+OUTPUT = "probability"
 TEXT_INPUT = "text"  # string [batch]: `export onnx --text-input` graphs tokenize in-graph
 KNOWN_OUTPUT = "known_words"  # int64 [batch]: words of each review the vocabulary knows
 LABEL_OUTPUT = "label"  # string [batch], so a client needs neither metadata nor threshold
+# string [K], the label names by output column: text graphs of K > 2 labels only, for
+# clients that cannot read metadata (onnxruntime-node)
+LABELS_OUTPUT = "labels"
 
 # Metadata: every key starts with PREFIX; the preprocessing (vocabulary, maxlen, padding
 # side, labels) is stored under it too (text/preprocessing.py).

@@ -30,9 +30,12 @@ def _groups(texts: list[str]) -> list[np.ndarray]:
     return groups
 
 
-def run_text_model(session, texts: list[str], workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [n] float32, known-word counts [n] int64) for `texts`."""
-    probs, known = np.zeros(len(texts), np.float32), np.zeros(len(texts), np.int64)
+def run_text_model(session, texts: list[str], workers: int = 1,
+                   width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities float32, [n] or for `width` > 1 labels' [n, width]; known-word counts
+    [n] int64) for `texts`."""
+    probs = np.zeros((len(texts),) if width == 1 else (len(texts), width), np.float32)
+    known = np.zeros(len(texts), np.int64)
     if not texts:
         return probs, known  # the graph needs at least one review
     out_names = [OUTPUT, KNOWN_OUTPUT]
@@ -40,7 +43,7 @@ def run_text_model(session, texts: list[str], workers: int = 1) -> tuple[np.ndar
 
     def run(idx: np.ndarray) -> None:
         p, k = session.run(out_names, {TEXT_INPUT: np.array([texts[i] for i in idx], object)})
-        probs[idx], known[idx] = p.reshape(-1), k
+        probs[idx], known[idx] = p.reshape((len(idx), *probs.shape[1:])), k
 
     if workers > 1 and len(groups) > 1:
         from concurrent.futures import ThreadPoolExecutor
