@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TRAINS, invoke, modules_loaded, one_line_error
+from conftest import invoke, modules_loaded, one_line_error
 
 from rnncli.config import run_files
 
@@ -61,7 +61,7 @@ def own_dataset(home: Path, name: str, labels: list[str], per_label: int = 40,
 
 THREE = ["billing", "bugs", "access"]
 FOUR = [*THREE, "shipping"]
-SMALL = ["--units", "8", "--embedding-dim", "16", "--no-bidirectional", "--no-jit"]
+SMALL = ["--units", "8", "--embedding-dim", "16", "--unidirectional", "--no-jit"]
 
 
 def test_derived_defaults_come_from_the_statistics(_isolated):
@@ -131,8 +131,6 @@ def test_unknown_dataset_is_one_line(_isolated):
     one_line_error(invoke("train", "--dataset", "tikets"), "(did you mean 'tickets'?)")
 
 
-pytestmark_slow = TRAINS
-
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("training_extra")
@@ -159,3 +157,36 @@ def test_k_labels_train_a_softmax_that_learns(_isolated, tmp_path, labels):
     model = load_keras_model(run / run_files.MODEL)
     assert model.output_shape == (None, len(labels))
     assert model.get_layer("dense").get_config()["activation"] == "softmax"
+
+
+@pytest.mark.parametrize("args, text", [
+    ([], "was trained on dataset tickets, and this asks for the current IMDB source: pass "
+         "--dataset tickets to resume it"),
+    (["--dataset", "other"], "was trained on dataset tickets, and this asks for dataset "
+                             "other"),
+])
+def test_resume_checks_the_dataset_first(_isolated, tmp_path, args, text):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / run_files.CONFIG).write_text(json.dumps({"data": {"dataset": "tickets"}}))
+    one_line_error(invoke("train", "--resume", "--output", "run", *args), text, code=2)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_two_labels_of_ones_own_train_as_imdb_does(_isolated, tmp_path):
+    own_dataset(_isolated, "spam", ["ham", "spam"], per_label=60)
+    res = invoke("train", "--dataset", "spam", *SMALL, "--epochs", "2", "--batch-size", "16",
+                 "--learning-rate", "0.01", "--ngram-head", "--output", "run")
+    assert res.exit_code == 0, res.output
+    assert "n-gram head joined" in res.stdout
+    prep = json.loads((tmp_path / "run" / run_files.PREPROCESSING).read_text())
+    assert prep["labels"] == ["ham", "spam"] and prep["source"] == "spam"
+    from rnncli.model.runtime import load_keras_model
+
+    assert load_keras_model(tmp_path / "run" / run_files.MODEL).output_shape == (None, 1)
+    res = invoke("evaluate", "--model", "run", "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["dataset"] == "spam" and set(r["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
+    assert list(r["per_class"]) == ["ham", "spam"] and r["accuracy"] > 0.75
