@@ -8,7 +8,9 @@
 //
 // One JSON line per review: {"line", "text", "label", "probability", "known_words"}, as
 // `rnncli predict --format jsonl` prints them; a blank review gets label and probability
-// null and known_words 0, as a blank line does in rnncli.
+// null and known_words 0, as a blank line does in rnncli. A model of more than 2 labels
+// gives the most probable label and its probability, and "probabilities" {label: p} of every
+// label, as `rnncli predict --all-probabilities --format jsonl` does.
 'use strict';
 
 const fs = require('fs');
@@ -21,7 +23,8 @@ const MAX_LINE_BYTES = 1 << 20; // rnncli predict's cap on one line of input
 
 const USAGE = `usage: node predict.js [--model FILE.text.onnx] [REVIEW ...]
 
-Prints one JSON line per review: line, text, label, probability, known_words.
+Prints one JSON line per review: line, text, label, probability, known_words
+(and probabilities, every label's, for a model of more than 2 labels).
 Reviews come from the arguments; without any (or with a lone -), from stdin, one per line.
 
 options:
@@ -138,19 +141,29 @@ async function predict({ ort, session }, batch) {
   const out = texts.length
     ? await session.run({ text: new ort.Tensor('string', texts, [texts.length]) })
     : null;
+  // A model of K > 2 labels gives [batch, K] probabilities and its label names ("labels").
+  const manyLabels = session.outputNames.includes('labels');
+  const names = manyLabels && out ? out.labels.data : null;
+  const round = (p) => Math.round(p * 1e6) / 1e6;
   let k = 0;
   return batch.map(([line, text]) => {
     if (pyStrip(text) === '') {
-      return { line, text, label: null, probability: null, known_words: 0 };
+      const blank = { line, text, label: null, probability: null, known_words: 0 };
+      return manyLabels ? { ...blank, probabilities: null } : blank;
     }
     const i = k++;
-    return {
-      line,
-      text,
-      label: out.label.data[i],
-      probability: Math.round(out.probability.data[i] * 1e6) / 1e6,
-      known_words: Number(out.known_words.data[i]),
-    };
+    const known = Number(out.known_words.data[i]);
+    if (!manyLabels) {
+      return { line, text, label: out.label.data[i], probability: round(out.probability.data[i]),
+               known_words: known };
+    }
+    const probabilities = {};
+    names.forEach((name, j) => {
+      probabilities[name] = round(out.probability.data[i * names.length + j]);
+    });
+    const label = out.label.data[i];
+    return { line, text, label, probability: probabilities[label], known_words: known,
+             probabilities };
   });
 }
 

@@ -212,8 +212,10 @@ def result_lines(report, text=None) -> list[str]:
             # The validation reviews are the first --reviews of the test split.
             int8 += (f", accuracy on {report.reviews:,} validation reviews "
                      f"{q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f}")
-        else:
+        elif "argmax_agreement" not in q:
             int8 += " (no labelled reviews to measure accuracy: `rnncli data fetch`)"
+        if "argmax_agreement" in q:  # K > 2 labels: how often int8 keeps the float label
+            int8 += f", same label as the float model on {q['argmax_agreement']:.2%} of rows"
         lines.append(int8)
     for path, metrics in report.recorded.items():
         accuracy = float(metrics["rnncli.test_accuracy"])

@@ -13,6 +13,10 @@ argument's position, or the line in the file): a blank line of a file gets label
 probability null (empty in csv, `-` in the table), so rows stay aligned with the input.
 A line is a review of at most MAX_LINE_BYTES, read in bounded pieces.
 
+A model of K > 2 labels prints the most probable label and its probability.
+`--all-probabilities` adds every label's: a "probabilities" object {label: p} in JSON, one
+`p_<label>` column per label in csv and Parquet, a `label=p` list in the table.
+
 A .csv, .tsv, .jsonl or .parquet file is a table (rnncli/serve/tables.py): --text-column
 names the review (repeated: joined by a space), every column is kept beside the scores, and
 a null text gets nulls. --output writes .jsonl, .csv or .parquet by its suffix, under a
@@ -64,20 +68,31 @@ class Row(NamedTuple):
     label: str | None  # None for a blank line
     probability: float | None
     known_words: int
+    probabilities: dict[str, float] | None = None  # with --all-probabilities
 
-    def as_dict(self) -> dict:
+    def as_dict(self, with_probabilities: bool = False) -> dict:
         p = None if self.probability is None else round(self.probability, 6)
-        return {"line": self.line, "text": self.text, "label": self.label, "probability": p,
-                "known_words": self.known_words}
+        d = {"line": self.line, "text": self.text, "label": self.label, "probability": p,
+             "known_words": self.known_words}
+        if with_probabilities:
+            d["probabilities"] = None if self.probabilities is None else {
+                k: round(v, 6) for k, v in self.probabilities.items()}
+        return d
 
-    def jsonl(self) -> str:
+    def jsonl(self, with_probabilities: bool = False) -> str:
         """json_text(self.as_dict()), written out directly: one line per review of a file
         is the loop that bounds `--format jsonl`."""
         p = self.probability
         p = "null" if p is None or not math.isfinite(p) else repr(round(p, 6))
         label = "null" if self.label is None else _json_string(self.label)
+        every = ""
+        if with_probabilities and self.probabilities is None:
+            every = ', "probabilities": null'
+        elif with_probabilities:
+            every = ', "probabilities": {' + ", ".join(
+                f"{_json_string(k)}: {round(v, 6)!r}" for k, v in self.probabilities.items()) + "}"
         return (f'{{"line": {self.line}, "text": {_json_string(self.text)}, "label": {label}, '
-                f'"probability": {p}, "known_words": {self.known_words}}}')
+                f'"probability": {p}, "known_words": {self.known_words}{every}}}')
 
 
 def _json_string(s: str) -> str:
@@ -176,7 +191,8 @@ def aligned(lines: Iterable[tuple[int, str]],
             yield text
 
     for p in predict(texts()):
-        yield Row(numbers.popleft(), p.text, p.label, p.probability, p.known_words)
+        yield Row(numbers.popleft(), p.text, p.label, p.probability, p.known_words,
+                  p.probabilities)
 
 
 @app.command("predict", cls=Command)
@@ -214,10 +230,14 @@ def predict(
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="Explain on stderr how the model is run: graph, batching, threads.")]
     = False,
+    all_probabilities: Annotated[bool, typer.Option(
+        "--all-probabilities", help="Also every label's probability: a probabilities object "
+        "in JSON, p_<label> columns in csv and Parquet, label=p in the table.")] = False,
 ) -> None:
     """Predict the sentiment of reviews: label, probability and known-word count.
 
     Every input line gives one output row (`line` field); a blank line gets a null label.
+    A model of more than 2 labels gives the most probable and its probability.
     known_words counts the words the model read (the last maxlen of a longer review) that
     are in its vocabulary. Without --model, stderr names the model that answered.
 
@@ -225,10 +245,10 @@ def predict(
     """
     if engine == "spark":
         return predict_spark(list(texts or []), file, model, output, text_column, threshold,
-                             master)
+                             master, all_probabilities)
     if file not in (None, STDIN) and _is_table(file):
         return predict_table(file, model, output_format, threshold, batch_size, text_column,
-                             output)
+                             output, all_probabilities)
     if text_column:
         raise UsageError("--text-column names a column of a .csv, .tsv, .jsonl or .parquet "
                          "file; reviews one a line have none: drop it.")
@@ -237,52 +257,62 @@ def predict(
 
         tables.check_output(output)
     source = choose_input(list(texts or []), file)
-    ref, served = load_model(model)
+    ref, served = load_model(model, threshold)
     if verbose:
         for line in explain(ref, served, batch_size):
             sys.stderr.write(line + "\n")
     rows = aligned(source, lambda reviews: served.predict_stream(reviews, threshold,
-                                                                 batch_size))
+                                                                 batch_size, all_probabilities))
     if model is None:  # the user did not choose: say which model answers, every time
         rows = announced(rows, which_model(ref, served.metadata))
+    labels = list(served.labels) if all_probabilities else None
     if output is not None:
-        write_lines_file(rows, output)
+        write_lines_file(rows, output, labels)
         return
-    write_rows(rows, output_format)
+    write_rows(rows, output_format, labels)
 
 
 def _is_table(path: str) -> bool:
     return path.lower().endswith((".csv", ".tsv", ".jsonl", ".parquet"))  # tables.is_table
 
 
-def load_model(model):
+def load_model(model, threshold: float | None = None):
+    """(where the model is, the loaded Model), with --threshold checked against it."""
     from rnncli.serve.api import Model
 
     ref = locate.find_model(model, prefer="onnx")
     if ref.kind != "onnx":
         raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
-    return ref, Model(ref.path, bundled=ref.bundled)
+    served = Model(ref.path, bundled=ref.bundled)
+    served.onnx_model.check_threshold(threshold)  # before any output
+    return ref, served
 
 
-def write_lines_file(rows: Iterable[Row], output: str) -> None:
-    """Rows of a .txt input (or arguments) written to --output by its suffix."""
+def write_lines_file(rows: Iterable[Row], output: str, labels: list[str] | None = None) -> None:
+    """Rows of a .txt input (or arguments) written to --output by its suffix; with
+    `labels`, every label's probability too."""
     from pathlib import Path
 
     from rnncli.serve import tables
 
-    columns = ["line", "text", "label", "probability", "known_words"]
+    base = ["line", "text", "label", "probability", "known_words"]
+    columns = base + tables.probability_columns(labels, tables.spreads(Path(output).suffix))
 
     def batches():
         for chunk in iter(lambda: list(itertools.islice(rows, tables.BATCH_ROWS)), []):
-            yield {c: [getattr(r, c) for r in chunk] for c in columns}
+            batch = {c: [getattr(r, c) for r in chunk] for c in base}
+            if labels is not None:
+                tables.add_probabilities(batch, [r.probabilities for r in chunk], labels)
+            yield batch
 
     n = tables.write_file(Path(output), columns, batches(), csv_cell)
     note(f"Wrote {n:,} rows to {output}.")
 
 
 def predict_table(file: str, model, output_format: str, threshold: float | None,
-                  batch_size: int, text_column: list[str] | None, output: str | None) -> None:
+                  batch_size: int, text_column: list[str] | None, output: str | None,
+                  all_probabilities: bool = False) -> None:
     """A .csv/.tsv/.jsonl/.parquet file: its columns kept, its text column scored."""
     from pathlib import Path
 
@@ -291,12 +321,16 @@ def predict_table(file: str, model, output_format: str, threshold: float | None,
     if output is not None:
         tables.check_output(output)
     table = tables.open_table(file, text_column)  # header and columns checked first
-    ref, served = load_model(model)
-    batches = tables.score(table, lambda reviews: served.predict_stream(reviews, threshold,
-                                                                          batch_size))
+    ref, served = load_model(model, threshold)
+    labels = list(served.labels) if all_probabilities else None
+    if labels is not None:
+        tables.check_clash(table.columns, labels, file)
+    batches = tables.score(table, lambda reviews: served.predict_stream(
+        reviews, threshold, batch_size, all_probabilities), labels)
     if model is None:
         batches = announced(batches, which_model(ref, served.metadata))
-    columns = tables.result_columns(table.columns)
+    columns = tables.result_columns(table.columns, labels, tables.spreads(
+        Path(output).suffix if output is not None else output_format))
     if output is not None:
         n = tables.write_file(Path(output), columns, batches, csv_cell, table.arrow_schema)
         note(f"Wrote {n:,} rows to {output}.")
@@ -304,13 +338,12 @@ def predict_table(file: str, model, output_format: str, threshold: float | None,
         write = sys.stdout.write
         number = 0
         for batch in batches:
-            for text, label, p, known in zip(table.texts(batch), batch["label"],
-                                             batch["probability"], batch["known_words"]):
+            every = batch.get(tables.PROBABILITIES) or itertools.repeat(None)
+            for text, label, p, known, ps in zip(table.texts(batch), batch["label"],
+                                                 batch["probability"], batch["known_words"],
+                                                 every):
                 number += 1
-                text = terminal_text(text)
-                shown = text if len(text) <= 60 else text[:57] + "..."
-                p = "     -" if p is None else f"{p:6.3f}"
-                write(f"{number:>4}  {label or '-':<8} {p}  {known:>4} known  {shown}\n")
+                write(table_line(number, label, p, known, text, ps, labels))
     else:
         writer = tables.stdout_writer(output_format, columns, csv_cell)
         for batch in batches:
@@ -320,7 +353,7 @@ def predict_table(file: str, model, output_format: str, threshold: float | None,
 
 def predict_spark(texts: list[str], file: str | None, model, output: str | None,
                   text_column: list[str] | None, threshold: float | None,
-                  master: str) -> None:
+                  master: str, all_probabilities: bool = False) -> None:
     """`--engine spark`: the file scored inside Spark, written as a Parquet folder."""
     from rnncli.serve import spark
 
@@ -329,7 +362,8 @@ def predict_spark(texts: list[str], file: str | None, model, output: str | None,
                          ".csv, .tsv, .jsonl or .txt), not arguments or stdin.")
     if output is None:
         raise UsageError("--engine spark writes a Parquet folder: give --output PATH.")
-    n = spark.predict_file(file, output, model, text_column, threshold, master)
+    n = spark.predict_file(file, output, model, text_column, threshold, master,
+                           all_probabilities=all_probabilities)
     note(f"Wrote {n:,} rows to {output} (Parquet, with Spark on {master}).")
 
 
@@ -375,27 +409,46 @@ def explain(ref, served, batch_size: int) -> list[str]:
     return lines
 
 
-def write_rows(rows: Iterable[Row], output_format: str) -> None:
+def write_rows(rows: Iterable[Row], output_format: str,
+               labels: list[str] | None = None) -> None:
+    """`rows` to stdout; with `labels`, every label's probability too."""
     write = sys.stdout.write
+    every = labels is not None
     if output_format == "jsonl":
         for r in rows:
-            write(r.jsonl() + "\n")
+            write(r.jsonl(every) + "\n")
     elif output_format == "json":
-        write(json_text([r.as_dict() for r in rows], indent=2) + "\n")
+        write(json_text([r.as_dict(every) for r in rows], indent=2) + "\n")
     elif output_format == "csv":
         rows = iter(rows)
         first = next(rows, None)  # a model refused on the first batch leaves stdout empty
-        write("line,label,probability,known_words,text\n")
+        per_label = "".join("," + csv_cell(f"p_{label}") for label in labels or [])
+        write(f"line,label,probability,known_words{per_label},text\n")
         for r in itertools.chain([] if first is None else [first], rows):
             p = "" if r.probability is None else f"{r.probability:.6f}"
-            write(f"{r.line},{csv_cell(r.label or '')},{p},{r.known_words},"
+            ps = "".join("," + ("" if r.probabilities is None else
+                                f"{r.probabilities[label]:.6f}") for label in labels or [])
+            write(f"{r.line},{csv_cell(r.label or '')},{p},{r.known_words}{ps},"
                   f"{csv_cell(r.text)}\n")
     else:
         for r in rows:
-            text = terminal_text(r.text)
-            shown = text if len(text) <= 60 else text[:57] + "..."
-            p = "     -" if r.probability is None else f"{r.probability:6.3f}"
-            write(f"{r.line:>4}  {r.label or '-':<8} {p}  {r.known_words:>4} known  {shown}\n")
+            write(table_line(r.line, r.label, r.probability, r.known_words, r.text,
+                             r.probabilities, labels))
+
+
+def table_line(number: int, label: str | None, p: float | None, known: int, text: str,
+               probabilities: dict[str, float] | None = None,
+               labels: list[str] | None = None) -> str:
+    """One row of the terminal table; with `labels`, every label's probability as a
+    compact label=p list before the text."""
+    text = terminal_text(text)
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    p = "     -" if p is None else f"{p:6.3f}"
+    every = ""
+    if labels is not None:
+        every = (" ".join(f"{k}={v:.3f}" for k, v in probabilities.items())
+                 if probabilities is not None else "-") + "  "
+    return f"{number:>4}  {label or '-':<8} {p}  {known:>4} known  {every}{shown}\n"
 
 
 # Cells a spreadsheet reads as a formula (OWASP, "CSV Injection"): prefixed with ' .

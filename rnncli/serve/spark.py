@@ -5,6 +5,9 @@
 
     $ rnncli predict --engine spark --file reviews.parquet --output scored.parquet
 
+A model of K > 2 labels gives the most probable label and its probability;
+`all_probabilities` adds one double column p_<label> per label.
+
 The model file (and the external weights file it names, as the bundled model has) is shipped
 with the job through SparkContext.addFile, so executors need rnncli installed but not the
 model; `ship=False` reads a path every executor sees instead (a shared or cluster file
@@ -105,10 +108,12 @@ def start_session(master: str = DEFAULT_MASTER, app_name: str = "rnncli predict"
 
 class ModelRef:
     """How executors find the model: a file shipped with the job (SparkFiles), or a path
-    they all see. Picklable: it travels inside the UDF."""
+    they all see, and its labels when the driver could read it. Picklable: it travels
+    inside the UDF."""
 
-    def __init__(self, path: Path, shipped: bool):
+    def __init__(self, path: Path, shipped: bool, labels: tuple[str, ...] | None = None):
         self.name, self.path, self.shipped = path.name, str(path), shipped
+        self.labels = labels
 
     def local_path(self) -> str:
         if not self.shipped:
@@ -129,10 +134,11 @@ def model_files(path: Path) -> list[Path]:
     return files
 
 
-def ship_model(spark, model: str | Path | None = None, ship: bool = True) -> ModelRef:
+def ship_model(spark, model: str | Path | None = None, ship: bool = True,
+               threshold: float | None = None) -> ModelRef:
     """The model to score with (None: the bundled one; a run folder or .onnx file), added
     to the job's files unless `ship` is False. Loaded once here as well, so a missing or
-    broken model is refused before any task starts."""
+    broken model (or a threshold it does not take) is refused before any task starts."""
     from rnncli.serve.api import Model
 
     if model is None:
@@ -145,13 +151,16 @@ def ship_model(spark, model: str | Path | None = None, ship: bool = True) -> Mod
         path = ref.path
     else:
         path = Path(model)
+    labels = None
     if ship or Path(path).exists():
-        Model(path, workers=1)  # the driver's check: one line if it is not a model
+        driver = Model(path, workers=1)  # the driver's check: one line if it is not a model
+        driver.onnx_model.check_threshold(threshold)
+        labels = driver.labels
     if not ship:
-        return ModelRef(Path(path), shipped=False)
+        return ModelRef(Path(path), shipped=False, labels=labels)
     for f in model_files(Path(path)):
         spark.sparkContext.addFile(str(f))
-    return ModelRef(Path(path), shipped=True)
+    return ModelRef(Path(path), shipped=True, labels=labels)
 
 
 def executor_model(ref: ModelRef):
@@ -185,25 +194,36 @@ def _texts(frame, columns: list[str]) -> list[str]:
     return [" ".join(t for t in row if isinstance(t, str)) for row in zip(*cols)]
 
 
-def _scores(model, texts: list[str], threshold: float | None):
-    preds = model.predict(texts, threshold)
+def _scores(model, texts: list[str], threshold: float | None, every: bool = False):
+    preds = model.predict(texts, threshold, all_probabilities=every)
     return ([p.label for p in preds], [p.probability for p in preds],
-            [p.known_words for p in preds])
+            [p.known_words for p in preds], [p.probabilities for p in preds])
 
 
-def score_frames(ref: ModelRef, text_columns: list[str], threshold: float | None):
+def label_column(label: str) -> str:
+    return "p_" + label
+
+
+def score_frames(ref: ModelRef, text_columns: list[str], threshold: float | None,
+                 all_probabilities: bool = False):
     """The function mapInPandas runs: each pandas batch with label, probability and
-    known_words added."""
+    known_words added, and with `all_probabilities` a p_<label> column per label."""
     def run(frames: Iterator) -> Iterator:
         import pandas as pd
 
         model = executor_model(ref)
         for frame in frames:
-            labels, probs, known = _scores(model, _texts(frame, text_columns), threshold)
+            labels, probs, known, every = _scores(model, _texts(frame, text_columns),
+                                                  threshold, all_probabilities)
             frame = frame.copy()
             frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
             frame["probability"] = pd.Series(probs, index=frame.index, dtype="Float64")
             frame["known_words"] = pd.Series(known, index=frame.index, dtype="int32")
+            if all_probabilities:
+                for label in model.labels:
+                    frame[label_column(label)] = pd.Series(
+                        [None if e is None else e[label] for e in every], index=frame.index,
+                        dtype="Float64")
             yield frame
 
     return run
@@ -228,15 +248,15 @@ def predict_udf(model: str | Path | None = None, threshold: float | None = None,
     if spark is None:
         raise UsageError("predict_udf needs a running SparkSession: create one first "
                          "(SparkSession.builder.getOrCreate()).")
-    ref = ship_model(spark, model, ship)
+    ref = ship_model(spark, model, ship, threshold)
 
     @pandas_udf("label string, probability double")
     def sentiment(*columns):
         import pandas as pd
 
         frame = pd.concat(columns, axis=1, keys=range(len(columns)))
-        labels, probs, _ = _scores(executor_model(ref), _texts(frame, list(frame.columns)),
-                                   threshold)
+        labels, probs, _, _ = _scores(executor_model(ref), _texts(frame, list(frame.columns)),
+                                      threshold)
         return pd.DataFrame({"label": pd.Series(labels, dtype=object),
                              "probability": pd.Series(probs, dtype="Float64")})
 
@@ -264,10 +284,12 @@ def read_input(spark, path: str, suffix: str):
 
 def predict_file(path: str | Path, output: str | Path, model: str | Path | None = None,
                  text_columns: list[str] | None = None, threshold: float | None = None,
-                 master: str = DEFAULT_MASTER, spark=None, ship: bool = True) -> int:
+                 master: str = DEFAULT_MASTER, spark=None, ship: bool = True,
+                 all_probabilities: bool = False) -> int:
     """Score the file (or folder) at `path` with Spark and write a Parquet folder at
-    `output`: the input's columns plus label, probability and known_words. Written under a
-    temporary name and renamed when it is a local folder. The number of rows written."""
+    `output`: the input's columns plus label, probability and known_words (and with
+    `all_probabilities`, p_<label> per label). Written under a temporary name and renamed
+    when it is a local folder. The number of rows written."""
     from rnncli.serve.tables import (
         DEFAULT_TEXT_COLUMN,
         RESULT_COLUMNS,
@@ -295,7 +317,12 @@ def predict_file(path: str | Path, output: str | Path, model: str | Path | None 
     spark = spark or start_session(master)
     log = spark.sparkContext.getConf().get("rnncli.log", "the Spark log")
     try:
-        ref = ship_model(spark, model, ship)
+        ref = ship_model(spark, model, ship, threshold)
+        if all_probabilities and ref.labels is None:
+            raise UsageError(f"--all-probabilities needs the model's labels, and {ref.path} "
+                             "is not readable here: ship the model with the job.")
+        extra = [label_column(label) for label in ref.labels or ()] if all_probabilities \
+            else []
         df = read_input(spark, str(path), suffix)
         fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
         for name in text_columns:
@@ -308,7 +335,7 @@ def predict_file(path: str | Path, output: str | Path, model: str | Path | None 
                 raise UsageError(f"Column {name!r} of {path} holds {fields[name]} values, "
                                  "not review text: name the review column with "
                                  "--text-column.")
-        for name in RESULT_COLUMNS:
+        for name in (*RESULT_COLUMNS, *extra):
             if name in fields:
                 raise UsageError(f"{path} already has a column {name!r}, which the "
                                  "prediction writes: rename or drop it first.")
@@ -319,8 +346,10 @@ def predict_file(path: str | Path, output: str | Path, model: str | Path | None 
             df = df.repartition(parallelism)
         schema = ", ".join([*(f"`{f.name}` {f.dataType.simpleString()}"
                               for f in df.schema.fields),
-                            *(f"{n} {t}" for n, t in RESULT_FIELDS)])
-        scored = df.mapInPandas(score_frames(ref, text_columns, threshold), schema)
+                            *(f"{n} {t}" for n, t in RESULT_FIELDS),
+                            *(f"`{_quoted(n)}` double" for n in extra)])
+        scored = df.mapInPandas(score_frames(ref, text_columns, threshold, all_probabilities),
+                                schema)
         # A local folder is written under a temporary name and renamed once complete.
         target = str(out.parent / f".{out.name}.tmp-{os.getpid()}") if out else str(output)
         scored.write.mode("error").parquet(target)
@@ -334,6 +363,11 @@ def predict_file(path: str | Path, output: str | Path, model: str | Path | None 
             for leftover in out.parent.glob(f".{out.name}.tmp-{os.getpid()}"):
                 shutil.rmtree(leftover, ignore_errors=True)
         raise job_error(exc, log) from None
+
+
+def _quoted(name: str) -> str:
+    """A column name inside Spark's backquotes."""
+    return name.replace("`", "``")
 
 
 _OUR_ERROR = re.compile(r"rnncli\.errors\.(\w+): (.+)")

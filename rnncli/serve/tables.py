@@ -6,9 +6,11 @@
             out.write(batch)
 
 A batch is a dict of equal-length lists, one per column, in the input's column order; the
-scored batch adds `label`, `probability` and `known_words`. Every column is kept, so ids
-travel with their scores. A null or blank text gets label and probability null, as a blank
-line of a .txt file does. Reading is text/tables.py's; the writers are here.
+scored batch adds `label`, `probability` and `known_words` and, with every label's
+probability asked for (`labels`), both `probabilities` (a {label: p} dict per row, what JSON
+writes) and one `p_<label>` column per label (what csv and Parquet write). Every column is
+kept, so ids travel with their scores. A null or blank text gets label and probability
+null, as a blank line of a .txt file does. Reading is text/tables.py's; the writers are here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,34 @@ from rnncli.text.tables import (  # noqa: F401  (predict and spark read them fro
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 RESULT_COLUMNS = ("label", "probability", "known_words")
+PROBABILITIES = "probabilities"  # every label's, as one JSON object
+LABEL_PREFIX = "p_"  # a label's probability as a column of its own: p_<label>
+
+
+def label_columns(labels: Iterable[str]) -> list[str]:
+    return [LABEL_PREFIX + label for label in labels]
+
+
+def probability_columns(labels: Iterable[str] | None, spread: bool) -> list[str]:
+    """What every label's probability adds: nothing without `labels`, else one p_<label>
+    column each (`spread`: csv, Parquet) or one `probabilities` object (JSON)."""
+    if labels is None:
+        return []
+    return label_columns(labels) if spread else [PROBABILITIES]
+
+
+def spreads(output_format_or_suffix: str) -> bool:
+    """Whether a format writes one column per label rather than a JSON object."""
+    return output_format_or_suffix.lower().lstrip(".") in ("csv", "tsv", "parquet")
+
+
+def check_clash(columns: Iterable[str], labels: Iterable[str], path: str | Path) -> None:
+    """Refuse an input column that a label's probability would overwrite."""
+    taken = set(columns) & {PROBABILITIES, *label_columns(labels)}
+    if taken:
+        raise UsageError(f"{path} already has a column {sorted(taken)[0]!r}, which "
+                         "--all-probabilities writes: rename or drop it, or drop "
+                         "--all-probabilities.")
 
 
 def open_table(path: str | Path, text_columns: list[str] | None = None) -> Table:
@@ -45,11 +75,12 @@ def open_table(path: str | Path, text_columns: list[str] | None = None) -> Table
     return _reading.open_table(path, text_columns, reserved=RESULT_COLUMNS)
 
 
-def score(table: Table, predict_stream: Callable[[Iterable[str]], Iterable]
-          ) -> Iterator[Batch]:
+def score(table: Table, predict_stream: Callable[[Iterable[str]], Iterable],
+          labels: list[str] | None = None) -> Iterator[Batch]:
     """Each batch of `table` with its predictions added, in input order. `predict_stream`
     (rnncli.Model.predict_stream) sees one stream of texts, so its windows and look-ahead
-    span batches."""
+    span batches. With `labels`, the predictions carry every label's probability (asked
+    with all_probabilities), added as `probabilities` and p_<label> columns."""
     pending: deque[tuple[Batch, int]] = deque()
 
     def texts() -> Iterator[str]:
@@ -66,12 +97,22 @@ def score(table: Table, predict_stream: Callable[[Iterable[str]], Iterable]
             batch["label"] = [q.label for q in got]
             batch["probability"] = [q.probability for q in got]
             batch["known_words"] = [q.known_words for q in got]
+            if labels is not None:
+                add_probabilities(batch, [q.probabilities for q in got], labels)
             got = []
             yield batch
 
 
-def result_columns(columns: list[str]) -> list[str]:
-    return [*columns, *RESULT_COLUMNS]
+def add_probabilities(batch: Batch, rows: list[dict | None], labels: list[str]) -> None:
+    """Every label's probability of each row (None for a blank text), in both forms."""
+    batch[PROBABILITIES] = rows
+    for label, column in zip(labels, label_columns(labels)):
+        batch[column] = [None if r is None else r[label] for r in rows]
+
+
+def result_columns(columns: list[str], labels: list[str] | None = None,
+                   spread: bool = False) -> list[str]:
+    return [*columns, *RESULT_COLUMNS, *probability_columns(labels, spread)]
 
 
 class _Writer:
@@ -92,15 +133,21 @@ def _json_value(v):
     return v
 
 
+def _json_row(cols: list[str], row: tuple) -> dict:
+    d = dict(zip(cols, map(_json_value, row)))
+    if isinstance(d.get("probability"), float):
+        d["probability"] = round(d["probability"], 6)
+    if isinstance(d.get(PROBABILITIES), dict):
+        d[PROBABILITIES] = {k: round(v, 6) for k, v in d[PROBABILITIES].items()}
+    return d
+
+
 class JsonlWriter(_Writer):
     def write(self, batch: Batch) -> None:
         write, cols = self.stream.write, self.columns
         for row in _rows(batch, cols):
-            d = dict(zip(cols, map(_json_value, row)))
-            p = d.get("probability")
-            if isinstance(p, float):
-                d["probability"] = round(p, 6)
-            write(json.dumps(d, ensure_ascii=False, allow_nan=False, default=str) + "\n")
+            write(json.dumps(_json_row(cols, row), ensure_ascii=False, allow_nan=False,
+                             default=str) + "\n")
 
 
 class JsonArrayWriter(JsonlWriter):
@@ -113,10 +160,8 @@ class JsonArrayWriter(JsonlWriter):
     def write(self, batch: Batch) -> None:
         cols = self.columns
         for row in _rows(batch, cols):
-            d = dict(zip(cols, map(_json_value, row)))
-            if isinstance(d.get("probability"), float):
-                d["probability"] = round(d["probability"], 6)
-            text = json.dumps(d, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+            text = json.dumps(_json_row(cols, row), indent=2, ensure_ascii=False,
+                              allow_nan=False, default=str)
             self.stream.write(("[\n" if self.first else ",\n")
                               + "\n".join("  " + line for line in text.splitlines()))
             self.first = False
@@ -161,13 +206,20 @@ class ParquetWriter(_Writer):
         if arrow_schema is not None:
             self.schema = self._with_results(arrow_schema)
 
+    def _inputs(self) -> list[str]:
+        """The columns before the results (p_<label> columns come after them)."""
+        return self.columns[:self.columns.index(RESULT_COLUMNS[0])]
+
     def _with_results(self, schema):
         pa = self.pa
+        inputs = self._inputs()
         fields = [pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type)
-                  for f in schema if f.name in self.columns]
+                  for f in schema if f.name in inputs]
+        per_label = self.columns[len(inputs) + len(RESULT_COLUMNS):]
         return pa.schema([*fields, pa.field("label", pa.string()),
                           pa.field("probability", pa.float64()),
-                          pa.field("known_words", pa.int64())])
+                          pa.field("known_words", pa.int64()),
+                          *(pa.field(c, pa.float64()) for c in per_label)])
 
     def write(self, batch: Batch) -> None:
         import pyarrow.parquet as pq
@@ -175,7 +227,7 @@ class ParquetWriter(_Writer):
         pa = self.pa
         data = {c: batch[c] for c in self.columns}
         if self.schema is None:
-            inferred = pa.Table.from_pydict({c: data[c] for c in self.columns[:-3]}).schema
+            inferred = pa.Table.from_pydict({c: data[c] for c in self._inputs()}).schema
             self.schema = self._with_results(inferred)
         try:
             table = pa.Table.from_pydict(data, schema=self.schema)
