@@ -13,10 +13,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke, one_line_error
 
 from rnncli.text import tokenizer as text
 from rnncli.text.preprocessing import Preprocessing
-from conftest import invoke, one_line_error
 
 WORDS = ["goal", "match", "vote", "party", "film", "actor", "team", "law", "song", "great"]
 LABELS = ["sport", "politics", "arts"]
@@ -265,3 +265,30 @@ def test_the_node_client_prints_the_label_and_every_probability(tmp_path):
         assert g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-5)
     assert got[3] == {"line": 4, "text": "", "label": None, "probability": None,
                       "known_words": 0, "probabilities": None}
+
+
+@pytest.mark.spark
+def test_spark_gives_the_label_and_every_probability(model_path, tmp_path):
+    pytest.importorskip("pyspark")
+    import pyarrow.parquet as pq
+
+    from rnncli.serve.spark import java_missing
+
+    if java_missing():
+        pytest.skip("no Java: Spark cannot start")
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\n1," + REVIEWS[0] + "\n2,\n3," + REVIEWS[1] + "\n")
+    res = invoke("predict", "--engine", "spark", "--master", "local[1]", "--file", path,
+                 "--output", tmp_path / "out.parquet", "--model", model_path,
+                 "--all-probabilities")
+    assert res.exit_code == 0, res.output
+    got = sorted(pq.read_table(tmp_path / "out.parquet").to_pylist(), key=lambda r: r["id"])
+    want = jsonl_rows(invoke("predict", "--model", model_path, REVIEWS[0], REVIEWS[1],
+                             "--all-probabilities", "--format", "jsonl"))
+    assert [r["label"] for r in got] == [want[0]["label"], None, want[1]["label"]]
+    for g, w in zip([got[0], got[2]], want):
+        assert {k: g[f"p_{k}"] for k in LABELS} == pytest.approx(w["probabilities"], abs=1e-6)
+    assert got[1]["p_arts"] is None
+    res = invoke("predict", "--engine", "spark", "--file", path, "--output",
+                 tmp_path / "again.parquet", "--model", model_path, "--threshold", "0.4")
+    one_line_error(res, "--threshold is for a model of 2 labels", code=2)
