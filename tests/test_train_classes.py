@@ -137,8 +137,9 @@ def test_unknown_dataset_is_one_line(_isolated):
 @pytest.mark.parametrize("labels", [THREE, FOUR])
 def test_k_labels_train_a_softmax_that_learns(_isolated, tmp_path, labels):
     own_dataset(_isolated, "tickets", labels, per_label=60)
+    # Crops and buckets (masked-max pooling, the dataset's default) on.
     res = invoke("train", "--dataset", "tickets", *SMALL, "--epochs", "3", "--batch-size",
-                 "16", "--learning-rate", "0.01", "--output", "run")
+                 "16", "--learning-rate", "0.01", "--crop-prob", "0.3", "--output", "run")
     assert res.exit_code == 0, res.output
     # The derived defaults are said as the run starts, and the one an option changed says so.
     assert "dataset tickets: maxlen 16 (95th percentile" in res.stderr
@@ -190,3 +191,45 @@ def test_two_labels_of_ones_own_train_as_imdb_does(_isolated, tmp_path):
     r = json.loads(res.stdout)
     assert r["dataset"] == "spam" and set(r["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
     assert list(r["per_class"]) == ["ham", "spam"] and r["accuracy"] > 0.75
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_k_labels_train_mirrored_on_two_logical_cpus(_isolated, tmp_path):
+    own_dataset(_isolated, "tickets", THREE, per_label=30)
+    import subprocess
+    import sys
+
+    # A process of its own: logical devices are split before TensorFlow's first use.
+    res = subprocess.run(
+        [sys.executable, "-m", "rnncli", "train", "--dataset", "tickets", *SMALL, "--epochs",
+         "2", "--batch-size", "16", "--strategy", "mirrored", "--cpu-devices", "2",
+         "--output", "run"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    history = json.loads((tmp_path / "run" / run_files.HISTORY_JSON).read_text())["epochs"]
+    assert len(history) == 2 and all(0 <= h["val_accuracy"] <= 1 for h in history)
+
+
+@pytest.mark.parametrize("theirs, text", [
+    ({"source": "other"}, "was trained on other"),
+    ({"labels": ["spam", "ham"]}, "tells spam, ham apart"),
+])
+def test_a_teacher_must_come_from_the_same_dataset(theirs, text):
+    from rnncli.errors import UsageError
+    from rnncli.text.preprocessing import Preprocessing
+    from rnncli.train.teachers import check_reads_alike
+
+    ours = dict(vocabulary=["a", "b"], num_words=5, maxlen=20, source="spam",
+                labels=["ham", "spam"])
+    check_reads_alike("t", Preprocessing(**ours), Preprocessing(**ours))
+    with pytest.raises(UsageError, match=text):
+        check_reads_alike("t", Preprocessing(**{**ours, **theirs}), Preprocessing(**ours))
+
+
+def test_a_saved_config_reproduces_the_derived_settings(_isolated, tmp_path):
+    own_dataset(_isolated, "tickets", THREE)
+    first = invoke("train", "--dataset", "tickets", "--units", "8", "--print-config")
+    (tmp_path / "run.toml").write_text(first.stdout)
+    again = invoke("train", "--config", "run.toml", "--print-config")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == first.stdout
