@@ -139,13 +139,20 @@ class Tokenized:
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     non_utf8: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
+    # How errors name a review (split, its index in the split) and say what to do: an
+    # imported dataset names its file's row, not an aclImdb path.
+    namer: Callable[[str, int], str] | None = None
+    refuse: str = _REFUSE
 
     def reviews(self, split: str) -> int:
         return sum(len(n) for n in self.lengths.get(split, []))
 
-    def review_name(self, split: str, k: int) -> str:
+    def review_name(self, split: str, k: int, where: object) -> str:
+        """How an error names review `k` of `split`, which came from `where`."""
+        if self.namer is not None:
+            return self.namer(split, k)
         label, rating, rid, _ = self.fields[split][k]
-        return f"aclImdb/{split}/{LABELS[label]}/{rid}_{rating}.txt"
+        return f"Review 'aclImdb/{split}/{LABELS[label]}/{rid}_{rating}.txt' in {where}"
 
 
 def _merge(out: Tokenized, index: dict[str, int], counted: dict[str, list], res: tuple,
@@ -154,17 +161,18 @@ def _merge(out: Tokenized, index: dict[str, int], counted: dict[str, list], res:
     split, ids, lengths, words, counts, bad = res
     if len(lengths) and lengths.max() > MAX_REVIEW_TOKENS:
         k = out.reviews(split) + int(lengths.argmax())
-        raise DataError(f"Review {out.review_name(split, k)!r} in {where} holds "
+        raise DataError(f"{out.review_name(split, k, where)} holds "
                         f"{int(lengths.max()):,} tokens, over the limit of "
-                        f"{MAX_REVIEW_TOKENS:,} per review: {_REFUSE}.")
+                        f"{MAX_REVIEW_TOKENS:,} per review: {out.refuse}.")
     out.tokens += len(ids)
     if out.tokens > MAX_TOKENS:
-        raise DataError(f"{where} holds more than {MAX_TOKENS:,} tokens: {_REFUSE}.")
+        raise DataError(f"{where} holds more than {MAX_TOKENS:,} tokens: {out.refuse}.")
     # setdefault's default is len(index) before the word is added: the next new id.
     mapping = np.fromiter((index.setdefault(w, len(index)) for w in words), np.int32,
                           len(words))
     if len(index) > MAX_WORDS:
-        raise DataError(f"{where} holds more than {MAX_WORDS:,} distinct words: {_REFUSE}.")
+        raise DataError(f"{where} holds more than {MAX_WORDS:,} distinct words: "
+                        f"{out.refuse}.")
     out.ids.setdefault(split, []).append(mapping[ids] if len(ids) else ids)
     out.lengths.setdefault(split, []).append(lengths)
     counted.setdefault(split, []).append((mapping, counts))
@@ -172,9 +180,12 @@ def _merge(out: Tokenized, index: dict[str, int], counted: dict[str, list], res:
 
 
 def tokenize_reviews(reviews: Iterable[Review], step: Step | None = None,
-                     workers: int | None = None, where: object = "the archive") -> Tokenized:
-    """Tokenize every review across processes; `where` names the source in errors."""
-    out = Tokenized()
+                     workers: int | None = None, where: object = "the archive",
+                     namer: Callable[[str, int], str] | None = None,
+                     refuse: str = _REFUSE) -> Tokenized:
+    """Tokenize every review across processes; `where` names the source in errors, `namer`
+    one review (its split, its index there) and `refuse` the way out of a limit."""
+    out = Tokenized(namer=namer, refuse=refuse)
     index: dict[str, int] = {}
     counted: dict[str, list] = {}
     workers = workers or int(os.environ.get("RNNCLI_WORKERS", 0)) or os.cpu_count() or 1
@@ -211,9 +222,9 @@ def build_vocabulary(words_counts: Iterable[tuple[list[str], np.ndarray]]) -> te
 
 
 def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
-             seed: int = SHUFFLE_SEED) -> dict:
+             seed: int = SHUFFLE_SEED, label_dtype: type = np.int8) -> dict:
     """One split's arrays: vocabulary ids, offsets, fields and texts, in the stored (shuffled)
-    order."""
+    order. `label_dtype`: int16 for an imported dataset, which may have over 127 labels."""
     index = vocab.index
     words = tokenized.words
     mapping = np.fromiter((index.get(w, text.OOV) for w in words), np.int32, len(words))
@@ -223,7 +234,7 @@ def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
     lens = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     fields = tokenized.fields.get(split, [])
-    labels = np.array([f[0] for f in fields], dtype=np.int8)
+    labels = np.array([f[0] for f in fields], dtype=label_dtype)
     ratings = np.array([f[1] for f in fields], dtype=np.int8)
     rids = np.array([f[2] for f in fields], dtype=np.int32)
     raws = [f[3] for f in fields]
@@ -246,6 +257,16 @@ def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
         "text": np.frombuffer(b"".join(raw_sorted), dtype=np.uint8),
         "text_offsets": text_offsets,
         "non_utf8": tokenized.non_utf8.get(split, 0),
+    }
+
+
+def class_summary(arrays: dict, classes: int) -> dict:
+    """An imported dataset's split counts: reviews per label index instead of pos/neg."""
+    labels = arrays["labels"]
+    return {
+        "reviews": int(len(labels)),
+        "tokens": int(len(arrays["tokens"])),
+        "classes": np.bincount(labels.astype(np.int64), minlength=classes).tolist(),
     }
 
 

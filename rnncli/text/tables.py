@@ -28,6 +28,9 @@ INSTALL = 'pip install "rnncli[spark]"'
 BATCH_ROWS = 4096  # rows per batch read: a few model windows, a few MB of text
 # A csv field may hold one whole review: the data side's cap (1 MiB) and then some.
 MAX_FIELD = 1 << 22
+# What surrogateescape makes of a byte that is not UTF-8: U+DC80..U+DCFF, which no UTF-8
+# text holds.
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 Batch = dict[str, list]
@@ -103,28 +106,38 @@ class Table:
 
 
 def open_table(path: str | Path, text_columns: list[str] | None = None,
-               reserved: Iterable[str] = ()) -> Table:
+               reserved: Iterable[str] = (), keep_undecodable: bool = False) -> Table:
     """The table at `path`, by its suffix; its header (or schema) is read and checked now,
     before any model is loaded. `reserved`: columns the input may not have (those a result
-    writes)."""
+    writes). `keep_undecodable`: bytes of a csv, tsv or jsonl file that are not UTF-8 reach
+    the values as lone surrogates (see `undecodable`) instead of failing the whole file, so
+    that a caller can name the row and column that hold them."""
     path = Path(path)
     text_columns = list(text_columns or [DEFAULT_TEXT_COLUMN])
     suffix = path.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
         raise UsageError(f"{path}: a table is {', '.join(INPUT_SUFFIXES)}.")
     try:
-        if suffix == ".parquet":
+        errors = "surrogateescape" if keep_undecodable else "strict"
+        if suffix == ".parquet":  # Arrow strings are UTF-8 already
             return _parquet(path, text_columns, tuple(reserved))
         if suffix == ".jsonl":
-            return _jsonl(path, text_columns, tuple(reserved))
-        return _csv(path, text_columns, "\t" if suffix == ".tsv" else ",", tuple(reserved))
+            return _jsonl(path, text_columns, tuple(reserved), errors)
+        return _csv(path, text_columns, "\t" if suffix == ".tsv" else ",", tuple(reserved),
+                    errors)
     except FileNotFoundError:
         raise UsageError(f"Cannot read {path} (no such file): check --file.") from None
 
 
-def _csv(path: Path, text_columns: list[str], delimiter: str, reserved: tuple = ()) -> Table:
+def undecodable(value: object) -> bool:
+    """Whether a value read with keep_undecodable held bytes that are not UTF-8."""
+    return isinstance(value, str) and _SURROGATE.search(value) is not None
+
+
+def _csv(path: Path, text_columns: list[str], delimiter: str, reserved: tuple = (),
+         errors: str = "strict") -> Table:
     csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="", errors=errors) as f:
         try:
             header = next(csv.reader(f, delimiter=delimiter), None)
         except (UnicodeDecodeError, csv.Error) as exc:
@@ -137,7 +150,7 @@ def _csv(path: Path, text_columns: list[str], delimiter: str, reserved: tuple = 
     check_columns(path, header, text_columns, reserved)
 
     def batches() -> Iterator[Batch]:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="", errors=errors) as f:
             reader = csv.reader(f, delimiter=delimiter)
             next(reader)
             first = True
@@ -168,7 +181,8 @@ def _csv(path: Path, text_columns: list[str], delimiter: str, reserved: tuple = 
     return Table(path, header, text_columns, batches, reserved=reserved)
 
 
-def _jsonl(path: Path, text_columns: list[str], reserved: tuple = ()) -> Table:
+def _jsonl(path: Path, text_columns: list[str], reserved: tuple = (),
+           errors: str = "strict") -> Table:
     def records(f) -> Iterator[tuple[int, dict]]:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -183,7 +197,7 @@ def _jsonl(path: Path, text_columns: list[str], reserved: tuple = ()) -> Table:
             yield number, obj
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors=errors) as f:
             first = next(records(f), None)
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8: convert the file.") from None
@@ -194,7 +208,7 @@ def _jsonl(path: Path, text_columns: list[str], reserved: tuple = ()) -> Table:
     known = set(columns)
 
     def batches() -> Iterator[Batch]:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors=errors) as f:
             rows: list[dict] = []
             for number, obj in records(f):
                 extra = obj.keys() - known
