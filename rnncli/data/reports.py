@@ -1,6 +1,11 @@
-"""What `rnncli data info | decode | lengths` report, as plain dicts (the CLI renders them).
+"""What `rnncli data info | decode | lengths | list` report, as plain dicts (the CLI renders
+them).
 
     stats = length_report(load_split(home, "train"), maxlen=80)
+    report = info_report(home, source="tickets")    # an imported dataset: counts per label
+
+`source` is a dataset's name: an imported one, or aclimdb / keras; None is the current
+IMDB source.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncli.data import store as dataset
-from rnncli.errors import UsageError
+from rnncli.errors import DataError, UsageError
 from rnncli.text import tokenizer as text
 
 PERCENTILES = (50, 90, 95, 99)
@@ -35,9 +40,10 @@ def check_num_words(num_words: int | None) -> None:
         )
 
 
-def info_report(home: Path, num_words: int | None = None) -> dict:
+def info_report(home: Path, num_words: int | None = None, source: str | None = None) -> dict:
     check_num_words(num_words)
-    meta = dataset.read_meta(home)
+    meta = dataset.read_meta(home, source)
+    own = dataset.is_own(meta["source"])
     vocab_size = int(meta["vocab_size"])
     top_id = vocab_size + text.INDEX_FROM - 1
     report = {
@@ -52,9 +58,14 @@ def info_report(home: Path, num_words: int | None = None) -> dict:
         "non_utf8": meta.get("non_utf8", 0),
         "splits": {},
     }
+    if own:  # the IMDB sources' report keeps its fields: scripts read them
+        report["labels"] = dataset.labels_of(meta)
+        report["skipped"] = meta.get("skipped") or {}
     for name in ("train", "test"):
-        split = dataset.load_split(home, name)
+        split = dataset.load_split(home, name, meta["source"])
         entry = dict(meta["splits"][name])
+        if own:
+            entry["classes"] = dict(zip(report["labels"], entry["classes"]))
         # "tokens" are the stored words (as `data lengths` counts them); lengths are as the
         # model sees them: the start marker counts there.
         entry["length"] = _percentiles(text.lengths_with_start(split.lengths))
@@ -66,14 +77,16 @@ def info_report(home: Path, num_words: int | None = None) -> dict:
 
 
 def decode_report(home: Path, index: int, split_name: str = "train",
-                  num_words: int | None = None) -> dict:
+                  num_words: int | None = None, source: str | None = None) -> dict:
     check_num_words(num_words)
-    split = dataset.load_split(home, split_name)
+    meta = dataset.read_meta(home, source)
+    source = meta["source"]
+    split = dataset.load_split(home, split_name, source)
     if not 0 <= index < len(split):
         raise UsageError(
             f"No review {index} in the {split_name} split: use 0 to {len(split) - 1}."
         )
-    vocab = dataset.load_vocabulary(home)
+    vocab = dataset.load_vocabulary(home, source)
     ids = [text.START] + split.review(index).tolist()
     if num_words:
         ids = [i if i < num_words else text.OOV for i in ids]
@@ -82,8 +95,11 @@ def decode_report(home: Path, index: int, split_name: str = "train",
     return {
         "index": index,
         "split": split_name,
-        "label": "positive" if split.labels[index] == 1 else "negative",
+        "dataset": source,
+        "label": dataset.labels_of(meta)[int(split.labels[index])],
         "rating": rating if rating >= 0 else None,
+        # An imported dataset's id is the row of its file (1-based), or the text file's place
+        # in its folder.
         "review_id": int(split.ids[index]),
         "num_words": num_words,
         "ids": ids,
@@ -130,3 +146,28 @@ def length_report(split: dataset.Split, maxlen: int = 80, padding: str = "pre",
         "maxlen_to_keep_whole": keep,
         "histogram": {"edges": [int(e) for e in edges], "counts": counts.tolist()},
     }
+
+
+def list_report(home: Path) -> list[dict]:
+    """The imported datasets, then the IMDB sources that are prepared, each with its labels,
+    rows per split, vocabulary and origin; the current IMDB source is marked. A dataset
+    that cannot be read is listed with the reason."""
+    current = dataset.current_source(home)
+    names = [*dataset.own_datasets(home),
+             *(s for s in dataset.SOURCES if (home / s / "meta.json").exists())]
+    rows = []
+    for name in names:
+        entry = {"name": name, "imported": dataset.is_own(name),
+                 "current": name == current}
+        try:
+            meta = dataset.read_meta(home, name)
+        except DataError as exc:
+            rows.append({**entry, "problem": str(exc)})
+            continue
+        labels = dataset.labels_of(meta)
+        rows.append({**entry, "labels": labels,
+                     "train": meta["splits"]["train"]["reviews"],
+                     "test": meta["splits"]["test"]["reviews"],
+                     "vocab_size": meta["vocab_size"], "origin": meta["origin"],
+                     "created": meta["created"]})
+    return rows
