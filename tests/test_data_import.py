@@ -407,6 +407,18 @@ def test_info_decode_and_lengths_take_a_dataset(tmp_path, _isolated):
     assert "did you mean 'tickets'?" in invoke("data", "lengths", "--dataset", "tickts").stderr
 
 
+def test_a_folder_takes_no_column_options(tmp_path):
+    folder = write_folder(tmp_path / "f", rows(3, ("a", "b")))
+    one_line_error(invoke("data", "import", folder, "--name", "f", "--text-column", "body"),
+                   "drop --text-column and --label-column", code=2)
+
+
+@pytest.mark.parametrize("command", ["import", "list"])
+def test_help_has_an_example(command):
+    res = invoke("data", command, "--help")
+    assert res.exit_code == 0 and "Example: rnncli data " + command in res.stdout
+
+
 def test_the_cli_seed_default_is_the_librarys():
     import inspect
 

@@ -412,6 +412,10 @@ def import_dataset(path: Path | str, name: str, home: Path | str | None = None, 
     name = dataset.check_name(name)
     home = dataset.data_home(home)
     path = _check_source(Path(path), "FILE argument")
+    if path.is_dir() and (text_columns or label_column != DEFAULT_LABEL_COLUMN):
+        raise UsageError(f"{path} is a folder of LABEL/*.txt, whose folders are the labels and "
+                         "files the texts: drop --text-column and --label-column, which name "
+                         "a table's columns.")
     text_columns = list(text_columns or [tables.DEFAULT_TEXT_COLUMN])
     if test is not None and test_share is not None:
         raise UsageError("--test and --test-share are two ways to get a test part: give one.")
