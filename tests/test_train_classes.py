@@ -111,8 +111,11 @@ def test_print_config_shows_derived_defaults_and_options_win(_isolated):
     (["--ngram-teacher", "0.5"], "--ngram-teacher is a binary model"),
     (["--strategy", "multi-worker"], "--strategy multi-worker trains with a binary step"),
 ])
-def test_what_needs_two_labels_is_refused_in_one_line(_isolated, args, text):
+def test_what_needs_two_labels_is_refused_in_one_line(_isolated, monkeypatch, args, text):
     own_dataset(_isolated, "tickets", THREE)
+    # A valid TF_CONFIG: multi-worker's own check (which comes first) passes.
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:23456"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
     res = invoke("train", "--dataset", "tickets", *args)
     one_line_error(res, text, code=2)  # a usage error
     assert "dataset tickets has 3 labels" in res.stderr

@@ -176,9 +176,9 @@ def train(
         config.validate(cfg)
     if resume:
         check_resume(output, cfg)
+    role = distributed.worker_role(cfg.train.strategy)  # TF_CONFIG, before anything loads
     meta = dataset.read_meta(home, cfg.data.dataset)  # fail fast, before TensorFlow loads
     check_classes(cfg, meta)  # before a multi-worker run hands over to its child too
-    role = distributed.worker_role(cfg.train.strategy)  # TF_CONFIG, before anything loads
     if resume and role.count > 1:
         raise UsageError("--resume does not work with --strategy multi-worker: start the run "
                          "again with --overwrite.")
