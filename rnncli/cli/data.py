@@ -39,7 +39,7 @@ app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True,
 Source = Literal["aclimdb", "keras"]  # dataset.SOURCES (a test checks)
 Side = Literal["pre", "post"]
 DatasetName = Annotated[str | None, typer.Option(
-    "--dataset", metavar="NAME", show_default="the current IMDB source",
+    "--dataset", metavar="<name>", show_default="the current IMDB source",
     help="An imported dataset (`rnncli data list`), or aclimdb / keras.")]
 
 
@@ -157,7 +157,7 @@ def import_(
         help="A .csv, .tsv, .jsonl or .parquet file with a text and a label column, or a "
              "folder of LABEL/*.txt (or of train/ and test/ folders laid out so).")],
     name: Annotated[str, typer.Option(
-        "--name", metavar="NAME", help="What to call the dataset: `--dataset NAME` elsewhere.")],
+        "--name", metavar="<name>", help="What to call the dataset: `--dataset NAME` elsewhere.")],
     test: Annotated[Path | None, typer.Option(
         "--test", show_default="split off --test-share",
         help="A file (or folder) of the same layout that is the test part.")] = None,
@@ -168,11 +168,12 @@ def import_(
     seed: Annotated[int, typer.Option(  # own.DEFAULT_SEED (a test checks)
         "--seed", help="Seed of the --test-share split.")] = 113,
     text_column: Annotated[list[str] | None, typer.Option(
-        "--text-column", show_default="text",
+        "--text-column", metavar="<name>", show_default="text",
         help="Column holding the text; repeat it to join several by a space, in order.")]
     = None,
     label_column: Annotated[str, typer.Option(
-        "--label-column", help="Column holding the label (any strings or integers).")]
+        "--label-column", metavar="<name>",
+        help="Column holding the label (any strings or integers).")]
     = "label",
     skip_bad: Annotated[bool, typer.Option(
         "--skip-bad", help="Import the other rows past a bad one, and count them by reason.")]

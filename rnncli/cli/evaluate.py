@@ -79,20 +79,20 @@ def evaluate(
     split: Split = "test",
     limit: Limit = None,
     dataset_name: Annotated[str | None, typer.Option(
-        "--dataset", metavar="NAME", show_default="the model's own",
+        "--dataset", metavar="<name>", show_default="the model's own",
         help="Score this prepared dataset's split: an imported one (`rnncli data list`), or "
         "aclimdb / keras. Default: the imported dataset the model was trained on, else the "
         "current IMDB source.")] = None,
     file: Annotated[Path | None, typer.Option(
-        "--file", metavar="PATH", show_default="none",
+        "--file", metavar="<path>", show_default="none",
         help="Score a labelled file instead (.csv, .tsv, .jsonl, .parquet): its text "
         "column(s) and the label column.")] = None,
     text_columns: Annotated[list[str] | None, typer.Option(
-        "--text-column", show_default="text",
+        "--text-column", metavar="<name>", show_default="text",
         help="With --file: the column holding the text; repeat it to join several.")] = None,
     label_column: Annotated[str, typer.Option(
-        "--label-column", help="With --file: the column holding each row's label, by "
-        "name.")] = "label",
+        "--label-column", metavar="<name>",
+        help="With --file: the column holding each row's label, by name.")] = "label",
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:

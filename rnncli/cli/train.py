@@ -71,7 +71,7 @@ def train(
         help="TOML file, as --print-config writes it; options override it.")] = None,
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved settings as TOML and exit.")] = False,
-    dataset: Annotated[str | None, setting("dataset", metavar="NAME")] = None,
+    dataset: Annotated[str | None, setting("dataset", metavar="<name>")] = None,
     num_words: Annotated[int | None, setting("num_words")] = None,
     maxlen: Annotated[int | None, setting("maxlen")] = None,
     padding: Annotated[Side | None, setting("padding")] = None,
