@@ -13,6 +13,7 @@ import pytest
 from conftest import invoke, modules_loaded
 
 import rnncli
+from rnncli import system
 from rnncli.cli import info as info_cli
 
 X86 = """processor\t: 0
@@ -50,12 +51,22 @@ def test_cpu_features_from_proc_cpuinfo(tmp_path, text, features):
     assert info_cli.cpu_info(tmp_path / "none")["features"] == []
 
 
+def test_usable_cores_follow_affinity_and_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(system.os, "sched_getaffinity", lambda _: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(system, "cgroup_quota", lambda: None)
+    assert system.usable_cores() == 4
+    monkeypatch.setattr(system, "cgroup_quota", lambda: 2.5)  # a container of 2.5 CPUs
+    assert system.usable_cores() == 3
+    monkeypatch.setattr(system.os, "sched_getaffinity", lambda _: {5}, raising=False)
+    assert system.usable_cores() == 1  # taskset -c 5
+
+
 def test_container_quota(tmp_path):
     path = tmp_path / "cpu.max"
     path.write_text("150000 100000\n")
-    assert info_cli.cgroup_quota(path) == 1.5
+    assert system.cgroup_quota(path) == 1.5
     path.write_text("max 100000\n")
-    assert info_cli.cgroup_quota(path) is None
+    assert system.cgroup_quota(path) is None
 
 
 def test_info_json_says_what_a_bug_report_needs(prepared, tmp_path):

@@ -30,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"serve"},  # rnncli/__init__.py: rnncli.load()
     "main": {"cli"},  # python -m rnncli
 }
-TOP_LEVEL = {"errors": "base", "fsutil": "base", "evaluate": "evaluate", "__init__": "api",
+TOP_LEVEL = {"errors": "base", "fsutil": "base", "system": "base", "evaluate": "evaluate",
+             "__init__": "api",
              "spark": "api",  # rnncli.spark: predict_udf for Spark users, from serve/spark.py
              "__main__": "main"}
 MAX_TOP_LEVEL_MODULES = 8

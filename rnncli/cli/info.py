@@ -20,6 +20,7 @@ from pathlib import Path
 
 import typer
 
+from rnncli import system
 from rnncli.cli.common import Command, DataDir, Json, handle_errors, out, print_json
 
 app = typer.Typer(add_completion=False)
@@ -33,7 +34,6 @@ CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "
                 "sve2")
 NEON = {"asimd": "neon"}
 CPUINFO = Path("/proc/cpuinfo")
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 def cpu_info(cpuinfo: Path = CPUINFO) -> dict:
@@ -51,27 +51,15 @@ def cpu_info(cpuinfo: Path = CPUINFO) -> dict:
             model = value.strip() or None
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        usable = None
+    usable = system.affinity_cores()
     return {
         "architecture": platform.machine() or None,
         "model": model or platform.processor() or None,
         "cores": os.cpu_count(),
         "usable_cores": usable,
-        "quota_cores": cgroup_quota(),
+        "quota_cores": system.cgroup_quota(),
         "features": [NEON.get(f, f) for f in CPU_FEATURES if f in flags],
     }
-
-
-def cgroup_quota(path: Path = CGROUP_CPU_MAX) -> float | None:
-    """The CPUs a container may use (cgroup v2 cpu.max: quota / period), None if unlimited."""
-    try:
-        quota, period = path.read_text().split()[:2]
-        return round(int(quota) / int(period), 2)
-    except (OSError, ValueError):  # no cgroup v2, or "max" (no quota)
-        return None
 
 
 def packages() -> dict[str, dict[str, str | None]]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from rnncli.data.archive import LABELS, Review
 from rnncli.errors import DataError
+from rnncli.system import usable_cores
 from rnncli.text import tokenizer as text
 
 # Keras's imdb.load_data shuffles with seed 113; the train split uses it too, so review N
@@ -188,7 +189,7 @@ def tokenize_reviews(reviews: Iterable[Review], step: Step | None = None,
     out = Tokenized(namer=namer, refuse=refuse)
     index: dict[str, int] = {}
     counted: dict[str, list] = {}
-    workers = workers or int(os.environ.get("RNNCLI_WORKERS", 0)) or os.cpu_count() or 1
+    workers = workers or int(os.environ.get("RNNCLI_WORKERS", 0)) or usable_cores()
     chunks = _chunks(reviews, out.fields)
     done = 0
     with contextlib.ExitStack() as stack:

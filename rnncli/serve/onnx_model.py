@@ -15,7 +15,6 @@ order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -61,7 +60,11 @@ def session_options(threads: int = 1):
 
 
 def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Threads (and encoding processes) of a large input: the cores this process may use
+    (its affinity and CPU quota, not the machine's count), at most 8."""
+    from rnncli.system import usable_cores
+
+    return min(usable_cores(), 8)
 
 
 def map_concurrently(fn: Callable, items: Sequence, workers: int) -> list:
