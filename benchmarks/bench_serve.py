@@ -35,6 +35,8 @@ import numpy as np
 from bench_startup import compiled_env
 from short_text import first_sentence
 
+from rnncli.system import usable_cores
+
 SHORT_REVIEW = "a wonderful, moving film"
 
 
@@ -240,9 +242,10 @@ def bench_model(path: Path, full: list[str], sentences: list[str], floor, args,
               f"{seconds:7.2f} s {rate:9,.0f} reviews/s{tail}")
         # A bound that load from other processes cannot move: start-up as measured, the
         # rest of this run's CPU spread evenly over idle cores.
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         ideal = start + max(0.0, cpu - start_cpu) / cores
-        print(f"    CPU {cpu:.2f} s (process and workers); spread over {cores} idle cores: "
+        print(f"    CPU {cpu:.2f} s (user + system, process and workers), "
+              f"{cpu / len(texts) * 1e6:,.0f} us per review; spread over {cores} idle cores: "
               f"at most {len(texts) / ideal:,.0f} reviews/s")
 
     # Where a whole-process run spends CPU, per review, one thread each stage.
@@ -293,7 +296,7 @@ def main() -> None:
     import onnxruntime
 
     floor = identity_floor()
-    print(f"{os.cpu_count()} cores, onnxruntime {onnxruntime.__version__}, python "
+    print(f"{os.cpu_count()} cores ({usable_cores()} usable), onnxruntime {onnxruntime.__version__}, python "
           f"{sys.version.split()[0]}; {len(full):,} test reviews, {len(sentences):,} one-sentence")
     print(f"floor: onnxruntime per call (Identity graph), p50 {p50_us(floor):.1f} us; each "
           "ratio below divides by the floor measured in blocks alternating with it")
