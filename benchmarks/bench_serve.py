@@ -297,7 +297,8 @@ def main() -> None:
 
     floor = identity_floor()
     print(f"{os.cpu_count()} cores ({usable_cores()} usable), onnxruntime "
-          f"{onnxruntime.__version__}, python {sys.version.split()[0]}; {len(full):,} test reviews, {len(sentences):,} one-sentence")
+          f"{onnxruntime.__version__}, python {sys.version.split()[0]}; {len(full):,} test "
+          f"reviews, {len(sentences):,} one-sentence")
     print(f"floor: onnxruntime per call (Identity graph), p50 {p50_us(floor):.1f} us; each "
           "ratio below divides by the floor measured in blocks alternating with it")
     with tempfile.TemporaryDirectory() as tmp:
