@@ -2,6 +2,7 @@
 hand-built graph kind.
 
     logit = onnx_head_logit(g, model, INPUT)   # [batch, 1], added to the network's logit
+                                               # ([batch, K] for K > 2 labels)
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import numpy as np
 from rnncli.model.ngram import LAYER
 from rnncli.text.tokenizer import OOV
 
-MIN_OPSET = 16  # ScatterElements with reduction="add"
+MIN_OPSET = 16  # ScatterElements and ScatterND with reduction="add"
+WEIGHTS = "ngram_weights"  # the head's weight table: int8 with one scale (quantize.py)
 
 
 def onnx_head_logit(g, model, ids: str) -> str:
-    """The head's logit [batch, 1] as nodes of GraphBuilder `g` reading int32 `ids`: the
-    Keras layer's computation (Unique counts each review's keys, ScatterElements sums
-    per review)."""
+    """The head's logit [batch, 1] ([batch, K] from a [keys, K] table, K > 2 labels) as
+    nodes of GraphBuilder `g` reading int32 `ids`: the Keras layer's computation (Unique
+    counts each review's keys, ScatterElements / ScatterND sum per review)."""
     from onnx import TensorProto, helper
 
     layer = model.get_layer(LAYER)
@@ -57,10 +59,20 @@ def onnx_head_logit(g, model, ids: str) -> str:
     tf_ = one("Add", [g.const("ngram_one", np.array(1, np.float32)),
                       one("Log", [one("Cast", [counts], to=FLOAT)])])
     v = one("Mul", [tf_, one("Gather", [g.const("ngram_idf", idf), key])])
-    zeros = one("ConstantOfShape", [one("Reshape", [batch, g.int64("ngram_1d", [1])])],
-                value=helper.make_tensor("zero", FLOAT, [1], [0.0]))
-    dot = one("ScatterElements", [zeros, row, one("Mul", [v, one(
-        "Gather", [g.const("ngram_weights", table), key])])], reduction="add")
+    batch_1d = one("Reshape", [batch, g.int64("ngram_1d", [1])])
+    zero = helper.make_tensor("zero", FLOAT, [1], [0.0])
+    zeros = one("ConstantOfShape", [batch_1d], value=zero)
+    weights = one("Gather", [g.const(WEIGHTS, table), key])
+    if table.ndim == 2:  # a row of K weights per key, summed into its review's row
+        shape = one("Concat", [batch_1d, g.int64("ngram_classes", [table.shape[1]])], axis=0)
+        dot = one("ScatterND", [one("ConstantOfShape", [shape], value=zero),
+                                one("Unsqueeze", [row, axis1]),
+                                one("Mul", [one("Unsqueeze", [v, axis1]), weights])],
+                  reduction="add")
+    else:
+        dot = one("ScatterElements", [zeros, row, one("Mul", [v, weights])], reduction="add")
     norm = one("ScatterElements", [zeros, row, one("Mul", [v, v])], reduction="add")
     norm = one("Sqrt", [one("Max", [norm, g.const("ngram_tiny", np.array(1e-30, np.float32))])])
+    if table.ndim == 2:
+        return one("Div", [dot, one("Unsqueeze", [norm, axis1])], "ngram_logit")
     return one("Unsqueeze", [one("Div", [dot, norm]), axis1], "ngram_logit")

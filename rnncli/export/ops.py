@@ -161,8 +161,9 @@ class OnnxOps:
 
 def dense_head(g: GraphBuilder, model, features: str, out: str) -> None:
     """The layer named "dense" on [batch, features], then its activation: Dense(1, sigmoid),
-    Dense(1) plus the n-gram head's logit of the graph's input ids (ngram_head.py), or
-    Dense(K, softmax) to [batch, K] for K > 2 labels."""
+    Dense(1) plus the n-gram head's logit of the graph's input ids (train/head.py), or
+    Dense(K, softmax) to [batch, K] for K > 2 labels (Dense(K) plus the head's logits per
+    label, with the head)."""
     from onnx import helper
 
     from rnncli.export.ngram import onnx_head_logit
@@ -171,10 +172,10 @@ def dense_head(g: GraphBuilder, model, features: str, out: str) -> None:
     kernel, bias = (np.asarray(w, np.float32) for w in model.get_layer("dense").get_weights())
     logits = g.one("Gemm", [features, g.const("dense_kernel", kernel),
                             g.const("dense_bias", bias)], "dense")
+    if has_head(model):
+        logits = g.one("Add", [logits, onnx_head_logit(g, model, INPUT)], "logit")
     if kernel.shape[1] > 1:  # weights.output_width has checked it is a softmax
         g.nodes.append(helper.make_node("Softmax", [logits], [out], name=g.prefix + "softmax",
                                         axis=-1))
         return
-    if has_head(model):
-        logits = g.one("Add", [logits, onnx_head_logit(g, model, INPUT)], "logit")
     g.nodes.append(helper.make_node("Sigmoid", [logits], [out], name=g.prefix + "sigmoid"))

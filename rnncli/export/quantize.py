@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncli.export.ngram import WEIGHTS as HEAD_WEIGHTS
 from rnncli.fsutil import atomic_path
 
 MIN_ELEMENTS = 4096  # smaller weights are not worth a scale table
@@ -97,11 +98,12 @@ def quantize_weights(proto) -> list[dict]:
             continue
         # One scale per row of a lookup table or per output unit of a kernel: the longest
         # axis (vocabulary rows, gate units). A table of single values (the n-gram head's
-        # weight per key) has one scale.
+        # weight per key) has one scale, and so has the head's [keys, K] table: a scale per
+        # key would weigh more than its K int8 weights.
         axis = int(np.argmax(w.shape))
-        if w.ndim == 1:
-            q, scale = _symmetric_int8(w[None, :], 0)
-            q, scale = q[0], scale.reshape(())
+        if w.ndim == 1 or (lookup and init.name == HEAD_WEIGHTS):
+            q, scale = _symmetric_int8(w.reshape(1, -1), 0)
+            q, scale = q.reshape(w.shape), scale.reshape(())
         else:
             q, scale = _symmetric_int8(w, axis)
         q_name, s_name = init.name + "/int8", init.name + "/scale"
@@ -110,7 +112,7 @@ def quantize_weights(proto) -> list[dict]:
                                   numpy_helper.from_array(scale, s_name)])
         if axis == 0 and lookup:
             for where, node in uses:
-                _dequantize_rows(where, node, q_name, s_name, per_row=w.ndim > 1)
+                _dequantize_rows(where, node, q_name, s_name, per_row=scale.ndim > 0)
             done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
                          "dequantized": "at lookup"})
             continue

@@ -82,14 +82,34 @@ def check_model(model, cfg: RunConfig) -> None:
 
 def output_width(model) -> int:
     """Probabilities per review: 1 (binary: Dense(1, sigmoid), or Dense(1) whose logit the
-    n-gram head's is added to, ngram_head.py) or K (Dense(K, softmax), K > 2 labels)."""
+    n-gram head's is added to, train/head.py) or K (Dense(K, softmax), K > 2 labels, or
+    Dense(K) plus the head's K logits, then a softmax)."""
     dense = _layer(model, "dense")
     activation = getattr(dense.activation, "__name__", "")
-    if dense.units > 2 and activation == "softmax" and not has_head(model):
+    head = has_head(model)
+    if dense.units > 2 and activation == ("linear" if head else "softmax"):
+        if head:
+            _check_head_classes(model, dense.units)
         return dense.units
-    wanted = "linear" if has_head(model) else "sigmoid"
+    wanted = "linear" if head else "sigmoid"
     if activation != wanted or dense.units != 1:
+        with_head = " + the n-gram head" if head else ""
         raise GraphUnsupported(f"layer dense is {dense.units} {activation} unit(s), not "
-                               f"Dense(1, {wanted}) (2 labels) nor Dense(K, softmax) for K > 2 "
+                               f"Dense(1, {wanted}) (2 labels) nor Dense(K, "
+                               f"{'linear' if head else 'softmax'}){with_head} for K > 2 "
                                "labels")
     return 1
+
+
+def _check_head_classes(model, classes: int) -> None:
+    """The head of a K-label model: a [keys, K] table and a softmax after the sum."""
+    from rnncli.model.ngram import LAYER
+
+    table = _layer(model, LAYER).table
+    if tuple(table.shape[1:]) != (classes,):
+        raise GraphUnsupported(f"the n-gram head's table has shape {tuple(table.shape)}, not "
+                               f"[keys, {classes}] for the {classes} units of layer dense")
+    activation = getattr(getattr(_layer(model, "output"), "activation", None), "__name__", "")
+    if activation != "softmax":
+        raise GraphUnsupported(f"layer output is {activation or 'not an activation'}, not "
+                               f"the softmax over {classes} labels")

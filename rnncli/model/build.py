@@ -1,6 +1,8 @@
 """Build the Keras model from a RunConfig: Embedding -> SimpleRNN/LSTM/GRU (stacked,
 optionally bidirectional) -> [pooling over time] -> [dropout] -> Dense(1, sigmoid), or
-Dense(K, softmax) for K > 2 labels.
+Dense(K, softmax) for K > 2 labels. With the n-gram head the dense layer is linear, the
+head's logit (or logits, one per label) is added ("logit") and the activation follows
+("output").
 
     model = build_model(RunConfig())   # the reference recipe
 
@@ -28,12 +30,11 @@ if TYPE_CHECKING:  # the settings a model is built from; config/ imports the reg
 
 def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2):
     """The model of `cfg`; with `ngram_head`, the dense layer gives a logit to which the
-    n-gram head's is added before the sigmoid (ngram_head.py fits and joins it). `classes`
-    > 2: Dense(classes, softmax), one probability per label (no n-gram head)."""
+    n-gram head's is added before the sigmoid (train/head.py fits and joins it). `classes`
+    > 2: Dense(classes, softmax), one probability per label; with `ngram_head`, the head's
+    logit per label is added before the softmax."""
     import keras
 
-    if classes > 2 and ngram_head:
-        raise ValueError("the n-gram head is binary")
     d, m = cfg.data, cfg.model
     pool = get_pooling(m.pooling)
     # Masked models take any width up to maxlen: batches are cut to their longest review.
@@ -64,16 +65,22 @@ def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2):
         x = pooling_layer(pool)(name="pool")(x)
     if m.head_dropout:
         x = keras.layers.Dropout(m.head_dropout, name="head_dropout")(x)
-    if classes > 2:
+    if classes > 2 and not ngram_head:
         outputs = keras.layers.Dense(classes, activation="softmax", name="dense")(x)
         return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
     if not ngram_head:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="dense")(x)
         return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
-    logit = keras.layers.Dense(1, name="dense")(x)
-    head = ngram_layer()(d.num_words, name=LAYER)(inputs)
+    if classes > 2:
+        logit = keras.layers.Dense(classes, name="dense")(x)
+        head = ngram_layer()(d.num_words, classes=classes, name=LAYER)(inputs)
+        activation = "softmax"
+    else:
+        logit = keras.layers.Dense(1, name="dense")(x)
+        head = ngram_layer()(d.num_words, name=LAYER)(inputs)
+        activation = "sigmoid"
     logit = keras.layers.Add(name="logit")([logit, head])
-    outputs = keras.layers.Activation("sigmoid", name="output")(logit)
+    outputs = keras.layers.Activation(activation, name="output")(logit)
     return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
 
 

@@ -4,6 +4,7 @@ Keras) and registered for loading under the package name "rnncli".
     register_all()                               # before keras.models.load_model
     pooling_layer(get_pooling("masked-mean"))    # a pooling's layer class
     ngram_layer()(num_words, name=LAYER)         # the n-gram head's logit
+    ngram_layer()(num_words, classes=3, name=LAYER)   # its logit per label, K > 2 labels
 """
 
 from __future__ import annotations
@@ -109,14 +110,17 @@ def ngram_layer():
 
     @keras.saving.register_keras_serializable(package="rnncli")
     class NgramLogit(keras.layers.Layer):
-        """ids [batch, steps] -> the head's logit [batch, 1] (bias in the dense layer)."""
+        """ids [batch, steps] -> the head's logit [batch, 1] (bias in the dense layer), or
+        with `classes` K > 2 its logit per label [batch, K], from a [keys, K] table."""
 
-        def __init__(self, num_words: int, buckets: int = BUCKETS, **kwargs):
+        def __init__(self, num_words: int, buckets: int = BUCKETS, classes: int = 1,
+                     **kwargs):
             super().__init__(**kwargs)
-            self.num_words, self.buckets = num_words, buckets
+            self.num_words, self.buckets, self.classes = num_words, buckets, classes
             size = num_words + buckets
-            self.table = self.add_weight(shape=(size,), initializer="zeros",
-                                         trainable=False, name="weights")
+            self.table = self.add_weight(shape=(size,) if classes == 1 else (size, classes),
+                                         initializer="zeros", trainable=False,
+                                         name="weights")
             self.idf = self.add_weight(shape=(size,), initializer="zeros",
                                        trainable=False, name="idf")
 
@@ -137,16 +141,23 @@ def ngram_layer():
             key, row = found % size, found // size
             v = (1.0 + tf.math.log(tf.cast(counts, tf.float32))) * tf.gather(self.idf, key)
             v = v * tf.cast(found > 0, tf.float32)
-            dot = tf.math.unsorted_segment_sum(v * tf.gather(self.table, key), row, batch)
             norm = tf.math.unsorted_segment_sum(v * v, row, batch)
+            if self.classes > 1:
+                dot = tf.math.unsorted_segment_sum(v[:, None] * tf.gather(self.table, key),
+                                                   row, batch)
+                return dot / tf.sqrt(tf.maximum(norm, 1e-30))[:, None]
+            dot = tf.math.unsorted_segment_sum(v * tf.gather(self.table, key), row, batch)
             return tf.reshape(dot / tf.sqrt(tf.maximum(norm, 1e-30)), [-1, 1])
 
         def compute_output_shape(self, input_shape):
-            return (input_shape[0], 1)
+            return (input_shape[0], self.classes)
 
         def get_config(self):
-            return {**super().get_config(), "num_words": self.num_words,
-                    "buckets": self.buckets}
+            config = {**super().get_config(), "num_words": self.num_words,
+                      "buckets": self.buckets}
+            if self.classes > 1:  # a binary model's file stays loadable by older rnncli
+                config["classes"] = self.classes
+            return config
 
     _LAYER_CLASS = NgramLogit
     return _LAYER_CLASS

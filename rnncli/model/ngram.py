@@ -7,6 +7,7 @@ logit the model adds to the recurrent network's.
     model.predict_proba(rows)[:, 1]                            # P(positive) per id row
     head = model.head()           # hashed keys: the table the Keras layer and graphs read
     head.logits(rows)             # the head's logit per id row, from that table
+    NgramModel(num_words, classes=3).fit(rows, y)   # K > 2 labels: y holds 0..K-1
 
 A review's keys are its words and its pairs of adjacent words (pads and the start marker
 left out). Exact keys tell every pair apart: word a is a * num_words, pair (a, b) is
@@ -17,6 +18,10 @@ sublinear counts). Keys of fewer than `min_reviews` training reviews are left ou
 the head's table), so they never count. The head's computation runs here (numpy, to fit),
 in the Keras layer (model/layers.py) and in every ONNX graph (export/ngram.py); its fit is
 in train/head.py.
+
+For K > 2 labels the regression is multinomial: one weight per key and label (a [keys, K]
+table), one logit per label (softmax over them); two labels keep one weight per key and one
+logit.
 """
 
 from __future__ import annotations
@@ -100,17 +105,21 @@ class NgramModel:
     keys_: int64, sorted, the keys of `min_reviews` training reviews or more;
     idf_: float64 [features], log((1 + reviews) / (1 + reviews with the key)) + 1, or 0;
     coef_: float64 [features], the logistic regression's weights; intercept_: float, its bias.
+    With `classes` K > 2 (multinomial): coef_ [features, K], intercept_ [K].
     """
 
     def __init__(self, num_words: int, keys: str = "hashed", pairs: bool = True,
-                 C: float = 4.0, min_reviews: int = MIN_REVIEWS, max_iter: int = 2000):
+                 C: float = 4.0, min_reviews: int = MIN_REVIEWS, max_iter: int = 2000,
+                 classes: int = 2):
         self.num_words, self.keys, self.pairs = num_words, keys, pairs
         self.C, self.min_reviews, self.max_iter = C, min_reviews, max_iter
+        self.classes = classes
 
     def fit(self, rows, y, extra_rows=(), extra_y=()) -> NgramModel:
-        """Fitted on id rows (padded or not) and their labels (> 0.5: positive). The
-        `extra_rows` (labelled `extra_y`, e.g. windows of the reviews) are more rows to fit
-        the regression on, which count for no key's reviews (idf and min_reviews)."""
+        """Fitted on id rows (padded or not) and their labels (> 0.5: positive; with K > 2
+        classes, label indexes 0..K-1). The `extra_rows` (labelled `extra_y`, e.g. windows
+        of the reviews) are more rows to fit the regression on, which count for no key's
+        reviews (idf and min_reviews)."""
         from sklearn.linear_model import LogisticRegression
 
         if self.keys not in KEYS:
@@ -127,10 +136,33 @@ class NgramModel:
         else:
             self.idf_ = idf
         keys += [self._keys(r) for r in extra_rows]
-        labels = np.concatenate([np.asarray(y).ravel(), np.asarray(extra_y).ravel()]) > 0.5
+        labels = np.concatenate([np.asarray(y).ravel(), np.asarray(extra_y).ravel()])
+        if self.classes > 2:
+            return self._fit_classes(tfidf(self._counts(keys), self.idf_), labels)
         fit = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        fit.fit(tfidf(self._counts(keys), self.idf_), labels)
+        fit.fit(tfidf(self._counts(keys), self.idf_), labels > 0.5)
         self.coef_, self.intercept_ = fit.coef_[0], float(fit.intercept_[0])
+        return self
+
+    def _fit_classes(self, features, labels: np.ndarray) -> NgramModel:
+        """The multinomial fit (scikit-learn's for 3 or more labels): coef_ [features, K]."""
+        from sklearn.linear_model import LogisticRegression
+
+        labels = np.round(labels).astype(np.int64)
+        if labels.min() < 0 or labels.max() >= self.classes:
+            raise ValueError(f"labels must be class indexes 0..{self.classes - 1}")
+        fit = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(features, labels)
+        seen = fit.classes_.astype(np.int64)
+        coef, intercept = fit.coef_, fit.intercept_
+        if len(seen) == 2:  # scikit-learn's binary form: one weight vector, for seen[1]
+            coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), intercept.repeat(2) * [
+                -0.5, 0.5]
+        self.coef_ = np.zeros((features.shape[1], self.classes))
+        self.coef_[:, seen] = coef.T
+        # A label no training row has gets no weight and a bias far below the others':
+        # a probability near 0 rather than a guess.
+        self.intercept_ = np.full(self.classes, intercept.min() - 10.0)
+        self.intercept_[seen] = intercept
         return self
 
     def transform(self, rows):
@@ -138,13 +170,16 @@ class NgramModel:
         return tfidf(self._counts([self._keys(r) for r in rows]), self.idf_)
 
     def decision_function(self, rows) -> np.ndarray:
-        """The logit of each id row, in float64."""
+        """The logit of each id row ([rows, K] for K > 2 classes), in float64."""
         return self.transform(rows) @ self.coef_ + self.intercept_
 
     def predict_proba(self, rows) -> np.ndarray:
-        """[rows, 2] probabilities of the negative and the positive label."""
-        from scipy.special import expit
+        """[rows, 2] probabilities of the negative and the positive label ([rows, K] for
+        K > 2 classes)."""
+        from scipy.special import expit, softmax
 
+        if self.classes > 2:
+            return softmax(self.decision_function(rows), axis=1)
         p = expit(self.decision_function(rows))
         return np.stack([1 - p, p], axis=1)
 
@@ -174,15 +209,22 @@ class NgramModel:
 @dataclass
 class NgramHead:
     """A fitted NgramModel of hashed keys as a table (NgramModel.head()): what the Keras
-    layer holds and the graphs read, in float32."""
+    layer holds and the graphs read, in float32. K > 2 labels: a [table, K] weights table
+    and a bias per label."""
 
-    weights: np.ndarray  # [table] float32
+    weights: np.ndarray  # [table] float32, or [table, K]
     idf: np.ndarray  # [table] float32, 0 for keys the head ignores
-    bias: float
+    bias: float | np.ndarray  # [K] for K > 2 labels
     num_words: int
 
+    @property
+    def classes(self) -> int:
+        """Labels the head tells apart: 2 (one logit), or K (one logit per label)."""
+        return 2 if self.weights.ndim == 1 else self.weights.shape[1]
+
     def logits(self, rows) -> np.ndarray:
-        """The head's logit of each id row (padded or not), in float64."""
+        """The head's logit of each id row (padded or not), [rows] or [rows, K], in
+        float64."""
         return tfidf(key_counts(rows, self.num_words), self.idf) @ self.weights.astype(
             np.float64) + self.bias
 

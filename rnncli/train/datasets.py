@@ -5,7 +5,7 @@ TensorFlow loads.
     meta = store.read_meta(home, "tickets")
     found = derived_defaults(home, meta)           # [] for the IMDB sources
     cfg = resolve(preset, file, overrides, derived=as_settings(found))
-    check_classes(cfg, meta)                       # UsageError: --ngram-head with 3 labels
+    check_classes(cfg, meta)                       # UsageError: --teacher with 3 labels
 
 An imported dataset is not IMDB: its reviews may be ten words or a thousand, its vocabulary
 a few hundred words or a million. So the vocabulary and review length come from its own
@@ -111,9 +111,6 @@ def check_classes(cfg: RunConfig, meta: dict) -> None:
     name, t = meta["source"], cfg.train
     has = f"dataset {name} has {len(labels)} labels"
     refusals = [
-        (cfg.model.ngram_head,
-         f"--ngram-head (the student preset turns it on) adds a binary logit, and {has}: "
-         "use --no-ngram-head, or --preset best"),
         (bool(t.teachers),
          f"--teacher distils one probability per review, and {has}: drop --teacher"),
         (t.ngram_teacher > 0,

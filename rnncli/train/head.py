@@ -9,6 +9,10 @@ NgramModel with hashed keys), fitted on the training reviews and WINDOWS random 
 trained first, as it would be without the head; then the head is fitted, and the two logits
 are weighed by a logistic regression on the validation share (whole reviews and one window
 of each), the only data neither has seen.
+
+For K > 2 labels the head is multinomial (a logit per label) and the join is
+softmax(a x network logits + b x head logits + c): a and b shared by every label, c a bias
+per label, fitted the same way (stack_weights_classes).
 """
 
 from __future__ import annotations
@@ -28,17 +32,18 @@ CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is 
 WINDOWS = 8
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int) -> NgramHead:
+def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
+             classes: int = 2) -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     WINDOWS random windows of each (which count for no key's idf: they repeat its words),
-    as the table the Keras layer holds."""
+    as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
     rows = real_rows(x)
     rng, plan = np.random.default_rng(seed), BatchPlan(1, x.shape[1], 1.0, *CROP)
     windows = [w for _ in range(WINDOWS) for w in crop(rows, plan, rng)]
-    model = NgramModel(num_words, keys="hashed", C=C, max_iter=3000)
+    model = NgramModel(num_words, keys="hashed", C=C, max_iter=3000, classes=classes)
     return model.fit(rows, y, extra_rows=windows, extra_y=np.tile(np.asarray(y), WINDOWS)
                      ).head()
 
@@ -53,15 +58,46 @@ def stack_weights(network: np.ndarray, head: np.ndarray, y: np.ndarray
     return float(fit.coef_[0][0]), float(fit.coef_[0][1]), float(fit.intercept_[0])
 
 
+# The join's L2 strength for K labels: nearly none, as stack_weights' C = 1e4, but it keeps
+# the bias of a label the validation share lacks finite.
+STACK_L2 = 1e-4
+
+
+def stack_weights_classes(network: np.ndarray, head: np.ndarray, y: np.ndarray
+                          ) -> tuple[float, float, np.ndarray]:
+    """(a, b, c) minimising the cross-entropy of softmax(a x network + b x head + c) on
+    held-out reviews (logits [rows, K], `y` label indexes), c one bias per label: K + 2
+    numbers, so L-BFGS on the exact gradient converges in a few dozen steps."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    net, lin = np.asarray(network, np.float64), np.asarray(head, np.float64)
+    n, k = net.shape
+    onehot = np.eye(k)[np.asarray(np.round(y), np.int64)]
+
+    def loss(p):
+        a, b, c = p[0], p[1], p[2:]
+        logp = log_softmax(a * net + b * lin + c, axis=1)
+        err = (np.exp(logp) - onehot) / n  # d(mean cross-entropy) / d(logits)
+        grad = np.concatenate([[(err * net).sum(), (err * lin).sum()], err.sum(0)])
+        return -(onehot * logp).sum() / n + STACK_L2 * p @ p, grad + 2 * STACK_L2 * p
+
+    start = np.concatenate([[1.0, 1.0], np.zeros(k)])
+    p = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 1000}).x
+    return float(p[0]), float(p[1]), p[2:]
+
+
 def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarray,
                 seed: int):
-    """A Keras model computing sigmoid(a x network logit + b x head logit + c): the
-    trained `model`'s layers and weights with `head` beside them, (a, b, c) fitted on the
+    """A Keras model computing sigmoid(a x network logit + b x head logit + c) (K > 2
+    labels: softmax of the same over the logits per label, c per label): the trained
+    `model`'s layers and weights with `head` beside them, (a, b, c) fitted on the
     validation reviews and one random window of each. Returns (model, details)."""
     from rnncli.model.build import build_model
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
-    joined = build_model(cfg, ngram_head=True)
+    classes = head.classes
+    joined = build_model(cfg, ngram_head=True, classes=classes)
     for layer in model.layers:
         if layer.weights:
             joined.get_layer(layer.name).set_weights(layer.get_weights())
@@ -71,7 +107,10 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     labels = np.concatenate([y_val, y_val])
     net = network_logits(joined, cfg, rows, x_val.shape[1])
     lin = head.logits(rows)
-    a, b, c = stack_weights(net, lin, labels)
+    if classes > 2:
+        a, b, c = stack_weights_classes(net, lin, labels)
+    else:
+        a, b, c = stack_weights(net, lin, labels)
     dense = joined.get_layer("dense")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * a, bias * a + c + b * head.bias])
@@ -79,19 +118,25 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     n = len(y_val)
 
     def accuracy(z, part):
+        if classes > 2:
+            return float((z[part].argmax(1) == np.round(labels[part])).mean())
         return float(((z[part] > 0) == (labels[part] > 0.5)).mean())
 
     both = a * net + b * lin + c
-    details = {"network_weight": a, "head_weight": b, "val_accuracy": {
+    details = {"network_weight": a, "head_weight": b}
+    if classes > 2:
+        details["class_bias"] = [float(v) for v in c]
+    details["val_accuracy"] = {
         name: {"whole": accuracy(z, slice(0, n)), "windows": accuracy(z, slice(n, None))}
-        for name, z in (("network", net), ("head", lin), ("both", both))}}
+        for name, z in (("network", net), ("head", lin), ("both", both))}
     return joined, details
 
 
 def network_logits(joined, cfg, rows: list[np.ndarray], width: int) -> np.ndarray:
     """The dense layer's output of a model with the head (the network's logit, before the
-    head's is added) for id rows that already carry their start marker, 256 per call; a
-    masked model reads them in length-sorted batches cut to their longest."""
+    head's is added: [rows], or [rows, K] for K > 2 labels) for id rows that already carry
+    their start marker, 256 per call; a masked model reads them in length-sorted batches
+    cut to their longest."""
     import keras
 
     from rnncli.text.tokenizer import pad_sequences
@@ -103,6 +148,12 @@ def network_logits(joined, cfg, rows: list[np.ndarray], width: int) -> np.ndarra
         batches = [(x[at : at + 256], np.arange(at, min(at + 256, len(x))))
                    for at in range(0, len(x), 256)]
     network = keras.Model(joined.input, joined.get_layer("dense").output)
+    width = network.output_shape[-1]
+    if width > 1:
+        out = np.zeros((len(x), width))
+        for batch, at in batches:
+            out[at] = np.asarray(network.predict_on_batch(batch), np.float64)
+        return out
     out = np.zeros(len(x))
     for batch, at in batches:
         out[at] = np.asarray(network.predict_on_batch(batch), np.float64).ravel()

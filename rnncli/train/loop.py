@@ -316,7 +316,9 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
     from rnncli.train.head import attach_head, fit_head
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
-    head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed)
+    width = network.output_shape[-1]  # 1 for two labels, else one per label
+    head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed,
+                    classes=width if width > 2 else 2)
     joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
