@@ -105,8 +105,6 @@ def test_print_config_shows_derived_defaults_and_options_win(_isolated):
 
 
 @pytest.mark.parametrize("args, text", [
-    (["--ngram-head"], "--ngram-head (the student preset turns it on)"),
-    (["--preset", "student"], "--ngram-head (the student preset turns it on)"),
     (["--teacher", "somewhere"], "--teacher distils one probability per review"),
     (["--ngram-teacher", "0.5"], "--ngram-teacher is a binary model"),
     (["--strategy", "multi-worker"], "--strategy multi-worker trains with a binary step"),
@@ -123,10 +121,23 @@ def test_what_needs_two_labels_is_refused_in_one_line(_isolated, monkeypatch, ar
 
 def test_refusal_comes_before_tensorflow_loads(_isolated, tmp_path):
     own_dataset(_isolated, "tickets", THREE)
-    mods, _, err = modules_loaded(["train", "--dataset", "tickets", "--ngram-head"],
+    mods, _, err = modules_loaded(["train", "--dataset", "tickets", "--ngram-teacher", "0.5"],
                                   env={"RNNCLI_HOME": str(_isolated)}, cwd=tmp_path)
-    assert "--ngram-head" in err
+    assert "--ngram-teacher" in err
     assert "tensorflow" not in mods and "keras" not in mods
+
+
+@pytest.mark.parametrize("preset, overrides", [(None, {"ngram_head": True}),
+                                               ("student", {})])
+def test_the_ngram_head_is_not_refused_for_k_labels(_isolated, preset, overrides):
+    """The head has a logit per label (tests/test_ngram_head_classes.py)."""
+    from rnncli.config.settings import resolve
+    from rnncli.train.datasets import check_classes
+
+    meta = own_dataset(_isolated, "tickets", THREE)
+    cfg = resolve(preset, overrides={"dataset": "tickets", **overrides})
+    assert cfg.model.ngram_head
+    check_classes(cfg, meta)
 
 
 def test_unknown_dataset_is_one_line(_isolated):
