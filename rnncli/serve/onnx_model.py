@@ -97,9 +97,11 @@ CALL_STEPS = 32
 PAD_SLACK = 1 / 8
 # Ids (rows x width) one model call may hold. onnxruntime keeps every step's activations of
 # a call: the bundled bi-GRU took 1.9 MB more per 500-id review (batch 256: +480 MB), and
-# each worker thread runs a call of its own, so batches of 256 full reviews peaked at 1.27
-# GB for `predict --file`. 64 full reviews a call keep it near 0.4 GB.
-MAX_CALL_TOKENS = 32_768
+# each worker thread runs a call of its own. `predict --file` on the 25,000 test reviews
+# peaked at 1,274 MB with batches of 256, and at 546 / 348 / 247 MB with calls of at most
+# 32,768 / 16,384 / 8,192 ids, the smallest using no more CPU (20.2 s against 21.7 s): a
+# call of 16 full reviews is still thousands of steps, and short reviews keep batches of 256.
+MAX_CALL_TOKENS = 8_192
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, maxlen: int, trim: bool,
