@@ -155,7 +155,7 @@ def main() -> None:
                  *a.train_args, home=home)
     trained = time.perf_counter() - started
     defaults = [line for line in res.stdout.splitlines() + res.stderr.splitlines()
-                if "default" in line.lower()]
+                if line.startswith("dataset stars:")]
     report = json.loads(rnncli("evaluate", "--model", str(work / "run"), "--dataset", "stars",
                                "--json", home=home).stdout)
     base = baseline(chosen["train"], chosen["test"])

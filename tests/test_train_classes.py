@@ -157,7 +157,8 @@ def test_k_labels_train_a_softmax_that_learns(_isolated, tmp_path, labels):
     assert res.exit_code == 0, res.output
     # The derived defaults are said as the run starts, and the one an option changed says so.
     assert "dataset tickets: maxlen 16 (95th percentile" in res.stderr
-    assert "dataset tickets: units 64 (the best preset's network); overridden: 8" in res.stderr
+    assert "dataset tickets: the best preset's network: cell gru, " in res.stderr
+    assert ", units 64 (overridden: 8), " in res.stderr
     run = tmp_path / "run"
     prep = json.loads((run / run_files.PREPROCESSING).read_text())
     assert prep["labels"] == labels and prep["source"] == "tickets"
@@ -171,7 +172,10 @@ def test_k_labels_train_a_softmax_that_learns(_isolated, tmp_path, labels):
 
     model = load_keras_model(run / run_files.MODEL)
     assert model.output_shape == (None, len(labels))
-    assert model.get_layer("dense").get_config()["activation"] == "softmax"
+    # The dataset's defaults join the n-gram head: the dense logits and its go into one
+    # softmax.
+    assert model.layers[-1].get_config()["activation"] == "softmax"
+    assert config["model"]["ngram_head"] is True and (run / run_files.HEAD_JSON).exists()
 
 
 @pytest.mark.parametrize("args, text", [
