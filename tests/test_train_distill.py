@@ -113,5 +113,5 @@ def test_ngram_head_without_both_labels_to_fit_on_is_refused_before_training(pre
     res = runner.invoke(app, ["train", *MASKED, "--epochs", "1", "--output", "one",
                               "--ngram-head", "--limit", "8", "--validation-split", "0.125"])
     assert res.exit_code == 2, res.output
-    assert "--ngram-head needs positive and negative reviews" in res.stderr
+    assert "--ngram-head needs reviews of at least two labels" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "one").exists()

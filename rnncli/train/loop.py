@@ -208,8 +208,8 @@ def _train(cfg: RunConfig, home: Path, output: Path, overwrite: bool, resume: bo
         raise TrainingError(f"Out of memory while loading the reviews: {output} is as it "
                             "was; lower --maxlen or --limit.") from None
     if cfg.model.ngram_head and min(len(np.unique(data.y)), len(np.unique(data.y_val))) < 2:
-        # Checked before training: the head's fit needs both labels on each side.
-        raise UsageError("--ngram-head needs positive and negative reviews in both the "
+        # Checked before training: the head's fit needs two labels or more on each side.
+        raise UsageError("--ngram-head needs reviews of at least two labels in both the "
                          "training and the validation share: use more reviews (--limit) "
                          "or a larger --validation-split.")
 
