@@ -308,7 +308,8 @@ def test_second_fetch_is_refused_while_one_runs(archive, monkeypatch, _isolated)
     second = invoke("data", "fetch", "--from", str(archive), "--force")
     release.set()
     thread.join(30)
-    one_line_error(second, f"Another `rnncli data fetch` is running on {_isolated}")
+    one_line_error(second,
+                   f"Another `rnncli data fetch` or `data import` is running on {_isolated}")
     assert first["result"][1] is True
     assert len(list((_isolated / "aclimdb").glob("build-*"))) == 1
     assert invoke("data", "decode", "0").exit_code == 0

@@ -34,8 +34,9 @@ def _is_url(origin: str) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(home: Path) -> Iterator[None]:
-    """One fetch at a time per data home: a second one would delete the first's build."""
+def locked(home: Path) -> Iterator[None]:
+    """One build (a fetch or an import) at a time per data home: a second one would delete
+    the first's build."""
     if home.exists() and not home.is_dir():
         raise DataError(f"Data home {home} is a file, not a folder: pass another --data-dir.")
     stack = contextlib.ExitStack()
@@ -43,8 +44,8 @@ def _locked(home: Path) -> Iterator[None]:
         home.mkdir(parents=True, exist_ok=True)
         stack.enter_context(fsutil.exclusive_lock(home / LOCK))
     except BlockingIOError:
-        raise DataError(f"Another `rnncli data fetch` is running on {home}: wait for it to "
-                        "finish, then run this again.") from None
+        raise DataError(f"Another `rnncli data fetch` or `data import` is running on {home}: "
+                        "wait for it to finish, then run this again.") from None
     except OSError as exc:
         raise DataError(f"Cannot write to the data home {home} ({exc.strerror or exc}): pass "
                         "a writable --data-dir.") from None
@@ -78,7 +79,7 @@ def fetch(source: str = "aclimdb", origin: str | None = None, home: Path | None 
     if source == "keras" and origin:
         raise UsageError("--from is for --source aclimdb; --source keras downloads Keras's "
                          "imdb.npz (or takes it from Keras's cache): drop --from.")
-    with _locked(home):
+    with locked(home):
         clear_leftovers(home)
         if source == "keras":
             return _fetch_keras(home, force, step)

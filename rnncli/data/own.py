@@ -24,12 +24,11 @@ dataset is written by store.store(): on any failure or Ctrl-C the previous one s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import numpy as np
 from rnncli import fsutil
 from rnncli.data import archive, prepare
 from rnncli.data import store as dataset
-from rnncli.data.fetch import LOCK
+from rnncli.data.fetch import locked
 from rnncli.errors import DataError, UsageError
 from rnncli.text import tables
 
@@ -358,25 +357,6 @@ def _check_labels(labels: list[str], origin: Path, label_column: str | None) -> 
 # ---------------------------------------------------------------- the import
 
 
-@contextlib.contextmanager
-def _locked(home: Path) -> Iterator[None]:
-    """The lock `data fetch` takes: one build at a time per data home."""
-    if home.exists() and not home.is_dir():
-        raise DataError(f"Data home {home} is a file, not a folder: pass another --data-dir.")
-    stack = contextlib.ExitStack()
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        stack.enter_context(fsutil.exclusive_lock(home / LOCK))
-    except BlockingIOError:
-        raise DataError(f"Another `rnncli data fetch` or `data import` is running on {home}: "
-                        "wait for it to finish, then run this again.") from None
-    except OSError as exc:
-        raise DataError(f"Cannot write to the data home {home} ({exc.strerror or exc}): pass "
-                        "a writable --data-dir.") from None
-    with stack:
-        yield
-
-
 def _existing(home: Path, name: str) -> dict | None:
     """The metadata of dataset `name` if there is one (damaged: {}), else None."""
     if not (home / dataset.OWN / name / "meta.json").exists():
@@ -429,7 +409,7 @@ def import_dataset(path: Path | str, name: str, home: Path | str | None = None, 
     test_path = _check_source(Path(test), "path given to --test") if test is not None else None
     _refuse_existing(home, name, force)  # before reading: a refusal should not wait for it
 
-    with _locked(home):
+    with locked(home):
         fsutil.remove_temporaries(home / dataset.OWN / name)
         dataset.remove_unused_builds(home, name)
         replaced = _refuse_existing(home, name, force)  # another import may have finished
