@@ -313,12 +313,13 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
     """Fit the n-gram head on the training share, join it to the kept network, write that
     model beside the run's files and its details to ngram_head.json; (the joined model's
     path, which finish() makes model.keras; the details)."""
-    from rnncli.train.head import attach_head, fit_head
+    from rnncli.train.head import attach_head, fit_head, head_windows
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
     width = network.output_shape[-1]  # 1 for two labels, else one per label
     head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed,
-                    classes=width if width > 2 else 2)
+                    classes=width if width > 2 else 2,
+                    windows=head_windows(cfg.train.crop_prob))
     joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
