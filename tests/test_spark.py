@@ -206,3 +206,28 @@ def test_a_text_input_model_scores_in_spark_as_it_does_locally(spark, text_model
             assert r["s"]["probability"] is None
         else:
             assert abs(r["s"]["probability"] - w.probability) <= 1e-6
+
+
+@spark_test
+def test_two_models_of_one_name_score_in_one_session(spark, text_model, tmp_path):
+    """A SparkContext keeps one shipped file per name: a second, different model.onnx
+    must not collide with the bundled one shipped earlier in the session."""
+    import shutil
+
+    import rnncli
+    from rnncli.spark import predict_udf
+
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in text_model.parent.iterdir():
+        if f.suffix == ".data":
+            shutil.copy(f, other / f.name)
+    shutil.copy(text_model, other / "model.onnx")  # the text graph, under the bundled name
+    texts = ["a wonderful, moving film", "awful, boring, a waste of time"]
+    df = spark_frame(spark, [1, 2], texts)
+    for model in (None, other / "model.onnx", None):
+        want = rnncli.load(model).predict(texts)
+        rows = df.select("id", predict_udf(model)("text").alias("s")).orderBy("id").collect()
+        assert [r["s"]["label"] for r in rows] == [w.label for w in want]
+        for r, w in zip(rows, want):
+            assert abs(r["s"]["probability"] - w.probability) <= 1e-6

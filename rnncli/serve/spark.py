@@ -23,6 +23,8 @@ never to the user's screen, and a failed job is one line.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import re
 import shutil
@@ -158,9 +160,38 @@ def ship_model(spark, model: str | Path | None = None, ship: bool = True,
         labels = driver.labels
     if not ship:
         return ModelRef(Path(path), shipped=False, labels=labels)
-    for f in model_files(Path(path)):
+    graph, *weights = model_files(Path(path))
+    graph = content_named(graph)
+    for f in [graph, *weights]:
         spark.sparkContext.addFile(str(f))
-    return ModelRef(Path(path), shipped=True, labels=labels)
+    return ModelRef(graph, shipped=True, labels=labels)
+
+
+_SHIP_DIR: list[Path] = []
+
+
+def content_named(path: Path) -> Path:
+    """`path` under a name made from its contents (`model.<sha256 16>.onnx`), in a folder
+    this process removes at exit. A SparkContext keeps one file per name for its whole life
+    and fails every task that ships another file of that name, so two models both called
+    model.onnx could not be scored in one session. External weights files keep their names:
+    the graph names them, and the bundled model's already carry a hash."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not _SHIP_DIR:
+        _SHIP_DIR.append(Path(tempfile.mkdtemp(prefix="rnncli-ship-")))
+        atexit.register(shutil.rmtree, _SHIP_DIR[0], True)
+    target = _SHIP_DIR[0] / f"{path.stem}.{digest.hexdigest()[:16]}{path.suffix}"
+    if not target.exists():
+        part = target.with_name(target.name + ".part")
+        try:
+            os.link(path, part)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(path, part)
+        os.replace(part, target)
+    return target
 
 
 def executor_model(ref: ModelRef):
