@@ -14,7 +14,7 @@ load and all):
 Files: the 25,000 full test reviews, and the first sentence (4 words or more) of each test
 review. The models run in turn, alternating, `--rounds` times; printed are medians of the
 reviews per second (wall clock), CPU seconds (user + system) per 1,000 reviews and peak
-resident memory of each process (os.wait4), each model's test accuracy on both files, and
+resident memory of each process (tools/peak_rss.py), each model's test accuracy on both files, and
 rnncli's speed as a ratio of fastText's.
 """
 
@@ -100,18 +100,19 @@ def train_linear(texts: list[str], y: np.ndarray, work: Path) -> Path:
     return path
 
 
+PEAK_RSS = Path(__file__).resolve().parent.parent / "tools" / "peak_rss.py"
+
+
 def run(cmd: list[str]) -> dict:
-    """Wall seconds, CPU seconds and peak RSS (MB) of one process, waited on alone."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": usage.ru_maxrss / 1024}
+    """Wall seconds, CPU seconds and peak RSS (MB) of one process, measured by
+    tools/peak_rss.py (from this process, which holds the data, a child's peak memory
+    would start at this process's size)."""
+    proc = subprocess.run([sys.executable, str(PEAK_RSS), *cmd], capture_output=True,
+                          text=True)
+    got = json.loads(proc.stdout) if proc.returncode == 0 else {"returncode": -1}
+    if got["returncode"]:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return got
 
 
 def labels_from(path: Path, kind: str) -> np.ndarray:

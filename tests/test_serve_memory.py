@@ -3,21 +3,26 @@ with the file's size (the figures for the real test split are in BENCHMARKS.md).
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
 
 def peak_rss_mb(args: list[str], cwd) -> float:
-    """Peak resident memory of one `rnncli` process (os.wait4 reads that process's own)."""
-    proc = subprocess.Popen([sys.executable, "-m", "rnncli", *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
-    return usage.ru_maxrss / 1024
+    """Peak resident memory of one `rnncli` process, read by tools/peak_rss.py: from this
+    process, a child's figure would start at the test process's own size."""
+    proc = subprocess.run([sys.executable, str(TOOLS / "peak_rss.py"), sys.executable, "-m",
+                           "rnncli", *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["returncode"] == 0, proc.stderr
+    return got["rss_mb"]
 
 
 def reviews(n: int, seed: int = 0, longest: int = 600) -> str:
