@@ -12,7 +12,9 @@ scikit-learn`) trained on the train split, on words and on words + bigrams: the 
 beat; and `rnncli train --ngram-teacher`'s linear teacher (the same model) fitted on the
 whole train split's ids (30,000 words, maxlen 500), with its fit time, scored in batches of
 64 as in training.
-Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer).
+Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer). An
+ONNX model with a cascade is scored twice: as served, and with --no-cascade (the network
+on every review).
 """
 
 from __future__ import annotations
@@ -53,16 +55,22 @@ def keras_scorer(path: Path):
     return score
 
 
-def onnx_scorer(path: Path):
+def onnx_scorer(path: Path, cascade: bool = True):
     from rnncli.serve.onnx_model import OnnxModel
 
-    model = OnnxModel(path)
+    model = OnnxModel(path, cascade=cascade)
 
     def score(texts: list[str]) -> np.ndarray:
         return np.array([p.probability for p in model.predict_stream(iter(texts), 256)],
                         np.float32)
 
     return score
+
+
+def onnx_cascade(path: Path) -> bool:
+    from rnncli.serve.onnx_model import OnnxModel
+
+    return OnnxModel(path, workers=1).has_cascade
 
 
 def scorer(spec: str):
@@ -131,6 +139,10 @@ def main() -> None:
           f"(median {int(np.median([len(s.split()) for s in short_texts]))} words); "
           f"crops {len(crop_texts):,} (8-30 words)")
     scorers = {spec: scorer(spec) for spec in args.models}
+    for spec in args.models:  # a model with a cascade: also with the network on every review
+        ref = locate.find_model(Path(spec), prefer="keras")
+        if ref.kind == "onnx" and onnx_cascade(ref.path):
+            scorers[f"{spec} --no-cascade"] = onnx_scorer(ref.path, cascade=False)
     if not args.no_baseline:
         train = dataset.load_split(home, "train")
         scorers.update(linear_baselines(train.texts(), train.labels.astype(np.int64)))

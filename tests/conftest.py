@@ -278,3 +278,11 @@ def word_order_rows(n: int, seed: int):
         rows.append(np.array([text.START, *filler[:at], *pair, *filler[at:]], np.int32))
         labels.append(label)
     return rows, np.array(labels, np.float32)
+
+
+def bundled_accuracy() -> str:
+    """The bundled model's recorded test accuracy as the CLI prints it (4 decimals)."""
+    from rnncli.serve.locate import BUNDLED
+    from rnncli.serve.onnx_model import OnnxModel
+
+    return f"{float(OnnxModel(BUNDLED, workers=1).metadata['rnncli.test_accuracy']):.4f}"

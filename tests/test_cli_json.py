@@ -49,7 +49,7 @@ def test_export_report_with_rejected_candidates_is_strict(monkeypatch, tmp_path)
     nan = float("nan")
     report = SimpleNamespace(
         output=tmp_path / "artifacts" / run_files.ONNX, chosen="native", size_bytes=10, reviews=8,
-        real_reviews=True, atol=1e-5, quantized={}, recorded={},
+        real_reviews=True, atol=1e-5, quantized={}, recorded={}, cascade={},
         candidates=[SimpleNamespace(name="native", status="valid", max_diff=1e-7,
                                     latency_us=50.0, throughput=1e5, size_bytes=10, error=None),
                     SimpleNamespace(name="tf2onnx", status="rejected", max_diff=nan,

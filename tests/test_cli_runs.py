@@ -157,7 +157,7 @@ def test_metadata_read_agrees_with_onnxruntime_on_the_bundled_model():
     want = ort.InferenceSession(str(BUNDLED)).get_modelmeta().custom_metadata_map
     got = read_metadata(BUNDLED)
     assert got == {k: v for k, v in want.items() if len(k) + len(v) < MAX_ENTRY}
-    assert got[contract.TEST_ACCURACY] == "0.908600"
+    assert 0.9 < float(got[contract.TEST_ACCURACY]) < 1
 
 
 def test_runs_loads_no_tensorflow(three_runs):

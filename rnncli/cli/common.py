@@ -31,6 +31,9 @@ DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", envvar="RNNCLI_HOME", show_default="$XDG_CACHE_HOME/rnncli or ~/.cache/rnncli",
     help="Data home: where `rnncli data fetch` stores the prepared corpus.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON (NaN as null).")]
+NoCascade = Annotated[bool, typer.Option(
+    "--no-cascade", help="Run the network on every review, also those the model's cascade "
+    "leaves to its n-gram head (a model exported with one; the bundled model has one).")]
 ModelPath = Annotated[Path | None, typer.Option(
     "--model", show_default="artifacts/, else the bundled model",
     help="Run folder, or a .keras or .onnx model file.")]

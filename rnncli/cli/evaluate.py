@@ -23,6 +23,7 @@ from rnncli.cli.common import (
     Json,
     Limit,
     ModelPath,
+    NoCascade,
     Split,
     err,
     handle_errors,
@@ -95,6 +96,7 @@ def evaluate(
         help="With --file: the column holding each row's label, by name.")] = "label",
     data_dir: DataDir = None,
     as_json: Json = False,
+    no_cascade: NoCascade = False,
 ) -> None:
     """Accuracy, macro-F1, per-label precision, recall and F1, and the confusion matrix;
     for a binary model also loss, ROC AUC and its positive label's precision, recall, F1.
@@ -119,7 +121,7 @@ def evaluate(
     if ref.kind == "onnx":
         from rnncli.serve.onnx_model import OnnxModel
 
-        loaded = OnnxModel(ref.path)
+        loaded = OnnxModel(ref.path, cascade=not no_cascade)
     if file is None:
         prep = loaded.preprocessing if loaded else locate.keras_preprocessing(ref.path)
         source = dataset_name or model_source(prep)

@@ -70,6 +70,10 @@ def onnx(
     text_input: Annotated[bool, typer.Option(
         "--text-input", help="Also write *.text.onnx: review text in, tokenizer inside, "
                              "checked against the Python tokenizer.")] = False,
+    no_cascade: Annotated[bool, typer.Option(
+        "--no-cascade", help="Write no cascade (by default a model of 2 labels with an n-gram "
+        "head gets one: the head decides the reviews it is sure of, the network the rest).")]
+    = False,
     data_dir: DataDir = None,
     as_json: Json = False,
     verbose: Verbose = False,
@@ -108,7 +112,8 @@ def onnx(
             run_folder_locked(ref, Path(output)):
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
-                             record_test=record_test, progress=say, hold_lock=False)
+                             record_test=record_test, progress=say, hold_lock=False,
+                             cascade=not no_cascade)
         text = None
         if text_input:
             say("text input: building, checking against the Python tokenizer")
@@ -127,7 +132,7 @@ def onnx(
                            "size_bytes": report.size_bytes, "validated_reviews": report.reviews,
                            "real_reviews": report.real_reviews, "atol": report.atol,
                            "candidates": rows, "quantized": report.quantized,
-                           "recorded": report.recorded,
+                           "recorded": report.recorded, "cascade": report.cascade,
                            "text_input": text and text.to_dict()})
     width = max(out.width, 40)
     table, cut = candidates_table(report, width)
@@ -217,6 +222,7 @@ def result_lines(report, text=None) -> list[str]:
         if "argmax_agreement" in q:  # K > 2 labels: how often int8 keeps the float label
             int8 += f", same label as the float model on {q['argmax_agreement']:.2%} of rows"
         lines.append(int8)
+    lines += cascade_lines(report.cascade)
     for path, metrics in report.recorded.items():
         accuracy = float(metrics["rnncli.test_accuracy"])
         lines.append(f"recorded in {path}: test accuracy {accuracy:.4f} on "
@@ -224,6 +230,15 @@ def result_lines(report, text=None) -> list[str]:
     if text:
         lines += text_lines(text)
     return lines
+
+
+def cascade_lines(cascade: dict) -> list[str]:
+    if "skipped" in cascade:
+        return [f"no cascade: {cascade['skipped']}"]
+    return [f"cascade in {Path(path).name}: {c['exit_share']:.1%} of {c['reviews']:,} "
+            f"validation reviews stop at the n-gram head (|z| >= {c['threshold']:.2f}); "
+            f"validation accuracy {c['accuracy']:.4f}, {c['joined_accuracy']:.4f} with the "
+            "network on every review" for path, c in cascade.items()]
 
 
 def next_steps(output: Path, evaluate: bool = False) -> None:

@@ -43,7 +43,15 @@ from typing import Annotated, Literal, NamedTuple
 
 import typer
 
-from rnncli.cli.common import Command, OnnxModelPath, handle_errors, json_text, note, which_model
+from rnncli.cli.common import (
+    Command,
+    NoCascade,
+    OnnxModelPath,
+    handle_errors,
+    json_text,
+    note,
+    which_model,
+)
 from rnncli.errors import UsageError
 from rnncli.serve import locate
 
@@ -233,6 +241,7 @@ def predict(
     all_probabilities: Annotated[bool, typer.Option(
         "--all-probabilities", help="Also every label's probability: a probabilities object "
         "in JSON, p_<label> columns in csv and Parquet, label=p in the table.")] = False,
+    no_cascade: NoCascade = False,
 ) -> None:
     """Predict the sentiment of reviews: label, probability and known-word count.
 
@@ -244,11 +253,14 @@ def predict(
     Example: rnncli predict "a wonderful, moving film" --format json
     """
     if engine == "spark":
+        if no_cascade:
+            raise UsageError("--no-cascade is for local scoring; with --engine spark the "
+                             "model's cascade runs as stored: drop one of them.")
         return predict_spark(list(texts or []), file, model, output, text_column, threshold,
                              master, all_probabilities)
     if file not in (None, STDIN) and _is_table(file):
         return predict_table(file, model, output_format, threshold, batch_size, text_column,
-                             output, all_probabilities)
+                             output, all_probabilities, not no_cascade)
     if text_column:
         raise UsageError("--text-column names a column of a .csv, .tsv, .jsonl or .parquet "
                          "file; reviews one a line have none: drop it.")
@@ -257,7 +269,7 @@ def predict(
 
         tables.check_output(output)
     source = choose_input(list(texts or []), file)
-    ref, served = load_model(model, threshold)
+    ref, served = load_model(model, threshold, not no_cascade)
     if verbose:
         for line in explain(ref, served, batch_size):
             sys.stderr.write(line + "\n")
@@ -276,15 +288,16 @@ def _is_table(path: str) -> bool:
     return path.lower().endswith((".csv", ".tsv", ".jsonl", ".parquet"))  # tables.is_table
 
 
-def load_model(model, threshold: float | None = None):
-    """(where the model is, the loaded Model), with --threshold checked against it."""
+def load_model(model, threshold: float | None = None, cascade: bool = True):
+    """(where the model is, the loaded Model), with --threshold checked against it;
+    `cascade` False runs the network on every review."""
     from rnncli.serve.api import Model
 
     ref = locate.find_model(model, prefer="onnx")
     if ref.kind != "onnx":
         raise UsageError(f"{ref.path} is a Keras model; predict serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
-    served = Model(ref.path, bundled=ref.bundled)
+    served = Model(ref.path, bundled=ref.bundled, cascade=cascade)
     served.onnx_model.check_threshold(threshold)  # before any output
     return ref, served
 
@@ -312,7 +325,7 @@ def write_lines_file(rows: Iterable[Row], output: str, labels: list[str] | None 
 
 def predict_table(file: str, model, output_format: str, threshold: float | None,
                   batch_size: int, text_column: list[str] | None, output: str | None,
-                  all_probabilities: bool = False) -> None:
+                  all_probabilities: bool = False, cascade: bool = True) -> None:
     """A .csv/.tsv/.jsonl/.parquet file: its columns kept, its text column scored."""
     from pathlib import Path
 
@@ -321,7 +334,7 @@ def predict_table(file: str, model, output_format: str, threshold: float | None,
     if output is not None:
         tables.check_output(output)
     table = tables.open_table(file, text_column)  # header and columns checked first
-    ref, served = load_model(model, threshold)
+    ref, served = load_model(model, threshold, cascade)
     labels = list(served.labels) if all_probabilities else None
     if labels is not None:
         tables.check_clash(table.columns, labels, file)

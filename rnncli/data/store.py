@@ -392,3 +392,21 @@ def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str 
     seqs = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(split))]
     x = text.pad_sequences(seqs, maxlen, padding, truncating)
     return x, split.labels.astype(np.float32)
+
+
+def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, x_val, y_val): the train split of dataset `d.dataset` encoded by the data
+    settings `d` (config.settings.DataSettings), its first `d.limit` reviews when set, the
+    last `d.validation_split` share held out as Keras's validation_split takes it. Training
+    and the export's cascade read the validation share from here alike."""
+    from rnncli.errors import UsageError
+
+    x, y = load_encoded(load_split(home, "train", d.dataset), d.num_words, d.maxlen,
+                        d.padding, d.truncating)
+    if d.limit:
+        x, y = x[: d.limit], y[: d.limit]
+    n_val = max(1, int(round(len(x) * d.validation_split)))
+    if n_val >= len(x):
+        raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
+                         "lower it.")
+    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]

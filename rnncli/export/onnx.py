@@ -77,6 +77,7 @@ class ExportReport:
     size_bytes: int = 0
     quantized: dict = field(default_factory=dict)
     recorded: dict = field(default_factory=dict)  # path -> test metrics stored in metadata
+    cascade: dict = field(default_factory=dict)  # path -> the cascade's figures, or skipped
 
 
 class _Rejected(Exception):
@@ -258,22 +259,23 @@ def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 
                 atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                 quantize: bool = False, record_test: bool = False,
                 progress: Callable[[str], None] | None = None,
-                hold_lock: bool = True) -> ExportReport:
+                hold_lock: bool = True, cascade: bool = True) -> ExportReport:
     check_exportable(ref, graph)
     if not hold_lock:  # the caller holds run_folder_locked across more than this export
         return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
                             graph=graph, quantize=quantize, record_test=record_test,
-                            progress=progress)
+                            progress=progress, cascade=cascade)
     with run_folder_locked(ref, Path(output)):
         return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
                             graph=graph, quantize=quantize, record_test=record_test,
-                            progress=progress)
+                            progress=progress, cascade=cascade)
 
 
 def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 17,
                  atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                  quantize: bool = False, record_test: bool = False,
-                 progress: Callable[[str], None] | None = None) -> ExportReport:
+                 progress: Callable[[str], None] | None = None,
+                 cascade: bool = True) -> ExportReport:
     say = progress or (lambda what: None)
     prep = locate.keras_preprocessing(ref.path)
     cfg_path = ref.path.parent / run_files.CONFIG
@@ -313,9 +315,17 @@ def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int =
         say("int8: quantizing the weights and checking against Keras")
         report.quantized = quantize_model(output, x, y, reference,
                                           TRIMMED_CHECKS if best.trims else 0, prep.padding)
+    q_path = report.quantized.get("path")
+    paths = [output] + ([Path(q_path)] if q_path else [])
+    if cascade and best.name != "tf2onnx":
+        from rnncli.export.cascade import cascade_exported
+
+        report.cascade = cascade_exported(paths, model, cfg, prep, home, x, atol=atol, say=say)
+        if any(k != "skipped" for k in report.cascade):
+            report.size_bytes = output.stat().st_size
+            if q_path:
+                report.quantized["size_bytes"] = Path(q_path).stat().st_size
     if record_test:
-        q_path = report.quantized.get("path")
-        paths = [output] + ([Path(q_path)] if q_path else [])
         for p in paths:
             say(f"scoring {p} on the test split")
             report.recorded[str(p)] = record_test_metrics(p, home)

@@ -299,8 +299,10 @@ def build_text_graph(id_model, prep: Preprocessing | None = None, with_model: bo
         value_info = declared_types(g.nodes)
         outputs = [helper.make_tensor_value_info(INPUT, *types[INPUT]), *outputs]
     text_in = helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"])
-    graph = helper.make_graph(nodes, "rnncli_text", [text_in], outputs, initializer=inits,
-                              value_info=value_info)
+    # The id model's other inputs (the cascade's threshold, with its default) stay inputs.
+    extra = [i for i in id_model.graph.input if i.name != INPUT] if with_model else []
+    graph = helper.make_graph(nodes, "rnncli_text", [text_in, *extra], outputs,
+                              initializer=inits, value_info=value_info)
     imports = {o.domain or "": o.version for o in id_model.opset_import}
     imports["ai.onnx.ml"] = max(imports.get("ai.onnx.ml", 2), 2)
     imports["com.microsoft"] = 1

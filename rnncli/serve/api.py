@@ -40,8 +40,9 @@ class Model:
     labels, threshold), all read from the file. Outputs that are not probabilities (NaN,
     infinite, outside [0, 1]) raise ModelError instead of giving a label."""
 
-    def __init__(self, path: Path, bundled: bool = False, workers: int | None = None):
-        self._model = OnnxModel(path, workers)
+    def __init__(self, path: Path, bundled: bool = False, workers: int | None = None,
+                 cascade: bool = True):
+        self._model = OnnxModel(path, workers, cascade)
         self.path, self.bundled = Path(path), bundled
 
     @property
@@ -134,14 +135,16 @@ def _check(threshold: float | None, batch_size: int) -> None:
         raise UsageError(f"batch_size {batch_size!r} is not a whole number of 1 or more.")
 
 
-def load(path: str | Path | None = None, workers: int | None = None) -> Model:
+def load(path: str | Path | None = None, workers: int | None = None,
+         cascade: bool = True) -> Model:
     """The model at `path` (a .onnx file or a run folder holding model.onnx), or the model
     bundled with the package when no path is given. `workers`: threads and processes a
-    large input may use (default: the cores, up to 8)."""
+    large input may use (default: the cores, up to 8). `cascade` False runs the network on
+    every review of a model whose cascade lets its n-gram head decide the easy ones."""
     if path is None:
-        return Model(locate.BUNDLED, bundled=True, workers=workers)
+        return Model(locate.BUNDLED, bundled=True, workers=workers, cascade=cascade)
     ref = locate.find_model(Path(path), prefer="onnx")
     if ref.kind != "onnx":
         raise ModelError(f"{ref.path} is a Keras model; load() serves ONNX: run "
                          f"`rnncli export onnx --model {ref.path.parent}` first.")
-    return Model(ref.path, workers=workers)
+    return Model(ref.path, workers=workers, cascade=cascade)

@@ -17,6 +17,9 @@ LABEL_OUTPUT = "label"  # string [batch], so a client needs neither metadata nor
 # string [K], the label names by output column: text graphs of K > 2 labels only, for
 # clients that cannot read metadata (onnxruntime-node)
 LABELS_OUTPUT = "labels"
+# float scalar, optional: the cascade's threshold on the head's |logit| (export/cascade.py).
+# Its default is in the graph; serving feeds +inf to run the network on every review.
+CASCADE_INPUT = "cascade_threshold"
 
 # Metadata: every key starts with PREFIX; the preprocessing (vocabulary, maxlen, padding
 # side, labels) is stored under it too (text/preprocessing.py).
@@ -29,6 +32,7 @@ INPUT_KIND = PREFIX + "input"  # TEXT_INPUT for a text-input graph
 MIN_ONNXRUNTIME = PREFIX + "min_onnxruntime"
 TEST_ACCURACY = PREFIX + "test_accuracy"  # `export onnx --record-test`: on the test split
 TEST_REVIEWS = PREFIX + "test_reviews"  # how many test reviews that accuracy is on
+CASCADE = PREFIX + "cascade"  # JSON: the cascade's head calibration, threshold, figures
 
 
 def recorded_accuracy(metadata: dict[str, str]) -> float | None:

@@ -56,6 +56,9 @@ def session_options(threads: int = 1):
     opts.inter_op_num_threads = 1
     # Spinning threads burn a core between calls; a CLI process gains nothing from it.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Errors only: onnxruntime warns on stderr, at every start, that the cascade's threshold
+    # (an initializer a caller may replace, export/cascade.py) is not folded as a constant.
+    opts.log_severity_level = 3
     return opts
 
 
@@ -143,7 +146,7 @@ def plan_batches(lengths: np.ndarray, batch_size: int, maxlen: int, trim: bool,
 class OnnxModel:
     """An rnncli ONNX model: its session and the preprocessing stored in its metadata."""
 
-    def __init__(self, path: Path, workers: int | None = None):
+    def __init__(self, path: Path, workers: int | None = None, cascade: bool = True):
         import onnxruntime as ort
 
         path = Path(path)
@@ -180,6 +183,7 @@ class OnnxModel:
         # Graph facts come from metadata alone: no graph is inspected at serving time.
         self.trim = prep.trim_padding
         self.full_length_batch = self._full_length_batch()
+        self.feeds = self._cascade_feeds(cascade)
 
     def _check_signature(self, prep: Preprocessing) -> tuple[str, str]:
         """Names of the one int32 [batch, steps] input and the one float output (a text
@@ -215,6 +219,23 @@ class OnnxModel:
                              f"metadata names {prep.classes} labels ({_listed(prep.labels)}), "
                              f"which need {self.width}: {REEXPORT}.")
 
+    @property
+    def has_cascade(self) -> bool:
+        """The graph holds a cascade (export/cascade.py): its n-gram head decides the
+        reviews it is sure of, and the network runs on the rest."""
+        return contract.CASCADE in self.metadata
+
+    def _cascade_feeds(self, cascade: bool) -> dict:
+        """Inputs fed beside the reviews: none, or with `cascade` False on a model that has
+        one, a threshold no review reaches, so the network runs on every review."""
+        if cascade or not self.has_cascade:
+            return {}
+        names = {i.name for i in self.session.get_overridable_initializers()}
+        if contract.CASCADE_INPUT not in names:
+            raise ModelError(f"{self.path} names a cascade in its metadata but its graph has "
+                             f"no {contract.CASCADE_INPUT} to turn it off: {REEXPORT}.")
+        return {contract.CASCADE_INPUT: np.array(np.inf, np.float32)}
+
     def _full_length_batch(self) -> int | None:
         value = self.metadata.get(contract.FULL_LENGTH_BATCH)
         if value is None:
@@ -233,7 +254,7 @@ class OnnxModel:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
-            out = self.session.run([self.output_name], {self.input_name: x})[0]
+            out = self.session.run([self.output_name], {self.input_name: x, **self.feeds})[0]
         except Exception as exc:  # a graph that loads but fails on its own input
             raise ModelError(f"{self.path} failed on a batch of {x.shape} ids "
                              f"({_first_line(exc)}): {REEXPORT}.") from None
@@ -256,7 +277,8 @@ class OnnxModel:
         _run."""
         from rnncli.serve.text_input import run_text_model
 
-        probs, known = run_text_model(self.session, texts, self.workers, self.width)
+        probs, known = run_text_model(self.session, texts, self.workers, self.width,
+                                      self.feeds)
         return check_probabilities(probs, self.path), known
 
     def predict_ids(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -30,10 +30,10 @@ def _groups(texts: list[str]) -> list[np.ndarray]:
     return groups
 
 
-def run_text_model(session, texts: list[str], workers: int = 1,
-                   width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def run_text_model(session, texts: list[str], workers: int = 1, width: int = 1,
+                   feeds: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities float32, [n] or for `width` > 1 labels' [n, width]; known-word counts
-    [n] int64) for `texts`."""
+    [n] int64) for `texts`; `feeds`: other inputs, the same for every call."""
     probs = np.zeros((len(texts),) if width == 1 else (len(texts), width), np.float32)
     known = np.zeros(len(texts), np.int64)
     if not texts:
@@ -42,7 +42,8 @@ def run_text_model(session, texts: list[str], workers: int = 1,
     groups = _groups(texts)
 
     def run(idx: np.ndarray) -> None:
-        p, k = session.run(out_names, {TEXT_INPUT: np.array([texts[i] for i in idx], object)})
+        p, k = session.run(out_names, {TEXT_INPUT: np.array([texts[i] for i in idx], object),
+                                       **(feeds or {})})
         probs[idx], known[idx] = p.reshape((len(idx), *probs.shape[1:])), k
 
     if workers > 1 and len(groups) > 1:

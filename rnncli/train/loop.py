@@ -76,16 +76,7 @@ class TrainResult:
 def load_data(cfg: RunConfig, home: Path) -> TrainingData:
     """The train split encoded as configured; its last share held out, as Keras's
     validation_split takes it."""
-    d = cfg.data
-    x, y = dataset.load_encoded(dataset.load_split(home, "train", d.dataset), d.num_words,
-                                d.maxlen, d.padding, d.truncating)
-    if d.limit:
-        x, y = x[: d.limit], y[: d.limit]
-    n_val = max(1, int(round(len(x) * d.validation_split)))
-    if n_val >= len(x):
-        raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
-                         "lower it.")
-    return TrainingData(x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:])
+    return TrainingData(*dataset.training_shares(home, cfg.data))
 
 
 def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:

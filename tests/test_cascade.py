@@ -1,0 +1,168 @@
+"""The cascade (export/cascade.py): the n-gram head decides the reviews it is sure of and the
+network runs on the rest, in one graph; the threshold input turns it off."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import invoke, one_line_error
+
+from rnncli.export.cascade import BUDGET, calibrate, fit_cascade
+
+
+def synthetic_scores(n: int = 4000, seed: int = 0):
+    """Labels, a head logit that is right far from 0 and often wrong near it, and a joined
+    model that is right more often near 0."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    head = (2 * y - 1) * rng.exponential(2.0, n) + rng.normal(0, 0.8, n)
+    joined = np.where(rng.random(n) < 0.93, y, 1 - y) * 0.8 + 0.1
+    return head, joined, y
+
+
+def test_calibration_recovers_a_logistic_model():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2, 50_000)
+    y = rng.random(50_000) < 1 / (1 + np.exp(-(1.5 * x - 0.7)))
+    alpha, beta = calibrate(x, y)
+    assert alpha == pytest.approx(1.5, abs=0.06) and beta == pytest.approx(-0.7, abs=0.06)
+
+
+def test_the_threshold_keeps_within_the_budget_and_sends_the_easy_reviews_to_the_head():
+    head, joined, y = synthetic_scores()
+    c = fit_cascade(head, joined, y)
+    z = c.alpha * head + c.beta
+    sure = np.abs(z) >= c.threshold
+    acc = np.mean(np.where(sure, z > 0, joined > 0.5) == y)
+    assert acc == pytest.approx(c.accuracy)
+    assert c.joined_accuracy - c.accuracy <= BUDGET + 1e-12
+    assert c.exit_share == pytest.approx(sure.mean()) and 0.2 < c.exit_share < 1
+    # Every larger threshold also keeps within the budget (not a lucky dip).
+    for t in np.linspace(c.threshold, np.abs(z).max(), 25):
+        keep = np.abs(z) >= t
+        assert np.mean(np.where(keep, z > 0, joined > 0.5) == y) >= c.joined_accuracy - BUDGET
+    # A smaller budget sends fewer reviews to the head; almost none, when the head knows
+    # nothing of the labels.
+    assert fit_cascade(head, joined, y, budget=0.0).exit_share <= c.exit_share
+    never = fit_cascade(np.random.default_rng(5).normal(0, 3, len(y)), joined, y)
+    assert never.accuracy >= never.joined_accuracy - BUDGET
+    assert never.exit_share < 0.05
+
+
+@pytest.fixture(scope="module")
+def head_graphs():
+    """Tiny random-weight Keras models with the head, as every hand-built graph kind."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    from test_export_matrix import Case, make_config
+
+    from rnncli.export.graph import build_graph
+    from rnncli.model import runtime as tf_runtime
+
+    tf_runtime.import_tensorflow()
+    made = {}
+    for i, combo in enumerate([("gru", "bi", "masked-max", 1), ("lstm", "uni", "last", 1)]):
+        c = Case(make_config(*combo), seed=i, ngram_head=True)
+        for kind in ("hybrid", "native-folded", "native", "unrolled"):
+            made[combo[0], kind] = (c, build_graph(c.model, c.cfg, kind))
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["hybrid", "native-folded", "native", "unrolled"])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_both_paths_of_every_graph_kind(head_graphs, cell, kind):
+    from rnncli.export.cascade import Cascade, add_cascade, check_cascade, head_model
+    from rnncli.export.check import full_check, session
+
+    c, proto = head_graphs[cell, kind]
+    model, head = session(proto), session(head_model(proto))
+    x = np.concatenate([c.x, c.x[::-1]])
+    logit = head.run(None, {"ids": x})[0].ravel()
+    # A threshold in the middle of the margins: some reviews stop, some go on.
+    cascade = Cascade(alpha=1.3, beta=0.2, threshold=float(np.median(np.abs(1.3 * logit + 0.2))),
+                      exit_share=0.5, accuracy=0.0, joined_accuracy=0.0, head_accuracy=0.0,
+                      reviews=0)
+    cascaded = add_cascade(proto, cascade)
+    full_check(cascaded, "the cascade", "")
+    sess = session(cascaded)
+    assert check_cascade(model, head, sess, x, cascade) <= 1e-5
+    joined = c.keras(x)
+    off = sess.run(["probability"], {"ids": x, "cascade_threshold": np.array(np.inf, np.float32)})
+    assert np.abs(off[0] - joined).max() <= 1e-5
+    z = 1.3 * logit + 0.2
+    for rows in ([0], [int(np.argmax(np.abs(z)))], list(range(len(x)))):  # one, all sure, all
+        got = sess.run(["probability"], {"ids": x[rows]})[0].ravel()
+        want = np.where(np.abs(z[rows]) >= cascade.threshold, 1 / (1 + np.exp(-z[rows])),
+                        joined[rows].ravel())
+        assert np.abs(got - want).max() <= 1e-5
+    meta = {p.key: p.value for p in cascaded.metadata_props}
+    assert json.loads(meta["rnncli.cascade"])["threshold"] == pytest.approx(cascade.threshold)
+
+
+@pytest.mark.slow
+def test_a_graph_without_the_head_has_no_cascade(head_graphs):
+    from test_export_matrix import Case, make_config
+
+    from rnncli.errors import GraphUnsupported
+    from rnncli.export.cascade import add_cascade, split_graph
+    from rnncli.export.graph import build_graph
+
+    c = Case(make_config("gru", "uni", "last", 1), seed=7)
+    proto = build_graph(c.model, c.cfg, "native")
+    with pytest.raises(GraphUnsupported, match="n-gram head"):
+        split_graph(proto.graph)
+    with pytest.raises(GraphUnsupported, match="n-gram head"):
+        add_cascade(proto, fit_cascade(*synthetic_scores()))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_export_adds_the_cascade_and_serving_can_turn_it_off(_isolated, tmp_path):
+    """A binary dataset of one's own, the head trained with the network: export fits the
+    cascade on the validation share into the float, int8 and text files; predict and
+    evaluate use it, and --no-cascade gives the joined model's probabilities."""
+    from test_train_classes import SMALL, own_dataset
+
+    from rnncli.config import run_files
+    from rnncli.serve.onnx_model import OnnxModel
+
+    own_dataset(_isolated, "yesno", ["billing", "bugs"], per_label=80)
+    res = invoke("train", "--dataset", "yesno", *SMALL, "--epochs", "2", "--batch-size", "16",
+                 "--ngram-head", "--output", "run")
+    assert res.exit_code == 0, res.output
+    res = invoke("export", "onnx", "--model", "run", "--quantize", "--text-input",
+                 "--reviews", "40", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    run = tmp_path / "run"
+    assert set(report["cascade"]) == {"run/model.onnx", "run/model.int8.onnx"}
+    for figures in report["cascade"].values():
+        assert figures["reviews"] == 32  # the last 20% of 160 training rows
+        assert figures["joined_accuracy"] - figures["accuracy"] <= BUDGET + 1e-9
+    reviews = ["refund the charge please", "the app crashed again", "invoice", "crash"]
+    for path in (run / run_files.ONNX, run / "model.int8.onnx", run / run_files.ONNX_TEXT):
+        on, off = OnnxModel(path), OnnxModel(path, cascade=False)
+        assert on.has_cascade
+        p_on = [p.probability for p in on.predict_texts(reviews)]
+        p_off = [p.probability for p in off.predict_texts(reviews)]
+        res = invoke("predict", "--model", path, *reviews, "--format", "jsonl", "--no-cascade")
+        assert res.exit_code == 0, res.output
+        got = [json.loads(line)["probability"] for line in res.stdout.splitlines()]
+        assert got == pytest.approx(p_off, abs=1e-6)
+        assert len(p_on) == len(reviews)
+    res = invoke("evaluate", "--model", run / run_files.ONNX, "--no-cascade", "--json")
+    assert res.exit_code == 0, res.output
+    res = invoke("export", "onnx", "--model", "run", "--no-cascade", "--reviews", "40", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["cascade"] == {}
+    assert not OnnxModel(run / run_files.ONNX).has_cascade
+
+
+def test_no_cascade_with_spark_is_refused(tmp_path):
+    (tmp_path / "r.txt").write_text("great film\n")
+    res = invoke("predict", "--engine", "spark", "--file", "r.txt", "--output", "o.parquet",
+                 "--no-cascade")
+    one_line_error(res, "--no-cascade is for local scoring", code=2)
