@@ -7,8 +7,9 @@ Each peer is trained here on the IMDB train split, then every model scores the s
 as a user would, each in a process of its own started cold (interpreter, imports, model
 load and all):
 - rnncli: `rnncli predict --file F --output out.jsonl` (the bundled model by default);
-- fastText: supervised, dim 50, word bigrams, 20 epochs, a script that loads its model.bin
-  and writes a label per line;
+- fastText: supervised, dim 50, word bigrams, 20 epochs, on the train split shuffled and
+  preprocessed as fastText's tutorial does (lower case, punctuation split off), a script
+  that loads its model.bin, preprocesses the same way and writes a label per line;
 - TF-IDF + logistic regression on words (scikit-learn, C=4 on sublinear tf-idf), a script
   that loads its pickle and writes a label per line.
 Files: the 25,000 full test reviews, and the first sentence (4 words or more) of each test
@@ -39,11 +40,20 @@ from rnncli.data import archive
 HERE = Path(__file__).resolve().parent
 DEFAULT_ARCHIVE = HERE.parent.parent / "shared" / "data" / "aclImdb_v1.tar.gz"
 
-FASTTEXT_SCORE = """
+# fastText's own tutorial preprocessing (lower case, punctuation split off as tokens),
+# applied to the training file and, inside the timed script, to the texts it scores.
+FASTTEXT_PREPROCESS = r"""
+import re
+_PUNCT = re.compile(r"([.!?,'/()])")
+def preprocess(text):
+    return _PUNCT.sub(r" \1 ", text.lower())
+"""
+
+FASTTEXT_SCORE = FASTTEXT_PREPROCESS + """
 import sys, fasttext
 model = fasttext.load_model(sys.argv[1])
 with open(sys.argv[2], encoding="utf-8") as f:
-    lines = [line.rstrip("\\n") for line in f]
+    lines = [preprocess(line.rstrip("\\n")) for line in f]
 labels, _ = model.predict(lines)
 with open(sys.argv[3], "w") as out:
     out.writelines(("1\\n" if l[0] == "__label__pos" else "0\\n") for l in labels)
@@ -77,10 +87,15 @@ def load(path: Path) -> dict[str, tuple[list[str], np.ndarray]]:
 def train_fasttext(texts: list[str], y: np.ndarray, work: Path) -> Path:
     import fasttext
 
+    scope: dict = {}
+    exec(FASTTEXT_PREPROCESS, scope)
+    # Shuffled (seeded): the archive lists every negative review before every positive
+    # one, and fastText's single pass in file order would learn the last label's bias.
+    order = np.random.default_rng(0).permutation(len(texts))
     data = work / "fasttext.train"
     with open(data, "w", encoding="utf-8") as f:
-        for t, label in zip(texts, y):
-            f.write(f"__label__{'pos' if label else 'neg'} {t}\n")
+        for i in order:
+            f.write(f"__label__{'pos' if y[i] else 'neg'} {scope['preprocess'](texts[i])}\n")
     model = fasttext.train_supervised(str(data), dim=50, wordNgrams=2, epoch=20, seed=0,
                                       thread=1, verbose=0)
     path = work / "fasttext.bin"
