@@ -195,3 +195,25 @@ def test_parquet_is_read_in_batches(tmp_path, monkeypatch):
     assert [len(b["id"]) for b in table.batches()] == [3, 3, 3, 1]
     assert predict("--file", "in.parquet", "--output", "o.parquet").exit_code == 0
     assert [r["id"] for r in read_output(tmp_path / "o.parquet")] == list(range(n))
+
+
+def test_plain_jsonl_rows_are_json_dumps_bytes():
+    """predict's own rows take a faster path that must write json.dumps' exact line, and
+    give way to it for any row it does not know."""
+    import io
+    import json
+
+    from rnncli.serve.tables import PLAIN_COLUMNS, JsonlWriter, _json_row, _plain_lines
+
+    batch = {"line": [1, 2, 3, 4], "known_words": [3, 0, 1, 2],
+             "text": ['a "q" \\ é 😀 \u2028 \t</script>', "", "x", "\x00\x1f"],
+             "label": ["positive", None, "negative", "pos\"itive"],
+             "probability": [0.123456789, None, 1e-9, 1.0]}
+    want = "".join(json.dumps(_json_row(PLAIN_COLUMNS, row), ensure_ascii=False,
+                              allow_nan=False) + "\n"
+                   for row in zip(*(batch[c] for c in PLAIN_COLUMNS)))
+    out = io.StringIO()
+    JsonlWriter(out, PLAIN_COLUMNS).write(batch)
+    assert out.getvalue() == want and _plain_lines(batch) is not None
+    for column, odd in (("probability", float("nan")), ("known_words", 2.0), ("line", None)):
+        assert _plain_lines({**batch, column: [odd, *batch[column][1:]]}) is None

@@ -142,9 +142,35 @@ def _json_row(cols: list[str], row: tuple) -> dict:
     return d
 
 
+# predict's own rows: written by _plain_lines, json.dumps' bytes at a fifth of its cost
+# (25,000 rows: 0.33 s of a 1.3 s `predict --file` of one-sentence reviews).
+PLAIN_COLUMNS = ["line", "text", "label", "probability", "known_words"]
+
+
+def _plain_lines(batch: Batch) -> list[str]:
+    """The lines json.dumps(_json_row(...), ensure_ascii=False) gives for PLAIN_COLUMNS
+    rows of an int line, str text, str-or-None label, float-or-None probability and int
+    known_words; None where a row is anything else, for the general path."""
+    from json.encoder import encode_basestring as quoted
+
+    lines = []
+    for n, text, label, p, known in zip(*(batch[c] for c in PLAIN_COLUMNS)):
+        if (type(n) is not int or type(text) is not str or type(known) is not int
+                or not (label is None or type(label) is str)
+                or not (p is None or (type(p) is float and math.isfinite(p)))):
+            return None
+        lines.append(f'{{"line": {n}, "text": {quoted(text)}, "label": '
+                     f'{"null" if label is None else quoted(label)}, "probability": '
+                     f'{"null" if p is None else repr(round(p, 6))}, "known_words": {known}}}\n')
+    return lines
+
+
 class JsonlWriter(_Writer):
     def write(self, batch: Batch) -> None:
         write, cols = self.stream.write, self.columns
+        if cols == PLAIN_COLUMNS and (lines := _plain_lines(batch)) is not None:
+            write("".join(lines))
+            return
         for row in _rows(batch, cols):
             write(json.dumps(_json_row(cols, row), ensure_ascii=False, allow_nan=False,
                              default=str) + "\n")
