@@ -295,11 +295,6 @@ def head_model(proto):
     return onnx.ModelProto.FromString(model.SerializeToString())
 
 
-def read_cascade(metadata: dict[str, str]) -> dict | None:
-    raw = metadata.get(CASCADE)
-    return json.loads(raw) if raw else None
-
-
 CHECKED = 2000  # reviews each of the cascade's paths is checked on
 BATCH = 64
 
