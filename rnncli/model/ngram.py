@@ -137,11 +137,21 @@ class NgramModel:
             self.idf_ = idf
         keys += [self._keys(r) for r in extra_rows]
         labels = np.concatenate([np.asarray(y).ravel(), np.asarray(extra_y).ravel()])
+        features = tfidf(self._counts(keys), self.idf_)
+        # Hashed keys: the regression sees the kept keys' columns only. The others are zero
+        # in every row (idf 0), so L2 holds their weights at 0 and leaving them out changes
+        # nothing but the time (3 labels on 200 rows: 11.6 s on the whole table).
+        kept = self.keys_ if self.keys == "hashed" else slice(None)
         if self.classes > 2:
-            return self._fit_classes(tfidf(self._counts(keys), self.idf_), labels)
-        fit = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        fit.fit(tfidf(self._counts(keys), self.idf_), labels > 0.5)
-        self.coef_, self.intercept_ = fit.coef_[0], float(fit.intercept_[0])
+            self._fit_classes(features[:, kept], labels)
+        else:
+            fit = LogisticRegression(C=self.C, max_iter=self.max_iter)
+            fit.fit(features[:, kept], labels > 0.5)
+            self.coef_, self.intercept_ = fit.coef_[0], float(fit.intercept_[0])
+        if self.keys == "hashed":
+            full = np.zeros((features.shape[1], *self.coef_.shape[1:]))
+            full[self.keys_] = self.coef_
+            self.coef_ = full
         return self
 
     def _fit_classes(self, features, labels: np.ndarray) -> NgramModel:
