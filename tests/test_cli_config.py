@@ -233,3 +233,18 @@ def test_every_numeric_setting_is_bounded_on_both_sides():
     shares = {"validation_split", "embedding_dropout", "dropout", "recurrent_dropout",
               "head_dropout", "crop_prob", "distill_weight", "ngram_teacher"}  # within [0, 1]
     assert {k for k, _ in numeric_settings()} == set(config.ranges()) | shares
+
+
+def test_a_run_saved_before_the_head_weighting_keeps_its_tfidf_head():
+    """A run folder's config.json from before --ngram-weighting fitted a TF-IDF head: its
+    resume or export reads it as such; new runs take naive Bayes ratios."""
+    saved = config.RunConfig().to_dict()
+    assert saved["model"].pop("ngram_weighting") == "nb"
+    assert config.RunConfig.from_dict(saved).model.ngram_weighting == "tfidf"
+    saved["model"]["ngram_weighting"] = "nb"
+    assert config.RunConfig.from_dict(saved).model.ngram_weighting == "nb"
+
+
+def test_unknown_head_weighting_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--ngram-weighting", "bm25", "--print-config"])
+    assert result.exit_code != 0 and "bm25" in result.output

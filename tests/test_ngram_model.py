@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import ORDER_NUM_WORDS, word_order_rows
 
-from rnncli.model.ngram import BUCKETS, NgramModel, table_size
+from rnncli.model.ngram import BUCKETS, NgramModel, count_matrix, nb_ratios, table_size
 from rnncli.text import tokenizer as text
 
 pytest.importorskip("sklearn")
@@ -115,3 +115,55 @@ def test_a_hashed_model_is_the_heads_table():
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="hashed"):
         NgramModel(NUM_WORDS, keys="exact").fit(rows, y).head()
+
+
+def test_nb_ratios_count_a_key_once_per_review():
+    # Keys 0..2 over 4 reviews, the first two positive. Key 0 twice in review 0: one review.
+    counts = count_matrix([np.array([0, 0, 1]), np.array([0]), np.array([1, 2]),
+                           np.array([2])], 3)
+    r = nb_ratios(counts, np.array([1, 1, 0, 0]), alpha=1.0)
+    pos, neg = np.array([2, 1, 0]) + 1.0, np.array([0, 1, 2]) + 1.0
+    np.testing.assert_allclose(r, np.log(pos / pos.sum()) - np.log(neg / neg.sum()))
+    assert r[0] > 0 > r[2] and r[1] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("keys", ["exact", "hashed"])
+def test_nb_weighting_scales_each_kept_keys_idf_by_its_ratio(keys):
+    rows, y = word_order_rows(300, seed=4)
+    plain = NgramModel(NUM_WORDS, keys=keys).fit(rows, y)
+    nb = NgramModel(NUM_WORDS, keys=keys, weighting="nb").fit(rows, y)
+    np.testing.assert_array_equal(plain.keys_, nb.keys_)
+    cols = plain.keys_ if keys == "hashed" else slice(None)
+    counts = count_matrix([plain._keys(r) for r in rows], len(plain.idf_)) if keys == "hashed" \
+        else plain._counts([plain._keys(r) for r in rows])
+    np.testing.assert_allclose(nb.idf_[cols], plain.idf_[cols] * nb_ratios(counts, y)[cols])
+    assert (nb.idf_[cols] < 0).any() and (nb.idf_[cols] > 0).any()  # signed, as the graphs take
+    if keys == "hashed":  # the table gives the model's own logits, signed idf and all
+        np.testing.assert_allclose(nb.head().logits(rows), nb.decision_function(rows),
+                                   rtol=1e-4, atol=1e-4)
+    # The word-order rows' label lives in which of two words comes first: pairs; NB keeps
+    # it learnable (the fit is not degenerate).
+    assert (nb.predict_proba(rows)[:, 1] > 0.5).mean() == pytest.approx(y.mean(), abs=0.2)
+
+
+def test_nb_weighting_is_refused_for_k_labels():
+    rows, _ = word_order_rows(30, seed=0)
+    with pytest.raises(ValueError, match="for two labels"):
+        NgramModel(NUM_WORDS, weighting="nb", classes=3).fit(rows, np.arange(30) % 3)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        NgramModel(NUM_WORDS, weighting="bm25").fit(rows, np.arange(30) % 2)
+
+
+def test_extra_rows_weigh_as_asked():
+    rows, y = word_order_rows(200, seed=5)
+    extra, extra_y = word_order_rows(100, seed=6)
+    alone = NgramModel(NUM_WORDS).fit(rows, y)
+    none = NgramModel(NUM_WORDS).fit(rows, y, extra, extra_y, extra_weight=0.0)
+    np.testing.assert_allclose(none.coef_, alone.coef_)
+    light = NgramModel(NUM_WORDS).fit(rows, y, extra, extra_y, extra_weight=0.25)
+    full = NgramModel(NUM_WORDS).fit(rows, y, extra, extra_y)
+    # Weighted rows move the fit part of the way: between none and full weight.
+    gap = np.abs(full.coef_ - alone.coef_).sum()
+    assert 0 < np.abs(light.coef_ - alone.coef_).sum() < gap
+    # Extra rows never change which keys count or their idf.
+    np.testing.assert_array_equal(light.idf_, alone.idf_)

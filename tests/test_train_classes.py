@@ -14,6 +14,7 @@ import pytest
 from conftest import invoke, modules_loaded, one_line_error
 
 from rnncli.config import run_files
+from rnncli.errors import UsageError
 
 # Words that give each class away; FILLER says nothing. Up to 4 classes.
 CLASS_WORDS = [["refund", "charge", "invoice", "billing"],
@@ -130,14 +131,21 @@ def test_refusal_comes_before_tensorflow_loads(_isolated, tmp_path):
 @pytest.mark.parametrize("preset, overrides", [(None, {"ngram_head": True}),
                                                ("student", {})])
 def test_the_ngram_head_is_not_refused_for_k_labels(_isolated, preset, overrides):
-    """The head has a logit per label (tests/test_ngram_head_classes.py)."""
+    """The head has a logit per label (tests/test_ngram_head_classes.py), on TF-IDF: the
+    dataset's defaults say so, as naive Bayes ratios tell two labels apart only."""
     from rnncli.config.settings import resolve
-    from rnncli.train.datasets import check_classes
+    from rnncli.train.datasets import as_settings, check_classes, derived_defaults
 
     meta = own_dataset(_isolated, "tickets", THREE)
-    cfg = resolve(preset, overrides={"dataset": "tickets", **overrides})
-    assert cfg.model.ngram_head
+    derived = as_settings(derived_defaults(_isolated, meta))
+    cfg = resolve(preset, overrides={"dataset": "tickets", **overrides}, derived=derived)
+    assert cfg.model.ngram_head and cfg.model.ngram_weighting == "tfidf"
     check_classes(cfg, meta)
+    asked = resolve(preset, overrides={"dataset": "tickets", "ngram_weighting": "nb",
+                                       **overrides}, derived=derived)
+    with pytest.raises(UsageError, match="--ngram-weighting nb is for two labels.*use "
+                                         "--ngram-weighting tfidf"):
+        check_classes(asked, meta)
 
 
 def test_unknown_dataset_is_one_line(_isolated):

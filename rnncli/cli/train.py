@@ -40,6 +40,7 @@ def requested_settings(preset: str | None, file: Path | None,
 Preset = Literal[tuple(config.PRESETS)]
 Cell = Literal[config.CELLS]
 Pooling = Literal[config.POOLINGS]
+Weighting = Literal[config.NGRAM_WEIGHTINGS]
 Side = Literal[config.PADDING_SIDES]
 Monitor = Literal[config.MONITORS]
 Strategy = Literal[config.STRATEGIES]
@@ -93,6 +94,7 @@ def train(
     unroll: Annotated[bool | None, setting("unroll", "--unroll/--no-unroll")] = None,
     ngram_head: Annotated[bool | None, setting(
         "ngram_head", "--ngram-head/--no-ngram-head")] = None,
+    ngram_weighting: Annotated[Weighting | None, setting("ngram_weighting")] = None,
     batch_size: Annotated[int | None, setting("batch_size")] = None,
     epochs: Annotated[int | None, setting("epochs")] = None,
     learning_rate: Annotated[float | None, setting("learning_rate")] = None,

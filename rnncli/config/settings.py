@@ -21,11 +21,13 @@ from typing import Any
 
 from rnncli.errors import UsageError
 from rnncli.model import cells, poolings
+from rnncli.model.weightings import WEIGHTINGS
 
 # Module-level imports stay light (no numpy): `rnncli train --help` and TAB completion read
 # the choices and defaults below.
 CELLS = tuple(cells.CELLS)  # the registries: one place per cell and pooling mode
 POOLINGS = tuple(poolings.POOLINGS)
+NGRAM_WEIGHTINGS = tuple(WEIGHTINGS)
 # Masked models read a review the same whatever its padding: batches may be cut.
 MASKED_POOLINGS = tuple(name for name, p in poolings.POOLINGS.items() if p.masked)
 EMBEDDING_INITS = ("uniform", "normal")
@@ -81,6 +83,8 @@ class ModelConfig:
     unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
     ngram_head: bool = setting(False, "add the logit of a TF-IDF linear model of words and "
                                       "word pairs, fitted after training (needs scikit-learn)")
+    ngram_weighting: str = setting("nb", registry_help("the n-gram head's features",
+                                                       WEIGHTINGS))
 
 
 @dataclass
@@ -151,6 +155,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         cfg = cls()
+        if "model" in d and "ngram_weighting" not in d["model"]:
+            cfg.model.ngram_weighting = "tfidf"  # what a run saved before the key fitted
         apply(cfg, {k: v for name in SECTIONS for k, v in d.get(name, {}).items()})
         return cfg
 
@@ -316,6 +322,8 @@ def validate(cfg: RunConfig) -> None:
         (0 <= m.embedding_dropout < 1, "--embedding-dropout must be in [0, 1)."),
         (m.embedding_init in EMBEDDING_INITS,
          f"--embedding-init {m.embedding_init!r}: use {' or '.join(EMBEDDING_INITS)}."),
+        (m.ngram_weighting in WEIGHTINGS, f"--ngram-weighting {m.ngram_weighting!r}: use "
+                                          f"{' or '.join(WEIGHTINGS)}."),
         (t.epochs >= 1, f"--epochs {t.epochs}: train for at least 1 epoch."),
         (t.batch_size >= 1, f"--batch-size {t.batch_size} must be 1 or more."),
         (t.learning_rate > 0, f"--learning-rate {t.learning_rate} must be positive."),

@@ -19,6 +19,14 @@ the head's table), so they never count. The head's computation runs here (numpy,
 in the Keras layer (model/layers.py) and in every ONNX graph (export/ngram.py); its fit is
 in train/head.py.
 
+A weighting (WEIGHTINGS, one entry each) says what multiplies a key's idf: nothing
+("tfidf"), or, for two labels, its naive Bayes log-count ratio ("nb": the NBSVM idea of Wang
+& Manning, 2012, on TF-IDF features): log of the key's share of the positive reviews' keys
+over its share of the negative ones', counting a key once per review. A key that tells the
+labels apart then weighs more in the unit-length vector, whatever its frequency; the scaled
+idf is signed, which neither the graphs nor the Keras layer mind (they square it for the
+length).
+
 For K > 2 labels the regression is multinomial: one weight per key and label (a [keys, K]
 table), one logit per label (softmax over them); two labels keep one weight per key and one
 logit.
@@ -31,12 +39,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncli.errors import UsageError
+from rnncli.model.weightings import WEIGHTINGS
 from rnncli.text.tokenizer import OOV
 
 BUCKETS = 1_048_573  # a prime, so pair keys spread over the whole table
 MIN_REVIEWS = 2  # a key in fewer training reviews is left out (TF-IDF's min_df)
 LAYER = "ngram"  # the Keras layer; the graphs read its weights by this name
 KEYS = ("hashed", "exact")
+NB_ALPHA = 1.0  # the log-count ratio's smoothing: a count added for every key and label
+
+
+def nb_ratios(counts, y: np.ndarray, alpha: float = NB_ALPHA) -> np.ndarray:
+    """Each column's naive Bayes log-count ratio from a sparse [reviews, keys] count matrix
+    and the reviews' labels (> 0.5: positive), each key counted once per review."""
+    present = (counts > 0).astype(np.float64).tocsr()
+    positive = np.asarray(y).ravel() > 0.5
+    pos = np.asarray(present[positive].sum(0)).ravel() + alpha
+    neg = np.asarray(present[~positive].sum(0)).ravel() + alpha
+    return np.log(pos / pos.sum()) - np.log(neg / neg.sum())
 
 
 def table_size(num_words: int) -> int:
@@ -104,26 +124,34 @@ class NgramModel:
     having idf 0. Learned:
     keys_: int64, sorted, the keys of `min_reviews` training reviews or more;
     idf_: float64 [features], log((1 + reviews) / (1 + reviews with the key)) + 1, or 0;
+      with weighting "nb", times the key's naive Bayes log-count ratio (signed);
     coef_: float64 [features], the logistic regression's weights; intercept_: float, its bias.
     With `classes` K > 2 (multinomial): coef_ [features, K], intercept_ [K].
     """
 
     def __init__(self, num_words: int, keys: str = "hashed", pairs: bool = True,
                  C: float = 4.0, min_reviews: int = MIN_REVIEWS, max_iter: int = 2000,
-                 classes: int = 2):
+                 classes: int = 2, weighting: str = "tfidf"):
         self.num_words, self.keys, self.pairs = num_words, keys, pairs
         self.C, self.min_reviews, self.max_iter = C, min_reviews, max_iter
-        self.classes = classes
+        self.classes, self.weighting = classes, weighting
 
-    def fit(self, rows, y, extra_rows=(), extra_y=()) -> NgramModel:
+    def fit(self, rows, y, extra_rows=(), extra_y=(), extra_weight: float = 1.0
+            ) -> NgramModel:
         """Fitted on id rows (padded or not) and their labels (> 0.5: positive; with K > 2
         classes, label indexes 0..K-1). The `extra_rows` (labelled `extra_y`, e.g. windows
-        of the reviews) are more rows to fit the regression on, which count for no key's
-        reviews (idf and min_reviews)."""
+        of the reviews) are more rows to fit the regression on, each weighing
+        `extra_weight` against a review's 1, which count for no key's reviews (idf,
+        min_reviews and the naive Bayes ratios)."""
         from sklearn.linear_model import LogisticRegression
 
         if self.keys not in KEYS:
             raise ValueError(f"keys must be one of {KEYS}, not {self.keys!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {tuple(WEIGHTINGS)}, "
+                             f"not {self.weighting!r}")
+        if WEIGHTINGS[self.weighting].binary and self.classes > 2:
+            raise ValueError(f"weighting {self.weighting!r} is for two labels")
         keys = [self._keys(r) for r in rows]
         found, reviews = np.unique(np.concatenate([np.zeros(0, np.int64)] + [
             np.unique(k) for k in keys]), return_counts=True)
@@ -135,18 +163,24 @@ class NgramModel:
             self.idf_[self.keys_] = idf
         else:
             self.idf_ = idf
+        if self.weighting == "nb":
+            self.idf_ = self.idf_ * nb_ratios(self._counts(keys), y)
+        reviews = len(keys)
         keys += [self._keys(r) for r in extra_rows]
         labels = np.concatenate([np.asarray(y).ravel(), np.asarray(extra_y).ravel()])
+        weights = np.concatenate([np.ones(reviews), np.full(len(keys) - reviews, extra_weight)])
+        if extra_weight <= 0:  # the windows are left out
+            keys, labels, weights = keys[:reviews], labels[:reviews], weights[:reviews]
         features = tfidf(self._counts(keys), self.idf_)
         # Hashed keys: the regression sees the kept keys' columns only. The others are zero
         # in every row (idf 0), so L2 holds their weights at 0 and leaving them out changes
         # nothing but the time (3 labels on 200 rows: 11.6 s on the whole table).
         kept = self.keys_ if self.keys == "hashed" else slice(None)
         if self.classes > 2:
-            self._fit_classes(features[:, kept], labels)
+            self._fit_classes(features[:, kept], labels, weights)
         else:
             fit = LogisticRegression(C=self.C, max_iter=self.max_iter)
-            fit.fit(features[:, kept], labels > 0.5)
+            fit.fit(features[:, kept], labels > 0.5, sample_weight=weights)
             self.coef_, self.intercept_ = fit.coef_[0], float(fit.intercept_[0])
         if self.keys == "hashed":
             full = np.zeros((features.shape[1], *self.coef_.shape[1:]))
@@ -154,14 +188,15 @@ class NgramModel:
             self.coef_ = full
         return self
 
-    def _fit_classes(self, features, labels: np.ndarray) -> NgramModel:
+    def _fit_classes(self, features, labels: np.ndarray, weights: np.ndarray) -> NgramModel:
         """The multinomial fit (scikit-learn's for 3 or more labels): coef_ [features, K]."""
         from sklearn.linear_model import LogisticRegression
 
         labels = np.round(labels).astype(np.int64)
         if labels.min() < 0 or labels.max() >= self.classes:
             raise ValueError(f"labels must be class indexes 0..{self.classes - 1}")
-        fit = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(features, labels)
+        fit = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(features, labels,
+                                                                       sample_weight=weights)
         seen = fit.classes_.astype(np.int64)
         coef, intercept = fit.coef_, fit.intercept_
         if len(seen) == 2:  # scikit-learn's binary form: one weight vector, for seen[1]

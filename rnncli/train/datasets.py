@@ -26,6 +26,7 @@ import numpy as np
 from rnncli.config.settings import PRESETS, RunConfig
 from rnncli.data import store
 from rnncli.errors import UsageError
+from rnncli.model.weightings import WEIGHTINGS
 from rnncli.text import tokenizer as text
 
 MAX_WORDS = 30_000  # best's vocabulary: more words than this add little but embedding rows
@@ -83,6 +84,9 @@ def derived_defaults(home: Path, meta: dict) -> list[Derived]:
     found += [Derived(k, best[k], "the best preset's network") for k in NETWORK]
     found += [Derived(k, v, "for a dataset of its own") for k, v in TRAINING.items()]
     found.append(Derived("ngram_head", True, HEAD_WHY))
+    if len(store.labels_of(meta)) > 2:
+        found.append(Derived("ngram_weighting", "tfidf", "naive Bayes ratios tell two labels "
+                                                         "apart, not more"))
     return found
 
 
@@ -128,6 +132,9 @@ def check_classes(cfg: RunConfig, meta: dict) -> None:
          f"--teacher distils one probability per review, and {has}: drop --teacher"),
         (t.ngram_teacher > 0,
          f"--ngram-teacher is a binary model, and {has}: drop --ngram-teacher"),
+        (cfg.model.ngram_head and WEIGHTINGS[cfg.model.ngram_weighting].binary,
+         f"--ngram-weighting {cfg.model.ngram_weighting} is for two labels, and {has}: use "
+         "--ngram-weighting tfidf"),
         (t.strategy == "multi-worker",
          f"--strategy multi-worker trains with a binary step, and {has}: use --strategy "
          "default or mirrored"),

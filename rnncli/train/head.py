@@ -3,9 +3,11 @@
     head = fit_head(x, y, num_words, seed)           # the training share's padded ids
     model, details = attach_head(model, cfg, head, x_val, y_val, seed)  # Keras, head inside
 
-The head is TF-IDF + logistic regression on words and word pairs (model/ngram.py's
-NgramModel with hashed keys), fitted on the training reviews and WINDOWS random windows of
-8 to 80 words of each (so that short text scores as short text). The recurrent network is
+The head is TF-IDF (its idf scaled by naive Bayes log-count ratios with the "nb" weighting)
++ logistic regression on words and word pairs (model/ngram.py's NgramModel with hashed keys,
+its WEIGHTINGS entry giving C), fitted on the training reviews and WINDOWS random windows of
+8 to 80 words of each (so that short text scores as short text), each window weighing the
+entry's window_weight against a review's 1. The recurrent network is
 trained first, as it would be without the head; then the head is fitted, and the two logits
 are weighed by a logistic regression on the validation share (whole reviews and one window
 of each), the only data neither has seen.
@@ -19,33 +21,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.model.ngram import LAYER, NgramHead, NgramModel, require_sklearn
+from rnncli.model.ngram import LAYER, WEIGHTINGS, NgramHead, NgramModel, require_sklearn
 from rnncli.text.padding import trimmed_batches
 
-# Inverse L2 strength of the logistic regression, the bigram baseline's. On the validation
-# share, C = 2 scored 0.9060 on whole reviews and 0.7268 on windows, against 0.9076, 0.7238.
-C = 4.0
 CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is fitted on
-# Random windows per training review. On the validation share (the head fitted on the
-# training share), 1 / 5 / 8 windows scored 0.9048 / 0.9074 / 0.9076 on whole reviews and
+# Random windows per training review. On the validation share (the "tfidf" head fitted on
+# the training share), 1 / 5 / 8 windows scored 0.9048 / 0.9074 / 0.9076 on whole reviews and
 # 0.7144 / 0.7236 / 0.7238 on windows of 8 to 30 words.
 WINDOWS = 8
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
-             classes: int = 2, windows: int = WINDOWS) -> NgramHead:
+             classes: int = 2, windows: int = WINDOWS, weighting: str = "nb") -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     `windows` random windows of each (which count for no key's idf: they repeat its words),
-    as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes."""
+    as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes
+    (`weighting` "tfidf" then: "nb" is for two labels)."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
     rows = real_rows(x)
     rng, plan = np.random.default_rng(seed), BatchPlan(1, x.shape[1], 1.0, *CROP)
     extra = [w for _ in range(windows) for w in crop(rows, plan, rng)]
-    model = NgramModel(num_words, keys="hashed", C=C, max_iter=3000, classes=classes)
-    return model.fit(rows, y, extra_rows=extra, extra_y=np.tile(np.asarray(y), windows)
-                     ).head()
+    entry = WEIGHTINGS[weighting]
+    model = NgramModel(num_words, keys="hashed", C=entry.C, max_iter=3000, classes=classes,
+                       weighting=weighting)
+    return model.fit(rows, y, extra_rows=extra, extra_y=np.tile(np.asarray(y), windows),
+                     extra_weight=entry.window_weight).head()
 
 
 def head_windows(crop_prob: float) -> int:

@@ -310,8 +310,10 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
     width = network.output_shape[-1]  # 1 for two labels, else one per label
     head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed,
                     classes=width if width > 2 else 2,
-                    windows=head_windows(cfg.train.crop_prob))
+                    windows=head_windows(cfg.train.crop_prob),
+                    weighting=cfg.model.ngram_weighting)
     joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
+    details["weighting"] = cfg.model.ngram_weighting
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
         joined.save(tmp)
