@@ -10,10 +10,10 @@ and on two short-text sets built from the test split:
 Beside them, TF-IDF + logistic regression (rnncli's NgramModel; scikit-learn, `pip install
 scikit-learn`) trained on the train split, on words and on words + bigrams: the baseline to
 beat; NBSVM on words + bigrams (Wang & Manning, 2012, with logistic regression: each
-review's binarized n-grams scaled by their naive Bayes log-count ratios, C chosen on the last
-5,000 train reviews, then fitted on all 25,000); and `rnncli train --ngram-teacher`'s
-linear teacher (the same model) fitted on the whole train split's ids (30,000 words, maxlen 500), with its fit time, scored in batches of
-64 as in training.
+review's binarized n-grams scaled by their naive Bayes log-count ratios, C chosen on the
+last 5,000 train reviews, then fitted on all 25,000); and `rnncli train --ngram-teacher`'s
+linear teacher (the same model) fitted on the whole train split's ids (30,000 words, maxlen
+500), with its fit time, scored in batches of 64 as in training.
 Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer). An
 ONNX model with a cascade is scored twice: as served, and with --no-cascade (the network
 on every review).
