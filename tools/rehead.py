@@ -80,16 +80,11 @@ def set_table(proto, name: str, values: np.ndarray) -> float:
     return float(scale.ravel()[0])
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path)
-    ap.add_argument("output", type=Path)
-    ap.add_argument("--weighting", default="nb")
-    ap.add_argument("--seed", type=int, default=3, help="the run's seed (the windows')")
-    ap.add_argument("--data-dir", type=Path)
-    ap.add_argument("--split", type=float, default=0.2)
-    a = ap.parse_args(argv)
-
+def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
+           data_dir: Path | None = None, split: float = 0.2) -> dict:
+    """Write `model` with its head fitted again to `output`; returns the join's weights (a,
+    b, c) and the validation accuracies. Raises SystemExit with a one-line message for a
+    file it cannot rehead."""
     import onnx
     from onnx import numpy_helper
 
@@ -100,36 +95,33 @@ def main(argv: list[str]) -> int:
     from rnncli.train.batches import BatchPlan, crop, real_rows
     from rnncli.train.head import CROP, fit_head, stack_weights
 
-    served = OnnxModel(a.model, workers=1)
+    served = OnnxModel(model, workers=1)
     if served.has_cascade:
-        print(f"Error: {a.model} has a cascade: rehead a file exported with --no-cascade.",
-              file=sys.stderr)
-        return 1
-    prep, home = served.preprocessing, store.data_home(a.data_dir)
+        raise SystemExit(f"Error: {model} has a cascade: rehead a file exported with "
+                         "--no-cascade.")
+    prep, home = served.preprocessing, store.data_home(data_dir)
     settings = SimpleNamespace(dataset=prep.source or None, num_words=prep.num_words,
                                maxlen=prep.maxlen, padding=prep.padding,
                                truncating=prep.truncating, limit=None,
-                               validation_split=a.split)
+                               validation_split=split)
     x, y, x_val, y_val = store.training_shares(home, settings)
-    proto = onnx.load(str(a.model))
+    proto = onnx.load(str(model))
     net_name, _ = join_inputs(proto)
-
-    head = fit_head(x, y, prep.num_words, a.seed, weighting=a.weighting)
-    rows = real_rows(x_val)  # the validation reviews and one window of each, as training
-    rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
-                 np.random.default_rng(a.seed + 1))
-    labels = np.concatenate([y_val, y_val])
-    padded = pad_sequences(rows, x_val.shape[1], prep.padding, prep.truncating, start=None)
-    net = network_logits(a.model, net_name, padded, prep.padding)
-    lin = head.logits(rows)
-    wa, wb, wc = stack_weights(net, lin, labels)
-
     inits = {t.name: t for t in proto.graph.initializer}
     gemm = next((n for n in proto.graph.node if n.output[0] == net_name), None)
     if gemm is None or gemm.op_type != "Gemm" or not all(i in inits for i in gemm.input[1:3]):
-        print(f"Error: {a.model}'s network logit does not come from a dense layer.",
-              file=sys.stderr)
-        return 1
+        raise SystemExit(f"Error: {model}'s network logit does not come from a dense layer.")
+
+    head = fit_head(x, y, prep.num_words, seed, weighting=weighting)
+    rows = real_rows(x_val)  # the validation reviews and one window of each, as training
+    rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
+                 np.random.default_rng(seed + 1))
+    labels = np.concatenate([y_val, y_val])
+    padded = pad_sequences(rows, x_val.shape[1], prep.padding, prep.truncating, start=None)
+    net = network_logits(model, net_name, padded, prep.padding)
+    lin = head.logits(rows)
+    wa, wb, wc = stack_weights(net, lin, labels)
+
     kernel, bias = (numpy_helper.to_array(inits[i]) for i in gemm.input[1:3])
     inits[gemm.input[1]].CopyFrom(numpy_helper.from_array(
         (kernel * wa).astype(np.float32), gemm.input[1]))
@@ -139,8 +131,8 @@ def main(argv: list[str]) -> int:
     idf[0] = 0.0  # flat index 0 is where the graph sends every entry that is not a key
     set_table(proto, "ngram_idf", idf)
     set_table(proto, "ngram_weights", head.weights * wb)
-    a.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(a.output) as tmp:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))
 
     n = len(y_val)
@@ -149,11 +141,33 @@ def main(argv: list[str]) -> int:
     def acc(z, part):
         return float(((z[part] > 0) == (labels[part] > 0.5)).mean())
 
-    print(f"{a.output}: head weighting {a.weighting}; join a = {wa:.3f}, b = {wb:.3f}, "
-          f"c = {wc:.3f}. Validation accuracy, whole reviews / windows: network "
-          f"{acc(net, slice(0, n)):.4f} / {acc(net, slice(n, None)):.4f}, head "
-          f"{acc(lin, slice(0, n)):.4f} / {acc(lin, slice(n, None)):.4f}, both "
-          f"{acc(both, slice(0, n)):.4f} / {acc(both, slice(n, None)):.4f}")
+    return {"a": wa, "b": wb, "c": wc, "val_accuracy": {
+        name: {"whole": acc(z, slice(0, n)), "windows": acc(z, slice(n, None))}
+        for name, z in (("network", net), ("head", lin), ("both", both))}}
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("output", type=Path)
+    ap.add_argument("--weighting", default="nb")
+    ap.add_argument("--seed", type=int, default=3, help="the run's seed (the windows')")
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--split", type=float, default=0.2)
+    a = ap.parse_args(argv)
+
+    from rnncli.errors import RnncliError
+
+    try:
+        got = rehead(a.model, a.output, a.weighting, a.seed, a.data_dir, a.split)
+    except RnncliError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    v = got["val_accuracy"]
+    print(f"{a.output}: head weighting {a.weighting}; join a = {got['a']:.3f}, "
+          f"b = {got['b']:.3f}, c = {got['c']:.3f}. Validation accuracy, whole reviews / "
+          "windows: " + ", ".join(f"{k} {f['whole']:.4f} / {f['windows']:.4f}"
+                                  for k, f in v.items()))
     return 0
 
 
