@@ -10,18 +10,19 @@ and on two short-text sets built from the test split:
 Beside them, TF-IDF + logistic regression (rnncli's NgramModel; scikit-learn, `pip install
 scikit-learn`) trained on the train split, on words and on words + bigrams: the baseline to
 beat; NBSVM on words + bigrams (Wang & Manning, 2012, with logistic regression: each
-review's binarized n-grams scaled by their naive Bayes log-count ratios, C chosen on the
-last 5,000 train reviews, then fitted on all 25,000); and `rnncli train --ngram-teacher`'s
+review's binarized n-grams scaled by their naive Bayes log-count ratios, C chosen on 5,000
+train reviews held out at random, then fitted on all 25,000); and `rnncli train --ngram-teacher`'s
 linear teacher (the same model) fitted on the whole train split's ids (30,000 words, maxlen
 500), with its fit time, scored in batches of 64 as in training.
 Test reviews are scored with the model's own preprocessing (rnncli's one tokenizer). An
 ONNX model with a cascade is scored twice: as served, and with --no-cascade (the network
-on every review).
+on every review), and the share of each set's reviews that stop at its head is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -73,6 +74,23 @@ def onnx_cascade(path: Path) -> bool:
     from rnncli.serve.onnx_model import OnnxModel
 
     return OnnxModel(path, workers=1).has_cascade
+
+
+def exit_shares(path: Path, sets: dict[str, list[str]]) -> str:
+    """The share of each set's reviews that stop at the cascade's head: the calibrated
+    head's probability for every review (threshold 0), against the stored threshold."""
+    from rnncli.serve import contract
+    from rnncli.serve.onnx_model import OnnxModel
+
+    model = OnnxModel(path)
+    threshold = json.loads(model.metadata[contract.CASCADE])["threshold"]
+    model.feeds = {**model.feeds, contract.CASCADE_INPUT: np.array(0.0, np.float32)}
+    shares = []
+    for name, texts in sets.items():
+        p = np.array([r.probability for r in model.predict_stream(iter(texts), 256)],
+                     np.float64).clip(1e-12, 1 - 1e-12)
+        shares.append(f"{name} {np.mean(np.abs(np.log(p / (1 - p))) >= threshold):.1%}")
+    return f"stop at the head (|z| >= {threshold:.3f}): " + ", ".join(shares)
 
 
 def scorer(spec: str):
@@ -206,6 +224,11 @@ def main() -> None:
         cropped = binary_metrics(y, score(crop_texts))["accuracy"]
         print(f"{name[-44:]:<44} {full:9.4f} {first:11.4f} {cropped:7.4f} {seconds:7.1f}",
               flush=True)
+    for spec in args.models:
+        ref = locate.find_model(Path(spec), prefer="keras")
+        if ref.kind == "onnx" and onnx_cascade(ref.path):
+            print(f"{spec}: " + exit_shares(ref.path, {
+                "test": test_texts, "first sentence": short_texts, "crops": crop_texts}))
 
 
 if __name__ == "__main__":
