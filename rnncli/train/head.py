@@ -32,17 +32,20 @@ WINDOWS = 8
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
-             classes: int = 2, windows: int = WINDOWS, weighting: str = "nb") -> NgramHead:
+             classes: int = 2, windows: int = WINDOWS, weighting: str | None = None
+             ) -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     `windows` random windows of each (which count for no key's idf: they repeat its words),
-    as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes
-    (`weighting` "tfidf" then: "nb" is for two labels)."""
+    as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes.
+    `weighting` unset: "nb" for two labels, "tfidf" for more (naive Bayes ratios tell two
+    labels apart)."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
     rows = real_rows(x)
     rng, plan = np.random.default_rng(seed), BatchPlan(1, x.shape[1], 1.0, *CROP)
     extra = [w for _ in range(windows) for w in crop(rows, plan, rng)]
+    weighting = weighting or ("nb" if classes == 2 else "tfidf")
     entry = WEIGHTINGS[weighting]
     model = NgramModel(num_words, keys="hashed", C=entry.C, max_iter=3000, classes=classes,
                        weighting=weighting)
