@@ -92,8 +92,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     from rnncli.fsutil import atomic_path
     from rnncli.serve.onnx_model import OnnxModel
     from rnncli.text.tokenizer import pad_sequences
-    from rnncli.train.batches import BatchPlan, crop, real_rows
-    from rnncli.train.head import CROP, fit_head, stack_weights
+    from rnncli.train.head import fit_head, join_accuracies, join_rows, stack_weights
 
     served = OnnxModel(model, workers=1)
     if served.has_cascade:
@@ -113,10 +112,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
         raise SystemExit(f"Error: {model}'s network logit does not come from a dense layer.")
 
     head = fit_head(x, y, prep.num_words, seed, weighting=weighting)
-    rows = real_rows(x_val)  # the validation reviews and one window of each, as training
-    rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
-                 np.random.default_rng(seed + 1))
-    labels = np.concatenate([y_val, y_val])
+    rows, labels = join_rows(x_val, y_val, seed)  # as training fits the join
     padded = pad_sequences(rows, x_val.shape[1], prep.padding, prep.truncating, start=None)
     net = network_logits(model, net_name, padded, prep.padding)
     lin = head.logits(rows)
@@ -135,15 +131,8 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))
 
-    n = len(y_val)
-    both = wa * net + wb * lin + wc
-
-    def acc(z, part):
-        return float(((z[part] > 0) == (labels[part] > 0.5)).mean())
-
-    return {"a": wa, "b": wb, "c": wc, "val_accuracy": {
-        name: {"whole": acc(z, slice(0, n)), "windows": acc(z, slice(n, None))}
-        for name, z in (("network", net), ("head", lin), ("both", both))}}
+    return {"a": wa, "b": wb, "c": wc,
+            "val_accuracy": join_accuracies(net, lin, wa * net + wb * lin + wc, labels)}
 
 
 def main(argv: list[str]) -> int:

@@ -108,17 +108,13 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     `model`'s layers and weights with `head` beside them, (a, b, c) fitted on the
     validation reviews and one random window of each. Returns (model, details)."""
     from rnncli.model.build import build_model
-    from rnncli.train.batches import BatchPlan, crop, real_rows
 
     classes = head.classes
     joined = build_model(cfg, ngram_head=True, classes=classes)
     for layer in model.layers:
         if layer.weights:
             joined.get_layer(layer.name).set_weights(layer.get_weights())
-    rows = real_rows(x_val)
-    rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
-                 np.random.default_rng(seed + 1))
-    labels = np.concatenate([y_val, y_val])
+    rows, labels = join_rows(x_val, y_val, seed)
     net = network_logits(joined, cfg, rows, x_val.shape[1])
     lin = head.logits(rows)
     if classes > 2:
@@ -129,21 +125,39 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel * a, bias * a + c + b * head.bias])
     joined.get_layer(LAYER).set_weights([head.weights * b, head.idf])
-    n = len(y_val)
-
-    def accuracy(z, part):
-        if classes > 2:
-            return float((z[part].argmax(1) == np.round(labels[part])).mean())
-        return float(((z[part] > 0) == (labels[part] > 0.5)).mean())
-
-    both = a * net + b * lin + c
     details = {"network_weight": a, "head_weight": b}
     if classes > 2:
         details["class_bias"] = [float(v) for v in c]
-    details["val_accuracy"] = {
-        name: {"whole": accuracy(z, slice(0, n)), "windows": accuracy(z, slice(n, None))}
-        for name, z in (("network", net), ("head", lin), ("both", both))}
+    details["val_accuracy"] = join_accuracies(net, lin, a * net + b * lin + c, labels)
     return joined, details
+
+
+def join_rows(x_val: np.ndarray, y_val: np.ndarray, seed: int
+              ) -> tuple[list[np.ndarray], np.ndarray]:
+    """(id rows, labels) the join's weights are fitted on: the validation reviews, then one
+    random window of each (seed + 1)."""
+    from rnncli.train.batches import BatchPlan, crop, real_rows
+
+    rows = real_rows(x_val)
+    rows += crop(rows, BatchPlan(1, x_val.shape[1], 1.0, *CROP),
+                 np.random.default_rng(seed + 1))
+    return rows, np.concatenate([y_val, y_val])
+
+
+def join_accuracies(net: np.ndarray, head: np.ndarray, both: np.ndarray,
+                    labels: np.ndarray) -> dict:
+    """Accuracy of the network's, the head's and the joined logits on join_rows' rows, on
+    the whole reviews (first half) and on their windows (second half); logits [rows] or
+    [rows, K]."""
+    n = len(labels) // 2
+
+    def accuracy(z, part):
+        if z.ndim > 1:
+            return float((z[part].argmax(1) == np.round(labels[part])).mean())
+        return float(((z[part] > 0) == (labels[part] > 0.5)).mean())
+
+    return {name: {"whole": accuracy(z, slice(0, n)), "windows": accuracy(z, slice(n, None))}
+            for name, z in (("network", net), ("head", head), ("both", both))}
 
 
 def network_logits(joined, cfg, rows: list[np.ndarray], width: int) -> np.ndarray:
