@@ -30,7 +30,7 @@ def test_rehead_joins_a_freshly_fitted_head_to_the_files_network(_isolated, tmp_
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "run" / "ngram_head.json").read_text())["weighting"] == "nb"
     res = invoke("export", "onnx", "--model", "run", "--quantize", "--no-cascade",
-                 "--reviews", "40")
+                 "--graph", "native", "--reviews", "40")
     assert res.exit_code == 0, res.output
     source, out = tmp_path / "run" / "model.int8.onnx", tmp_path / "re" / "model.onnx"
     got = rehead.rehead(source, out, weighting="tfidf", seed=0)

@@ -36,7 +36,8 @@ def join_inputs(proto) -> tuple[str, str]:
         if node.op_type == "Add" and head in node.input:
             other = [i for i in node.input if i != head]
             return other[0], head
-    raise SystemExit("Error: the file has no n-gram head joined to its network.")
+    raise SystemExit("Error: the file has no n-gram head joined to its network; export the run "
+                     "with --ngram-head and --graph native, then run this tool on its int8 file.")
 
 
 def network_logits(path: Path, output: str, x: np.ndarray, padding: str) -> np.ndarray:
