@@ -42,6 +42,7 @@ Cell = Literal[config.CELLS]
 Pooling = Literal[config.POOLINGS]
 Weighting = Literal[config.NGRAM_WEIGHTINGS]
 Side = Literal[config.PADDING_SIDES]
+HoldOut = Literal[config.HOLD_OUTS]
 Monitor = Literal[config.MONITORS]
 Strategy = Literal[config.STRATEGIES]
 LrSchedule = Literal[config.LR_SCHEDULES]
@@ -78,6 +79,7 @@ def train(
     padding: Annotated[Side | None, setting("padding")] = None,
     truncating: Annotated[Side | None, setting("truncating")] = None,
     validation_split: Annotated[float | None, setting("validation_split")] = None,
+    hold_out: Annotated[HoldOut | None, setting("hold_out")] = None,
     limit: Limit = None,
     cell: Annotated[Cell | None, setting("cell")] = None,
     units: Annotated[int | None, setting("units")] = None,

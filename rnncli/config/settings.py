@@ -32,6 +32,7 @@ NGRAM_WEIGHTINGS = tuple(WEIGHTINGS)
 MASKED_POOLINGS = tuple(name for name, p in poolings.POOLINGS.items() if p.masked)
 EMBEDDING_INITS = ("uniform", "normal")
 PADDING_SIDES = ("pre", "post")  # the same as text.PADDING_SIDES (a test checks)
+HOLD_OUTS = ("movies", "last")  # data.store.training_shares
 MONITORS = ("val_accuracy", "val_loss")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 KEYS_DOC = "docs/config.md, section \"Config file keys\""
@@ -60,7 +61,11 @@ class DataConfig:
     maxlen: int = setting(80, "every review padded/truncated to this many tokens")
     padding: str = setting("pre", "where zeros go (pre or post), as Keras's pad_sequences")
     truncating: str = setting("pre", "which end of a long review is cut (pre or post)")
-    validation_split: float = setting(0.2, "last share of train held out for validation")
+    validation_split: float = setting(0.2, "share of train held out for validation")
+    hold_out: str = setting("movies", "what validation holds out: movies (every review of "
+                                      "the movies of the last share, none of them in "
+                                      "training; reviews with no movie count as one each) "
+                                      "or last (the last share)")
     limit: int | None = setting(None, "train on the first N reviews only (unset: all)")
 
 
@@ -157,6 +162,8 @@ class RunConfig:
         cfg = cls()
         if "model" in d and "ngram_weighting" not in d["model"]:
             cfg.model.ngram_weighting = "tfidf"  # what a run saved before the key fitted
+        if "data" in d and "hold_out" not in d["data"]:
+            cfg.data.hold_out = "last"  # what a run saved before the key held out
         apply(cfg, {k: v for name in SECTIONS for k, v in d.get(name, {}).items()})
         return cfg
 
@@ -307,6 +314,7 @@ def validate(cfg: RunConfig) -> None:
          f"--truncating {d.truncating!r}: use 'pre' or 'post'."),
         (0 < d.validation_split < 1,
          f"--validation-split {d.validation_split} must be between 0 and 1 (exclusive)."),
+        (d.hold_out in HOLD_OUTS, f"--hold-out {d.hold_out!r}: use 'movies' or 'last'."),
         (d.limit is None or d.limit >= 2, f"--limit {d.limit} is too small: use 2 or more."),
         (m.cell in CELLS, f"Unknown cell {m.cell!r}: use {', '.join(CELLS)}."),
         (0 <= m.dropout < 1 and 0 <= m.recurrent_dropout < 1,

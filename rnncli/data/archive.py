@@ -88,6 +88,32 @@ def _parse_name(name: str, where: Path) -> tuple[str, int, int, int] | None:
     return split, LABELS.index(label), int(rid), int(rating)
 
 
+_URLS = re.compile(r"(?:.*/)?aclImdb/(train|test)/urls_(neg|pos)\.txt")
+_TITLE = re.compile(rb"/title/tt(\d{1,9})/")
+MAX_URLS_BYTES = 16 << 20  # the real files are about 1.2 MB each
+
+
+def _movie_ids(raw: bytes) -> list[int]:
+    """The IMDb title number of each line of a urls_*.txt (line N: review id N's movie), -1
+    where a line names none."""
+    out = []
+    for line in raw.splitlines():
+        m = _TITLE.search(line)
+        out.append(int(m.group(1)) if m else -1)
+    return out
+
+
+def _add_movies(movies: dict | None, name: str, read) -> None:
+    """Into `movies`, keyed (split, label index), the movie of each review id, for a member
+    named aclImdb/<split>/urls_<label>.txt; `read(limit)` gives its bytes."""
+    if movies is None:
+        return
+    match = _URLS.fullmatch("/".join(PurePosixPath(name).parts))
+    if match:
+        split, label = match.groups()
+        movies[(split, LABELS.index(label))] = _movie_ids(read(MAX_URLS_BYTES))
+
+
 def _check_review_size(name: str, size: int, where: Path) -> None:
     if size > MAX_REVIEW_BYTES:
         raise DataError(f"Review {name!r} in {where} is {size:,} bytes, over the limit of "
@@ -272,7 +298,7 @@ def _check_end(tar: tarfile.TarFile, last: bytes, path: Path) -> None:
         raise _corrupt(path, "the end-of-archive marker is cut short")
 
 
-def _iter_tar(path: Path) -> Iterator[Review]:
+def _iter_tar(path: Path, movies: dict | None = None) -> Iterator[Review]:
     try:
         f = open(path, "rb")
     except OSError as exc:
@@ -293,6 +319,8 @@ def _iter_tar(path: Path) -> Iterator[Review]:
                         continue
                     parsed = _parse_name(member.name, path)
                     if parsed is None:
+                        if member.size <= MAX_URLS_BYTES:
+                            _add_movies(movies, member.name, tar.extractfile(member).read)
                         continue
                     layout.add_review(member.name, *parsed[:3])
                     _check_review_size(member.name, member.size, path)
@@ -307,9 +335,10 @@ def _refuse_link(path: Path | str) -> DataError:
     return DataError(f"Link {path} in the corpus folder: refusing it; copy the real files in.")
 
 
-def read_folder(path: Path) -> tuple[list[Review], str]:
+def read_folder(path: Path, movies: dict | None = None) -> tuple[list[Review], str]:
     """Every labelled review in an extracted aclImdb/ folder, and a checksum of them (names,
-    sizes and bytes in a fixed order), so a changed or added review is noticed."""
+    sizes and bytes in a fixed order), so a changed or added review is noticed. `movies`:
+    filled with the movie of each review id, from the urls_*.txt files (see iter_reviews)."""
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
     digest = hashlib.sha256()
     reviews: list[Review] = []
@@ -325,6 +354,10 @@ def read_folder(path: Path) -> tuple[list[Review], str]:
                 if not folder.is_dir():
                     raise DataError(f"{root} has no {split}/{label} folder: pass the whole "
                                     "extracted aclImdb/ folder.")
+                urls = root / split / f"urls_{label}.txt"
+                if urls.is_file() and not urls.is_symlink():
+                    with open(urls, "rb") as f:
+                        _add_movies(movies, f"aclImdb/{split}/urls_{label}.txt", f.read)
                 for entry in sorted(os.scandir(folder), key=lambda e: e.name):
                     if entry.is_symlink():
                         raise _refuse_link(entry.path)
@@ -349,10 +382,13 @@ def read_folder(path: Path) -> tuple[list[Review], str]:
     return reviews, f"content-sha256:{digest.hexdigest()}"
 
 
-def iter_reviews(path: Path) -> Iterator[Review]:
-    """Every labelled review in an aclImdb archive or folder, in the order they are stored."""
+def iter_reviews(path: Path, movies: dict | None = None) -> Iterator[Review]:
+    """Every labelled review in an aclImdb archive or folder, in the order they are stored.
+    `movies`, when given, is filled as the reviews are read with what the archive's
+    urls_<label>.txt files say: {(split, label index): [IMDb title number of review id 0,
+    1, ...]} (-1 for a line without one)."""
     if not path.exists():
         raise DataError(f"No such file or folder: {path}; check the path given to --from.")
     if path.is_dir():
-        return iter(read_folder(path)[0])
-    return _iter_tar(path)
+        return iter(read_folder(path, movies)[0])
+    return _iter_tar(path, movies)

@@ -143,19 +143,20 @@ def _check_complete(fields: dict[str, list], path: Path) -> None:
 def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
     if not path.exists():
         raise DataError(f"No such file or folder: {path}; check the path given to --from.")
-    reviews = None
+    reviews, movies = None, {}
     if path.is_dir():
-        reviews, checksum = archive.read_folder(path)
+        reviews, checksum = archive.read_folder(path, movies)
     elif not path.is_file():  # a FIFO or a device would block or never end
         raise DataError(f"{path} is not a regular file: pass a .tar.gz or an extracted folder.")
     elif checksum is None:
         checksum = _file_checksum(path)
     old = _up_to_date(home, "aclimdb", force)
-    if old and old["checksum"] == checksum:
+    # A build from before each review's movie was stored is made again.
+    if old and old["checksum"] == checksum and "movies" in old:
         dataset.store_current(home, "aclimdb")
         return old, False
 
-    source = reviews if reviews is not None else archive.iter_reviews(path)
+    source = reviews if reviews is not None else archive.iter_reviews(path, movies)
     tokenized = prepare.tokenize_reviews(source, step, workers, where=origin)
     _check_complete(tokenized.fields, path)
     vocab = prepare.build_vocabulary([(tokenized.words, tokenized.counts["train"])])
@@ -163,7 +164,8 @@ def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
         step("encode", 0, None)
     # Each split gets its own shuffle (train 113, test 114), so review N of train and of
     # test are unrelated.
-    splits = {s: prepare.assemble(tokenized, s, vocab, prepare.SHUFFLE_SEED + k)
+    splits = {s: prepare.assemble(tokenized, s, vocab, prepare.SHUFFLE_SEED + k,
+                                  movies=movies)
               for k, s in enumerate(archive.SPLITS)}
     del tokenized
     meta = {
@@ -172,6 +174,9 @@ def _prepare_aclimdb(home, path, origin, force, step, workers, checksum=None):
         "checksum": checksum,
         "splits": {s: prepare.split_summary(a) for s, a in splits.items()},
         "non_utf8": sum(a["non_utf8"] for a in splits.values()),
+        # Train reviews whose movie the archive's urls_*.txt name (validation holds out
+        # whole movies where they all have one).
+        "movies": int((splits["train"]["movies"] >= 0).sum()),
     }
     return dataset.store(home, "aclimdb", splits, vocab, meta), True
 

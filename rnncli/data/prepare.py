@@ -223,9 +223,12 @@ def build_vocabulary(words_counts: Iterable[tuple[list[str], np.ndarray]]) -> te
 
 
 def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
-             seed: int = SHUFFLE_SEED, label_dtype: type = np.int8) -> dict:
+             seed: int = SHUFFLE_SEED, label_dtype: type = np.int8,
+             movies: dict | None = None) -> dict:
     """One split's arrays: vocabulary ids, offsets, fields and texts, in the stored (shuffled)
-    order. `label_dtype`: int16 for an imported dataset, which may have over 127 labels."""
+    order. `label_dtype`: int16 for an imported dataset, which may have over 127 labels.
+    `movies` (archive.iter_reviews fills it): each review's movie is stored too ("movies",
+    -1 where unknown), so that validation can hold out whole movies."""
     index = vocab.index
     words = tokenized.words
     mapping = np.fromiter((index.get(w, text.OOV) for w in words), np.int32, len(words))
@@ -239,6 +242,9 @@ def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
     ratings = np.array([f[1] for f in fields], dtype=np.int8)
     rids = np.array([f[2] for f in fields], dtype=np.int32)
     raws = [f[3] for f in fields]
+    found = {label: ids for (s, label), ids in (movies or {}).items() if s == split}
+    movie = np.array([found[f[0]][f[2]] if f[2] < len(found.get(f[0], ())) else -1
+                      for f in fields], dtype=np.int32)
     # Canonical order first (label, id) so the shuffle does not depend on archive order.
     order = np.lexsort((rids, labels))
     order = order[np.random.RandomState(seed).permutation(len(order))]
@@ -255,6 +261,7 @@ def assemble(tokenized: Tokenized, split: str, vocab: text.Vocabulary,
         "labels": labels[order],
         "ratings": ratings[order],
         "ids": rids[order],
+        "movies": movie[order],
         "text": np.frombuffer(b"".join(raw_sorted), dtype=np.uint8),
         "text_offsets": text_offsets,
         "non_utf8": tokenized.non_utf8.get(split, 0),

@@ -80,6 +80,9 @@ class Split:
     ratings: np.ndarray  # int8 stars, -1 where the source has none
     ids: np.ndarray  # int32 review id within its label folder (or index)
     path: Path | None = None
+    # int32 IMDb title number of each review's movie (-1 unknown); None where the source
+    # stores none (Keras's imdb.npz, imported datasets, builds from before it was kept)
+    movies: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -274,12 +277,15 @@ def load_split(home: Path, split: str, source: str | None = None) -> Split:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _SPLIT_DTYPES}
+            movies = z["movies"] if "movies" in z.files else None
     except _NPZ_ERRORS as exc:
         raise damaged(folder, f"{path.name}: {exc}") from None
     if problem := _split_problem(arrays, meta["splits"][split]["reviews"],
                                  len(labels_of(meta))):
         raise damaged(folder, f"{path.name}: {problem}")
-    return Split(name=split, path=path, **arrays)
+    if movies is not None and (movies.dtype != np.int32 or movies.shape != arrays["ids"].shape):
+        raise damaged(folder, f"{path.name}: movies is {movies.dtype} of shape {movies.shape}")
+    return Split(name=split, path=path, movies=movies, **arrays)
 
 
 def load_vocabulary(home: Path, source: str | None = None) -> text.Vocabulary:
@@ -396,17 +402,43 @@ def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str 
 
 def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, y, x_val, y_val): the train split of dataset `d.dataset` encoded by the data
-    settings `d` (config.settings.DataSettings), its first `d.limit` reviews when set, the
-    last `d.validation_split` share held out as Keras's validation_split takes it. Training
-    and the export's cascade read the validation share from here alike."""
+    settings `d` (config.settings.DataSettings), its first `d.limit` reviews when set, with
+    a `d.validation_split` share held out for validation. `d.hold_out` "last": the last
+    share, as Keras's validation_split takes it; "movies": whole movies (held_out), so no
+    movie is on both sides, as between IMDB's train and test splits. Training and the
+    export's cascade read the validation share from here alike."""
     from rnncli.errors import UsageError
 
-    x, y = load_encoded(load_split(home, "train", d.dataset), d.num_words, d.maxlen,
-                        d.padding, d.truncating)
+    split = load_split(home, "train", d.dataset)
+    x, y = load_encoded(split, d.num_words, d.maxlen, d.padding, d.truncating)
+    movies = split.movies if getattr(d, "hold_out", "last") == "movies" else None
     if d.limit:
         x, y = x[: d.limit], y[: d.limit]
+        movies = None if movies is None else movies[: d.limit]
     n_val = max(1, int(round(len(x) * d.validation_split)))
-    if n_val >= len(x):
+    held = held_out(movies, y, n_val) if movies is not None else np.arange(len(x)) >= len(x) - n_val
+    if held.all():
         raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
                          "lower it.")
-    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+    return x[~held], y[~held], x[held], y[held]
+
+
+def held_out(movies: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Boolean mask of the reviews of whole movies, about `n` of them with the labels in the
+    split's proportions: movies are taken from the last review backwards, each unless it
+    would take a label past its share of `n` (most movies' reviews lean one way, so a share
+    taken by movie alone can be far from the split's balance: 61% positive on IMDB). -1
+    (unknown) is a movie of one review."""
+    groups = np.where(movies >= 0, movies.astype(np.int64), -1 - np.arange(len(movies)))
+    _, inverse = np.unique(groups, return_inverse=True)
+    classes = np.unique(labels, return_inverse=True)[1]
+    per = np.zeros((inverse.max() + 1, classes.max() + 1), np.int64)
+    np.add.at(per, (inverse, classes), 1)
+    target = np.bincount(classes) * (n / len(labels))
+    chosen, held = np.zeros(len(per), bool), np.zeros(per.shape[1])
+    for g in inverse[::-1]:
+        if (held >= target - 0.5).all():
+            break
+        if not chosen[g] and (held + per[g] <= target + 0.5).all():
+            chosen[g], held = True, held + per[g]
+    return chosen[inverse]
