@@ -112,7 +112,11 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     if gemm is None or gemm.op_type != "Gemm" or not all(i in inits for i in gemm.input[1:3]):
         raise SystemExit(f"Error: {model}'s network logit does not come from a dense layer.")
 
-    head = fit_head(x, y, prep.num_words, seed, weighting=weighting)
+    table = next((t for t in proto.graph.initializer if t.name == "ngram_idf/int8"), None)
+    if table is None:
+        raise SystemExit(f"Error: {model} has no int8 head table (ngram_idf/int8).")
+    head = fit_head(x, y, prep.num_words, seed, weighting=weighting,
+                    buckets=int(table.dims[0]) - prep.num_words)  # the graph's table
     rows, labels = join_rows(x_val, y_val, seed)  # as training fits the join
     padded = pad_sequences(rows, x_val.shape[1], prep.padding, prep.truncating, start=None)
     net = network_logits(model, net_name, padded, prep.padding)

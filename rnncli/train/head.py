@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.model.ngram import LAYER, WEIGHTINGS, NgramHead, NgramModel, require_sklearn
+from rnncli.model.ngram import BUCKETS, LAYER, WEIGHTINGS, NgramHead, NgramModel, require_sklearn
 from rnncli.text.padding import trimmed_batches
 
 CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is fitted on
@@ -32,13 +32,14 @@ WINDOWS = 8
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
-             classes: int = 2, windows: int = WINDOWS, weighting: str | None = None
-             ) -> NgramHead:
+             classes: int = 2, windows: int = WINDOWS, weighting: str | None = None,
+             buckets: int = BUCKETS) -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     `windows` random windows of each (which count for no key's idf: they repeat its words),
     as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes.
     `weighting` unset: "nb" for two labels, "tfidf" for more (naive Bayes ratios tell two
-    labels apart)."""
+    labels apart). `buckets`: the pair slots of the table (an existing graph's, to fit its
+    head again)."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
@@ -48,7 +49,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
     weighting = weighting or ("nb" if classes == 2 else "tfidf")
     entry = WEIGHTINGS[weighting]
     model = NgramModel(num_words, keys="hashed", C=entry.C, max_iter=3000, classes=classes,
-                       weighting=weighting)
+                       weighting=weighting, buckets=buckets)
     return model.fit(rows, y, extra_rows=extra, extra_y=np.tile(np.asarray(y), windows),
                      extra_weight=entry.window_weight).head()
 
