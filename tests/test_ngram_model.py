@@ -167,3 +167,16 @@ def test_extra_rows_weigh_as_asked():
     assert 0 < np.abs(light.coef_ - alone.coef_).sum() < gap
     # Extra rows never change which keys count or their idf.
     np.testing.assert_array_equal(light.idf_, alone.idf_)
+
+
+def test_a_table_of_other_size_hashes_pairs_into_it_and_its_head_reads_it_back():
+    """`buckets`: the pair slots (the bundled model's older table is smaller than new ones);
+    the head finds its size from its table and scores as the model does."""
+    rows, y = word_order_rows(200, seed=1)
+    small = NgramModel(NUM_WORDS, keys="hashed", C=2.0, buckets=101).fit(rows, y)
+    assert small.idf_.shape == (table_size(NUM_WORDS, 101),)
+    assert small.keys_.max() < NUM_WORDS + 101
+    head = small.head()
+    np.testing.assert_allclose(head.logits(rows), small.decision_function(rows), rtol=1e-4,
+                               atol=1e-4)
+    assert table_size(NUM_WORDS) == NUM_WORDS + BUCKETS

@@ -1,0 +1,97 @@
+"""Validation that holds out whole movies: the movies fetch stores, and the shares."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from conftest import add_bytes, synthetic_reviews, write_archive
+
+from rnncli.config import settings as config
+from rnncli.data import fetch, store
+
+
+def settings(hold_out: str, share: float = 0.25) -> SimpleNamespace:
+    return SimpleNamespace(dataset=None, num_words=100, maxlen=20, padding="pre",
+                           truncating="pre", limit=None, validation_split=share,
+                           hold_out=hold_out)
+
+
+def movie_of(split: str, label: str, rid: int) -> int:
+    """A made-up title number: three reviews a movie, per split and label."""
+    return {"train": 1000, "test": 5000}[split] + {"pos": 0, "neg": 500}[label] + rid // 3
+
+
+def archive_with_urls(path, rows, lines=None):
+    def urls(tar):
+        for split in ("train", "test"):
+            for label in ("pos", "neg"):
+                n = max(r[2] for r in rows if r[:2] == (split, label)) + 1
+                text = lines(split, label, n) if lines else "".join(
+                    f"http://www.imdb.com/title/tt{movie_of(split, label, i):07d}/usercomments\n"
+                    for i in range(n))
+                add_bytes(tar, f"aclImdb/{split}/urls_{label}.txt", text.encode())
+    return write_archive(path, rows, extra=urls)
+
+
+def test_fetch_stores_each_reviews_movie_from_the_urls_files(tmp_path):
+    rows = synthetic_reviews(12)
+    fetch.fetch(origin=str(archive_with_urls(tmp_path / "a.tar.gz", rows)))
+    home = store.data_home(None)
+    for split in ("train", "test"):
+        got = store.load_split(home, split)
+        want = [movie_of(split, ("neg", "pos")[lab], rid)
+                for lab, rid in zip(got.labels, got.ids)]
+        assert got.movies.tolist() == want
+
+
+def test_a_line_without_a_title_and_an_archive_without_urls_give_no_movie(tmp_path):
+    rows = synthetic_reviews(6)
+    fetch.fetch(origin=str(archive_with_urls(
+        tmp_path / "a.tar.gz", rows, lines=lambda s, lab, n: "no url here\n" * n)))
+    assert (store.load_split(store.data_home(None), "train").movies == -1).all()
+    fetch.fetch(origin=str(write_archive(tmp_path / "b.tar.gz", rows)))
+    assert (store.load_split(store.data_home(None), "train").movies == -1).all()
+
+
+def test_held_out_takes_whole_movies_from_the_end_keeping_the_balance():
+    rng = np.random.default_rng(0)
+    # 200 movies of 1-30 reviews each, most leaning one way.
+    movies = np.repeat(np.arange(200), rng.integers(1, 31, 200))
+    lean = rng.random(200) < 0.5
+    labels = (rng.random(len(movies)) < np.where(lean[movies], 0.85, 0.15)).astype(np.int8)
+    order = rng.permutation(len(movies))
+    movies, labels = movies[order], labels[order]
+    n = len(movies) // 5
+    held = store.held_out(movies, labels, n)
+    assert not set(movies[held]) & set(movies[~held])
+    assert abs(held.sum() - n) <= 1
+    assert abs(labels[held].mean() - labels.mean()) < 0.01
+    assert held[-1]  # the last review's movie comes first
+    # Unknown movies are one review each: with none known, the last n reviews.
+    unknown = np.full(len(movies), -1, np.int32)
+    assert (store.held_out(unknown, np.zeros(len(movies)), n)
+            == (np.arange(len(movies)) >= len(movies) - n)).all()
+
+
+def test_training_shares_hold_out_movies_or_the_last_share(tmp_path):
+    rows = synthetic_reviews(24)
+    fetch.fetch(origin=str(archive_with_urls(tmp_path / "a.tar.gz", rows)))
+    home = store.data_home(None)
+    split = store.load_split(home, "train")
+    x_all, _ = store.load_encoded(split, 100, 20, "pre", "pre")
+    x, y, x_val, y_val = store.training_shares(home, settings("movies"))
+    assert len(x) + len(x_val) == len(split) and abs(len(x_val) - 12) <= 2
+    assert y_val.mean() == 0.5
+    where = {r.tobytes(): m for r, m in zip(x_all, split.movies)}
+    assert not {where[r.tobytes()] for r in x} & {where[r.tobytes()] for r in x_val}
+    x, _, x_val, _ = store.training_shares(home, settings("last"))
+    assert (x_val == x_all[-12:]).all() and (x == x_all[:-12]).all()
+
+
+def test_a_run_saved_before_hold_out_keeps_the_last_share():
+    saved = config.RunConfig().to_dict()
+    assert saved["data"].pop("hold_out") == "movies"
+    assert config.RunConfig.from_dict(saved).data.hold_out == "last"
+    saved["data"]["hold_out"] = "movies"
+    assert config.RunConfig.from_dict(saved).data.hold_out == "movies"
