@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from conftest import add_bytes, synthetic_reviews, write_archive
 
 from rnncli.config import settings as config
@@ -95,3 +96,39 @@ def test_a_run_saved_before_hold_out_keeps_the_last_share():
     assert config.RunConfig.from_dict(saved).data.hold_out == "last"
     saved["data"]["hold_out"] = "movies"
     assert config.RunConfig.from_dict(saved).data.hold_out == "movies"
+
+
+def test_with_no_movie_known_validation_is_the_last_share(tmp_path):
+    """An archive without urls_*.txt: every movie unknown, so --hold-out movies holds out
+    the last share (not a label-balanced pick of single reviews)."""
+    rows = synthetic_reviews(24)
+    fetch.fetch(origin=str(write_archive(tmp_path / "a.tar.gz", rows)))
+    home = store.data_home(None)
+    x_all, _ = store.load_encoded(store.load_split(home, "train"), 100, 20, "pre", "pre")
+    x, _, x_val, _ = store.training_shares(home, settings("movies"))
+    assert (x_val == x_all[-12:]).all() and (x == x_all[:-12]).all()
+
+
+def test_reviews_of_no_known_movie_store_minus_one():
+    """An imported dataset's reviews (no urls files): every movie -1, so training_shares
+    holds out its last share."""
+    from rnncli.data import prepare
+    from rnncli.data.archive import Review
+
+    tokenized = prepare.tokenize_reviews(
+        [Review("train", i % 2, i, -1, b"good film" if i % 2 else b"bad film") for i in range(6)],
+        None, 1)
+    vocab = prepare.build_vocabulary([(tokenized.words, tokenized.counts["train"])])
+    assert (prepare.assemble(tokenized, "train", vocab)["movies"] == -1).all()
+    got = prepare.assemble(tokenized, "train", vocab, movies={("train", 1): [7, 7, 7, 8, 8, 9]})
+    by_id = dict(zip(got["ids"].tolist(), got["movies"].tolist()))
+    assert by_id == {0: -1, 1: 7, 2: -1, 3: 8, 4: -1, 5: 9}
+
+
+def test_too_small_a_share_for_any_whole_movie_is_one_line(tmp_path):
+    from rnncli.errors import UsageError
+
+    # Three reviews a movie, all of one label: a share of 1 review per label takes none.
+    fetch.fetch(origin=str(archive_with_urls(tmp_path / "a.tar.gz", synthetic_reviews(24))))
+    with pytest.raises(UsageError, match="holds out no whole movie.*--hold-out last"):
+        store.training_shares(store.data_home(None), settings("movies", share=0.04))

@@ -319,8 +319,7 @@ def _iter_tar(path: Path, movies: dict | None = None) -> Iterator[Review]:
                         continue
                     parsed = _parse_name(member.name, path)
                     if parsed is None:
-                        if member.size <= MAX_URLS_BYTES:
-                            _add_movies(movies, member.name, tar.extractfile(member).read)
+                        _add_movies(movies, member.name, tar.extractfile(member).read)
                         continue
                     layout.add_review(member.name, *parsed[:3])
                     _check_review_size(member.name, member.size, path)

@@ -80,8 +80,9 @@ class Split:
     ratings: np.ndarray  # int8 stars, -1 where the source has none
     ids: np.ndarray  # int32 review id within its label folder (or index)
     path: Path | None = None
-    # int32 IMDb title number of each review's movie (-1 unknown); None where the source
-    # stores none (Keras's imdb.npz, imported datasets, builds from before it was kept)
+    # int32 IMDb title number of each review's movie (-1 unknown: every review of an
+    # imported dataset); None where the source stores none (Keras's imdb.npz, builds from
+    # before it was kept)
     movies: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -405,7 +406,8 @@ def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     settings `d` (config.settings.DataSettings), its first `d.limit` reviews when set, with
     a `d.validation_split` share held out for validation. `d.hold_out` "last": the last
     share, as Keras's validation_split takes it; "movies": whole movies (held_out), so no
-    movie is on both sides, as between IMDB's train and test splits. Training and the
+    movie is on both sides, as between IMDB's train and test splits, where the split knows
+    any review's movie (else the last share). Training and the
     export's cascade read the validation share from here alike."""
     from rnncli.errors import UsageError
 
@@ -416,7 +418,13 @@ def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         x, y = x[: d.limit], y[: d.limit]
         movies = None if movies is None else movies[: d.limit]
     n_val = max(1, int(round(len(x) * d.validation_split)))
-    held = held_out(movies, y, n_val) if movies is not None else np.arange(len(x)) >= len(x) - n_val
+    if movies is None or not (movies >= 0).any():  # no movie known: the last share
+        held = np.arange(len(x)) >= len(x) - n_val
+    else:
+        held = held_out(movies, y, n_val)
+        if not held.any():
+            raise UsageError(f"--validation-split {d.validation_split} holds out no whole "
+                             "movie of these reviews: raise it, or use --hold-out last.")
     if held.all():
         raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
                          "lower it.")
