@@ -115,8 +115,8 @@ def linear_baselines(train_texts: list[str], train_y: np.ndarray) -> dict:
 
     train_rows = rows(train_texts)
     made = {}
-    for name, pairs, c in (("tfidf+lr words", False, 2.0), ("tfidf+lr words+bigrams", True, 4.0)):
-        model = NgramModel(num_words, keys="exact", pairs=pairs, C=c).fit(train_rows, train_y)
+    for name, order, c in (("tfidf+lr words", 1, 2.0), ("tfidf+lr words+bigrams", 2, 4.0)):
+        model = NgramModel(num_words, keys="exact", order=order, C=c).fit(train_rows, train_y)
         made[name] = lambda texts, m=model: m.predict_proba(rows(texts))[:, 1]
     made["nbsvm words+bigrams"] = nbsvm(rows, train_rows, train_y, num_words)
     return made

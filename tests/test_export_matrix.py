@@ -57,13 +57,18 @@ def reviews(rng, lengths) -> list[np.ndarray]:
 class Case:
     """A random-weight Keras model and its outputs on the batches every graph is fed."""
 
-    def __init__(self, cfg: RunConfig, seed: int, ngram_head: bool = False):
+    def __init__(self, cfg: RunConfig, seed: int, ngram_head: bool | int = False):
+        """`ngram_head` True: the head new models get; a number: a head of that order (2: a
+        model from before triples)."""
         import keras
 
         from rnncli.model.build import build_model
+        from rnncli.model.ngram import BUCKETS, HEAD_ORDER
 
         keras.utils.set_random_seed(seed)
-        self.cfg, self.model = cfg, build_model(cfg, ngram_head=ngram_head)
+        order = HEAD_ORDER if ngram_head is True else int(ngram_head)
+        self.cfg, self.model = cfg, build_model(cfg, ngram_head=bool(ngram_head),
+                                                head_table=(BUCKETS, order))
         rng = np.random.default_rng(seed)
         for w in self.model.weights:
             w.assign(rng.normal(0, 0.7, w.shape).astype(np.float32))
@@ -156,6 +161,22 @@ def test_ngram_head_matches_keras(case, combo, kind, padding):
     assert max(diffs.values()) <= ATOL, diffs
     with pytest.raises(Exception, match="n-gram head needs --opset 16"):
         build_graph(c.model, c.cfg, kind, opset=15)
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_a_head_of_words_and_pairs_exports_as_it_was_made(case, padding):
+    """A model whose head predates triples keeps its keys in the graph (no triple node)."""
+    from rnncli.export.graph import build_graph
+
+    c = case("gru", "bi", "masked-max", 1, padding=padding, ngram_head=2)
+    assert c.model.get_layer("ngram").order == 2
+    proto = build_graph(c.model, c.cfg, "native")
+    assert not any(n.name.endswith("ngram_third") for n in proto.graph.node)
+    diffs = worst_diff(session(proto), c)
+    assert max(diffs.values()) <= ATOL, diffs
+    new = case("gru", "bi", "masked-max", 1, padding=padding, ngram_head=True)
+    assert any(n.name.endswith("ngram_third") for n in build_graph(new.model, new.cfg,
+                                                                   "native").graph.node)
 
 
 @pytest.mark.parametrize("combo", COMBOS[::5], ids=combo_id)

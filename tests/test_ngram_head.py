@@ -21,6 +21,23 @@ def test_keys_are_words_then_hashed_pairs_without_pads_or_the_start_marker():
     assert row_keys(np.array([0, text.START], np.int32), NUM_WORDS).tolist() == []
 
 
+def test_order_3_adds_each_triple_hashed_and_exact():
+    row = np.array([0, text.START, 5, 6, 5, 7], np.int32)
+    n = NUM_WORDS
+    triples = [(5 * n + 6) * n + 5, (6 * n + 5) * n + 7]
+    hashed = row_keys(row, n, order=3)
+    assert hashed[:-2].tolist() == row_keys(row, n).tolist()  # words and pairs first
+    assert hashed[-2:].tolist() == [n + t % BUCKETS for t in triples]
+    exact = row_keys(row, n, keys="exact", order=3)
+    assert exact[-2:].tolist() == [n * n + t for t in triples]
+    # Exact triples start above every pair (a * n + b < n * n), so no two n-grams share a key.
+    assert exact[:-2].max() < n * n <= exact[-2:].min()
+    assert len(set(exact.tolist())) == 8  # 3 words, 3 pairs, 2 triples
+    # Fewer than 3 words: no triple.
+    assert row_keys(np.array([text.START, 5, 6], np.int32), n, order=3).tolist() == \
+        row_keys(np.array([text.START, 5, 6], np.int32), n).tolist()
+
+
 def test_features_are_scikit_learns_tfidf():
     """Sublinear counts, smoothed idf, unit rows: TfidfTransformer's exact numbers."""
     from sklearn.feature_extraction.text import TfidfTransformer
@@ -64,18 +81,20 @@ def test_stack_weights_recover_how_two_logits_combine():
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("training_extra")
-def test_keras_layer_computes_the_numpy_head():
-    """Repeated words, pairs across pads, rows with no key, either padding side."""
+@pytest.mark.parametrize("buckets, order", [(BUCKETS, 2), (BUCKETS, 3), (1009, 3)])
+def test_keras_layer_computes_the_numpy_head(buckets, order):
+    """Repeated words, pairs and triples across pads, rows with no key, either padding side,
+    the default table and a small one (triples collide in it)."""
     from rnncli.model import runtime as tf_runtime
     from rnncli.model.layers import ngram_layer
 
     tf_runtime.import_tensorflow()
     rng = np.random.default_rng(1)
-    size = NUM_WORDS + BUCKETS
+    size = NUM_WORDS + buckets
     head = NgramHead(rng.normal(0, 1, size).astype(np.float32),
-                     rng.uniform(1, 5, size).astype(np.float32), 0.0, NUM_WORDS)
+                     rng.uniform(1, 5, size).astype(np.float32), 0.0, NUM_WORDS, order)
     head.idf[: text.OOV] = 0
-    layer = ngram_layer()(NUM_WORDS)
+    layer = ngram_layer()(NUM_WORDS, buckets, order)
     layer.build((None, None))
     layer.set_weights([head.weights, head.idf])
     rows = [np.array([text.START, *rng.integers(2, 9, n)], np.int32) for n in (0, 1, 5, 11)]
@@ -85,6 +104,22 @@ def test_keras_layer_computes_the_numpy_head():
         got = np.asarray(layer(x)).ravel()
         np.testing.assert_allclose(got, head.logits(x), atol=2e-5)
     assert got[0] == 0.0  # a review of no word has no key
+    pairs_only = NgramHead(head.weights, head.idf, 0.0, NUM_WORDS, 2).logits(x)
+    assert bool(np.abs(got - pairs_only).max() > 1e-3) is (order == 3)  # the triples count
+
+
+def test_the_layer_keeps_its_order_and_a_config_without_one_is_pairs():
+    """A head's order is saved with the model; a file from before triples reads as 2."""
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.layers import ngram_layer
+
+    tf_runtime.import_tensorflow()
+    cls = ngram_layer()
+    config = cls(NUM_WORDS, 101, 3).get_config()
+    assert (config["order"], cls.from_config(config).order) == (3, 3)
+    config = cls(NUM_WORDS, 101, 2).get_config()
+    assert "order" not in config  # as files made before triples
+    assert cls.from_config(config).order == 2
 
 
 @pytest.mark.slow

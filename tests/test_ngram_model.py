@@ -26,7 +26,7 @@ def test_fit_returns_the_model_and_only_fit_sets_the_learned_attributes(keys):
         model.predict_proba(rows)
     assert model.fit(rows, y) is model
     assert learned(model) == LEARNED
-    assert (model.num_words, model.keys, model.pairs, model.C) == (NUM_WORDS, keys, True, 2.0)
+    assert (model.num_words, model.keys, model.order, model.C) == (NUM_WORDS, keys, 2, 2.0)
     # Features: the keys kept (exact), or the whole table where the others have idf 0.
     n = len(model.keys_) if keys == "exact" else table_size(NUM_WORDS)
     assert model.idf_.shape == model.coef_.shape == (n,) and isinstance(model.intercept_, float)
@@ -64,7 +64,7 @@ def test_exact_and_hashed_keys_agree_where_no_pair_collides():
 
 def test_words_only_without_pairs():
     rows, y = word_order_rows(200, seed=0)
-    model = NgramModel(NUM_WORDS, keys="exact", pairs=False).fit(rows, y)
+    model = NgramModel(NUM_WORDS, keys="exact", order=1).fit(rows, y)
     assert (model.keys_ % NUM_WORDS == 0).all()
     # The label is in the order of two words: words alone are near chance.
     test_rows, test_y = word_order_rows(200, seed=1)

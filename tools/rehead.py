@@ -115,8 +115,9 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     table = next((t for t in proto.graph.initializer if t.name == "ngram_idf/int8"), None)
     if table is None:
         raise SystemExit(f"Error: {model} has no int8 head table (ngram_idf/int8).")
-    head = fit_head(x, y, prep.num_words, seed, weighting=weighting,
-                    buckets=int(table.dims[0]) - prep.num_words)  # the graph's table
+    order = 3 if any(n.name.endswith("ngram_third") for n in proto.graph.node) else 2
+    head = fit_head(x, y, prep.num_words, seed, weighting=weighting,  # the graph's table
+                    buckets=int(table.dims[0]) - prep.num_words, order=order)
     rows, labels = join_rows(x_val, y_val, seed)  # as training fits the join
     padded = pad_sequences(rows, x_val.shape[1], prep.padding, prep.truncating, start=None)
     net = network_logits(model, net_name, padded, prep.padding)

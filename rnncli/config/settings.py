@@ -86,8 +86,9 @@ class ModelConfig:
                                                  poolings.POOLINGS))
     head_dropout: float = setting(0.0, "dropout between the pooled features and the dense layer")
     unroll: bool | None = setting(None, "unroll the time loop (unset: SimpleRNN, maxlen <= 100)")
-    ngram_head: bool = setting(False, "add the logit of a TF-IDF linear model of words and "
-                                      "word pairs, fitted after training (needs scikit-learn)")
+    ngram_head: bool = setting(False, "add the logit of a TF-IDF linear model of words, "
+                                      "word pairs and triples, fitted after training (needs "
+                                      "scikit-learn)")
     ngram_weighting: str = setting("nb", registry_help("the n-gram head's features",
                                                        WEIGHTINGS))
 

@@ -5,7 +5,7 @@ network runs only on the others, inside the one graph.
     proto = add_cascade(proto, cascade)                        # an id graph with a head
 
 The joined model computes sigmoid(a x network logit + b x head logit + c). The head alone
-is a linear model over words and word pairs, a few thousand multiply-adds a review against
+is a linear model over words, word pairs and triples, a few thousand multiply-adds a review against
 the network's millions, and on IMDB it is right about most reviews: what the cascade adds
 is a calibration of the head alone, z = alpha x (b x head logit) + beta (a one-feature
 logistic regression on the validation share), and a threshold t. A review with |z| >= t

@@ -62,13 +62,21 @@ def onnx_head_logit(g, model, ids: str) -> str:
     first, big = g.int64("ngram_1", [1]), g.int64("ngram_end", [np.iinfo(np.int64).max])
     left = one("Slice", [x, start, end, axis1])
     right = one("Slice", [x, first, big, axis1])
-    pair = one("Mul", [left, g.const("ngram_num_words", np.array(nw, np.int64))])
-    pair = one("Mod", [one("Add", [pair, right]),
-                       g.const("ngram_buckets", np.array(layer.buckets, np.int64))])
-    pair = one("Add", [pair, "ngram_num_words"])
+    num_words = g.const("ngram_num_words", np.array(nw, np.int64))
+    buckets = g.const("ngram_buckets", np.array(layer.buckets, np.int64))
+    pair = one("Add", [one("Mul", [left, num_words]), right])  # a * num_words + b
     kept_pair = one("GreaterOrEqual", [one("Min", [left, right]), "ngram_oov"])
-    keys = one("Concat", [x, pair], axis=1)
-    kept = one("Concat", [real, kept_pair], axis=1)
+    keys = [x, one("Add", [one("Mod", [pair, buckets]), num_words])]
+    kept = [real, kept_pair]
+    if getattr(layer, "order", 2) > 2:  # (a * num_words + b) * num_words + c, per pair
+        third = one("Slice", [x, g.int64("ngram_2", [2]), big, axis1], "ngram_third")
+        triple = one("Add", [one("Mul", [one("Slice", [pair, start, end, axis1]), num_words]),
+                             third])
+        keys.append(one("Add", [one("Mod", [triple, buckets]), num_words]))
+        kept.append(one("And", [one("Slice", [kept_pair, start, end, axis1]),
+                                one("GreaterOrEqual", [third, "ngram_oov"])]))
+    keys = one("Concat", keys, axis=1)
+    kept = one("Concat", kept, axis=1)
     shape = one("Shape", [x])
     batch = one("Gather", [shape, g.const("ngram_zero", np.array(0, np.int64))])
     rows = one("Range", [g.const("ngram_r0", np.array(0, np.int64)), batch,

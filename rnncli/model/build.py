@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rnncli.model.cells import get_cell
 from rnncli.model.layers import ngram_layer, pooling_layer
-from rnncli.model.ngram import LAYER
+from rnncli.model.ngram import BUCKETS, HEAD_ORDER, LAYER
 from rnncli.model.poolings import get_pooling
 
 if TYPE_CHECKING:  # the settings a model is built from; config/ imports the registries here
@@ -28,11 +28,13 @@ if TYPE_CHECKING:  # the settings a model is built from; config/ imports the reg
 # embedding, embedding_dropout, rnn_<i> or bi_rnn_<i>, pool, head_dropout, dense.
 
 
-def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2):
+def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2,
+                head_table: tuple[int, int] = (BUCKETS, HEAD_ORDER)):
     """The model of `cfg`; with `ngram_head`, the dense layer gives a logit to which the
-    n-gram head's is added before the sigmoid (train/head.py fits and joins it). `classes`
-    > 2: Dense(classes, softmax), one probability per label; with `ngram_head`, the head's
-    logit per label is added before the softmax."""
+    n-gram head's is added before the sigmoid (train/head.py fits and joins it), its table
+    `head_table` (n-gram slots, longest n-gram). `classes` > 2: Dense(classes, softmax), one
+    probability per label; with `ngram_head`, the head's logit per label is added before the
+    softmax."""
     import keras
 
     d, m = cfg.data, cfg.model
@@ -73,11 +75,11 @@ def build_model(cfg: RunConfig, ngram_head: bool = False, classes: int = 2):
         return keras.Model(inputs, outputs, name=f"rnncli_{m.cell}")
     if classes > 2:
         logit = keras.layers.Dense(classes, name="dense")(x)
-        head = ngram_layer()(d.num_words, classes=classes, name=LAYER)(inputs)
+        head = ngram_layer()(d.num_words, *head_table, classes=classes, name=LAYER)(inputs)
         activation = "softmax"
     else:
         logit = keras.layers.Dense(1, name="dense")(x)
-        head = ngram_layer()(d.num_words, name=LAYER)(inputs)
+        head = ngram_layer()(d.num_words, *head_table, name=LAYER)(inputs)
         activation = "sigmoid"
     logit = keras.layers.Add(name="logit")([logit, head])
     outputs = keras.layers.Activation(activation, name="output")(logit)

@@ -113,10 +113,11 @@ def ngram_layer():
         """ids [batch, steps] -> the head's logit [batch, 1] (bias in the dense layer), or
         with `classes` K > 2 its logit per label [batch, K], from a [keys, K] table."""
 
-        def __init__(self, num_words: int, buckets: int = BUCKETS, classes: int = 1,
-                     **kwargs):
+        def __init__(self, num_words: int, buckets: int = BUCKETS, order: int = 2,
+                     classes: int = 1, **kwargs):
             super().__init__(**kwargs)
             self.num_words, self.buckets, self.classes = num_words, buckets, classes
+            self.order = order  # 2 where the config has none: a head made before triples
             size = num_words + buckets
             self.table = self.add_weight(shape=(size,) if classes == 1 else (size, classes),
                                          initializer="zeros", trainable=False,
@@ -130,9 +131,15 @@ def ngram_layer():
             ids = tf.cast(ids, tf.int64)
             size = self.num_words + self.buckets
             real = ids >= OOV
-            pairs = self.num_words + (ids[:, :-1] * self.num_words + ids[:, 1:]) % self.buckets
-            keys = tf.concat([ids, pairs], 1)
-            kept = tf.concat([real, tf.logical_and(real[:, :-1], real[:, 1:])], 1)
+            pair = ids[:, :-1] * self.num_words + ids[:, 1:]
+            pair_kept = tf.logical_and(real[:, :-1], real[:, 1:])
+            keys = [ids, self.num_words + pair % self.buckets]
+            kept = [real, pair_kept]
+            if self.order > 2:
+                triple = pair[:, :-1] * self.num_words + ids[:, 2:]
+                keys.append(self.num_words + triple % self.buckets)
+                kept.append(tf.logical_and(pair_kept[:, :-1], real[:, 2:]))
+            keys, kept = tf.concat(keys, 1), tf.concat(kept, 1)
             batch = tf.shape(ids, out_type=tf.int64)[0]
             rows = tf.range(batch)[:, None] * size
             # A key not kept becomes 0 (no kept key is 0: the pad id), which weighs nothing.
@@ -157,6 +164,8 @@ def ngram_layer():
                       "buckets": self.buckets}
             if self.classes > 1:  # a binary model's file stays loadable by older rnncli
                 config["classes"] = self.classes
+            if self.order != 2:
+                config["order"] = self.order
             return config
 
     _LAYER_CLASS = NgramLogit

@@ -1,7 +1,7 @@
-"""The n-gram model: TF-IDF + logistic regression on a review's words and word pairs, the one
-linear model of the project. With exact keys it is the n-gram teacher (train/teachers.py)
-and the benchmark's baselines; with hashed keys, the n-gram head (`--ngram-head`) whose
-logit the model adds to the recurrent network's.
+"""The n-gram model: TF-IDF + logistic regression on a review's words and word pairs (and
+triples), the one linear model of the project. With exact keys it is the n-gram teacher
+(train/teachers.py) and the benchmark's baselines; with hashed keys, the n-gram head
+(`--ngram-head`) whose logit the model adds to the recurrent network's.
 
     model = NgramModel(num_words, keys="exact").fit(rows, y)   # id rows, padded or not
     model.predict_proba(rows)[:, 1]                            # P(positive) per id row
@@ -9,15 +9,17 @@ logit the model adds to the recurrent network's.
     head.logits(rows)             # the head's logit per id row, from that table
     NgramModel(num_words, classes=3).fit(rows, y)   # K > 2 labels: y holds 0..K-1
 
-A review's keys are its words and its pairs of adjacent words (pads and the start marker
-left out). Exact keys tell every pair apart: word a is a * num_words, pair (a, b) is
-a * num_words + b. Hashed keys index one fixed table: word a is a, pair (a, b) is
-num_words + (a * num_words + b) mod BUCKETS. A key seen c times weighs (1 + log c) x
-idf(key), and the vector is scaled to unit length (scikit-learn's TfidfTransformer with
-sublinear counts). Keys of fewer than `min_reviews` training reviews are left out (idf 0 in
-the head's table), so they never count. The head's computation runs here (numpy, to fit),
-in the Keras layer (model/layers.py) and in every ONNX graph (export/ngram.py); its fit is
-in train/head.py.
+A review's keys are its words, its pairs of adjacent words and, at order 3 (the head's,
+HEAD_ORDER), its triples (pads and the start marker left out). Exact keys tell every n-gram
+apart: word a is a * num_words, pair (a, b) is a * num_words + b, triple (a, b, c) is
+num_words^2 + (a * num_words + b) * num_words + c. Hashed keys index one fixed table: word a
+is a, pair (a, b) is num_words + (a * num_words + b) mod BUCKETS, triple (a, b, c)
+num_words + ((a * num_words + b) * num_words + c) mod BUCKETS. A key seen c times weighs
+(1 + log c) x idf(key), and the vector is scaled to unit length (scikit-learn's
+TfidfTransformer with sublinear counts). Keys of fewer than `min_reviews` training reviews
+are left out (idf 0 in the head's table), so they never count. The head's computation runs
+here (numpy, to fit), in the Keras layer (model/layers.py) and in every ONNX graph
+(export/ngram.py); its fit is in train/head.py.
 
 A weighting (WEIGHTINGS, one entry each) says what multiplies a key's idf: nothing
 ("tfidf"), or, for two labels, its naive Bayes log-count ratio ("nb": the NBSVM idea of Wang
@@ -42,13 +44,16 @@ from rnncli.errors import UsageError
 from rnncli.model.weightings import WEIGHTINGS
 from rnncli.text.tokenizer import OOV
 
-# A prime, so pair keys spread over the whole table. 20,000 IMDB reviews have 340,000 exact
-# keys in 2 or more reviews; 1,048,573 slots (the table before) kept 420,000, the rarer pairs
-# colliding into slots that pass the 2-review floor. The "nb" head alone on the validation
-# share / test split: 1,048,573 slots 0.9176 / 0.9077, 4,194,301 0.9218 / 0.9118,
-# 16,777,213 0.9206 / 0.9113. A model keeps the table it was made with (the Keras layer's
-# config, the graph's constant).
-BUCKETS = 4_194_301
+# A prime, so pair and triple keys spread over the whole table. 20,000 IMDB reviews have
+# 340,000 exact words and pairs in 2 or more reviews; 1,048,573 slots kept 420,000, the rarer
+# pairs colliding into slots that pass the 2-review floor. The "nb" head alone, validation
+# share (whole movies held out) / test split: pairs in 4,194,301 slots 0.9128 / 0.9101
+# (16,777,213: 0.9140 / 0.9104); with triples, 4,194,301 slots 0.9152 / 0.9124, 8,388,593
+# 0.9190 / 0.9149, 16,777,213 0.9180 / 0.9140 (benchmarks/bench_head_table.py). A model
+# keeps the table and order it was made with (the Keras layer's config, the graph).
+BUCKETS = 8_388_593
+HEAD_ORDER = 3  # words, pairs and triples: the head's keys (the exact teacher's stay at 2)
+ORDERS = (1, 2, 3)
 MIN_REVIEWS = 2  # a key in fewer training reviews is left out (TF-IDF's min_df)
 LAYER = "ngram"  # the Keras layer; the graphs read its weights by this name
 KEYS = ("hashed", "exact")
@@ -69,17 +74,20 @@ def table_size(num_words: int, buckets: int = BUCKETS) -> int:
     return num_words + buckets
 
 
-def row_keys(row: np.ndarray, num_words: int, keys: str = "hashed",
-             pairs: bool = True, buckets: int = BUCKETS) -> np.ndarray:
-    """The int64 keys of one id row's words and (if `pairs`) word pairs, pads and the start
-    marker left out: hashed keys are table indices, exact ones tell every pair apart."""
+def row_keys(row: np.ndarray, num_words: int, keys: str = "hashed", order: int = 2,
+             buckets: int = BUCKETS) -> np.ndarray:
+    """The int64 keys of one id row's words, and at `order` 2 or 3 its word pairs and
+    triples, pads and the start marker left out: hashed keys are table indices, exact ones
+    tell every n-gram apart."""
     ids = np.asarray(row)
     ids = ids[ids >= OOV].astype(np.int64)
+    pair = ids[:-1] * num_words + ids[1:]  # ids[1:] >= OOV > 0: no pair is a word's key
+    triple = pair[:-1] * num_words + ids[2:]
     if keys == "exact":
-        words, pair = ids * num_words, ids[:-1] * num_words + ids[1:]  # ids[1:] >= OOV > 0
+        grams = [ids * num_words, pair, num_words * num_words + triple]
     else:
-        words, pair = ids, num_words + (ids[:-1] * num_words + ids[1:]) % buckets
-    return np.concatenate([words, pair]) if pairs else words
+        grams = [ids, num_words + pair % buckets, num_words + triple % buckets]
+    return np.concatenate(grams[:order])
 
 
 def count_matrix(columns: list[np.ndarray], width: int):
@@ -94,9 +102,9 @@ def count_matrix(columns: list[np.ndarray], width: int):
     return m
 
 
-def key_counts(rows, num_words: int, buckets: int = BUCKETS):
+def key_counts(rows, num_words: int, buckets: int = BUCKETS, order: int = 2):
     """Sparse [reviews, table] matrix of hashed key counts."""
-    return count_matrix([row_keys(r, num_words, buckets=buckets) for r in rows],
+    return count_matrix([row_keys(r, num_words, order=order, buckets=buckets) for r in rows],
                         table_size(num_words, buckets))
 
 
@@ -136,10 +144,10 @@ class NgramModel:
     With `classes` K > 2 (multinomial): coef_ [features, K], intercept_ [K].
     """
 
-    def __init__(self, num_words: int, keys: str = "hashed", pairs: bool = True,
+    def __init__(self, num_words: int, keys: str = "hashed", order: int = 2,
                  C: float = 4.0, min_reviews: int = MIN_REVIEWS, max_iter: int = 2000,
                  classes: int = 2, weighting: str = "tfidf", buckets: int = BUCKETS):
-        self.num_words, self.keys, self.pairs, self.buckets = num_words, keys, pairs, buckets
+        self.num_words, self.keys, self.order, self.buckets = num_words, keys, order, buckets
         self.C, self.min_reviews, self.max_iter = C, min_reviews, max_iter
         self.classes, self.weighting = classes, weighting
 
@@ -154,6 +162,8 @@ class NgramModel:
 
         if self.keys not in KEYS:
             raise ValueError(f"keys must be one of {KEYS}, not {self.keys!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, not {self.order!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {tuple(WEIGHTINGS)}, "
                              f"not {self.weighting!r}")
@@ -241,10 +251,10 @@ class NgramModel:
         if self.keys != "hashed":
             raise ValueError("only a model of hashed keys has a table")
         return NgramHead(self.coef_.astype(np.float32), self.idf_.astype(np.float32),
-                         self.intercept_, self.num_words)
+                         self.intercept_, self.num_words, self.order)
 
     def _keys(self, row) -> np.ndarray:
-        return row_keys(row, self.num_words, self.keys, self.pairs, self.buckets)
+        return row_keys(row, self.num_words, self.keys, self.order, self.buckets)
 
     def _counts(self, keys: list[np.ndarray]):
         """Sparse [rows, features] counts of each row's keys (exact keys: those in keys_)."""
@@ -269,6 +279,7 @@ class NgramHead:
     idf: np.ndarray  # [table] float32, 0 for keys the head ignores
     bias: float | np.ndarray  # [K] for K > 2 labels
     num_words: int
+    order: int = 2  # 2: words and pairs (heads made before triples), 3: and triples
 
     @property
     def classes(self) -> int:
@@ -278,9 +289,8 @@ class NgramHead:
     def logits(self, rows) -> np.ndarray:
         """The head's logit of each id row (padded or not), [rows] or [rows, K], in
         float64."""
-        return tfidf(key_counts(rows, self.num_words, len(self.idf) - self.num_words),
-                     self.idf) @ self.weights.astype(
-            np.float64) + self.bias
+        counts = key_counts(rows, self.num_words, len(self.idf) - self.num_words, self.order)
+        return tfidf(counts, self.idf) @ self.weights.astype(np.float64) + self.bias
 
 
 def has_head(model) -> bool:

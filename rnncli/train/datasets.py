@@ -46,7 +46,7 @@ TRAINING = {"batch_size": 64, "epochs": 20, "early_stopping": 3, "restore_best":
 # what the network has too little data for. 10,000 IMDB reviews binned by stars into 4
 # labels (benchmarks/bench_classes.py): the network alone scored 0.6108 on the test part
 # against TF-IDF + logistic regression's 0.6526.
-HEAD_WHY = "a TF-IDF linear model of words and word pairs joined to the network"
+HEAD_WHY = "a TF-IDF linear model of words, word pairs and triples joined to the network"
 
 
 @dataclass(frozen=True)

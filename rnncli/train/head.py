@@ -4,10 +4,10 @@
     model, details = attach_head(model, cfg, head, x_val, y_val, seed)  # Keras, head inside
 
 The head is TF-IDF (its idf scaled by naive Bayes log-count ratios with the "nb" weighting)
-+ logistic regression on words and word pairs (model/ngram.py's NgramModel with hashed keys,
-its WEIGHTINGS entry giving C), fitted on the training reviews and WINDOWS random windows of
-8 to 80 words of each (so that short text scores as short text), each window weighing the
-entry's window_weight against a review's 1. The recurrent network is
++ logistic regression on words, word pairs and triples (model/ngram.py's NgramModel with
+hashed keys, its WEIGHTINGS entry giving C), fitted on the training reviews and WINDOWS
+random windows of 8 to 80 words of each (so that short text scores as short text), each
+window weighing the entry's window_weight against a review's 1. The recurrent network is
 trained first, as it would be without the head; then the head is fitted, and the two logits
 are weighed by a logistic regression on the validation share (whole reviews and one window
 of each), the only data neither has seen.
@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.model.ngram import BUCKETS, LAYER, WEIGHTINGS, NgramHead, NgramModel, require_sklearn
+from rnncli.model.ngram import (
+    BUCKETS,
+    HEAD_ORDER,
+    LAYER,
+    WEIGHTINGS,
+    NgramHead,
+    NgramModel,
+    require_sklearn,
+)
 from rnncli.text.padding import trimmed_batches
 
 CROP = (8, 80)  # window lengths, in words, of the extra short rows the head is fitted on
@@ -33,13 +41,13 @@ WINDOWS = 8
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
              classes: int = 2, windows: int = WINDOWS, weighting: str | None = None,
-             buckets: int = BUCKETS) -> NgramHead:
+             buckets: int = BUCKETS, order: int = HEAD_ORDER) -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     `windows` random windows of each (which count for no key's idf: they repeat its words),
     as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes.
     `weighting` unset: "nb" for two labels, "tfidf" for more (naive Bayes ratios tell two
-    labels apart). `buckets`: the pair slots of the table (an existing graph's, to fit its
-    head again)."""
+    labels apart). `buckets` and `order`: the n-gram slots of the table and the longest
+    n-gram (an existing graph's, to fit its head again)."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
@@ -48,8 +56,8 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
     extra = [w for _ in range(windows) for w in crop(rows, plan, rng)]
     weighting = weighting or ("nb" if classes == 2 else "tfidf")
     entry = WEIGHTINGS[weighting]
-    model = NgramModel(num_words, keys="hashed", C=entry.C, max_iter=3000, classes=classes,
-                       weighting=weighting, buckets=buckets)
+    model = NgramModel(num_words, keys="hashed", order=order, C=entry.C, max_iter=3000,
+                       classes=classes, weighting=weighting, buckets=buckets)
     return model.fit(rows, y, extra_rows=extra, extra_y=np.tile(np.asarray(y), windows),
                      extra_weight=entry.window_weight).head()
 
@@ -111,7 +119,8 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     from rnncli.model.build import build_model
 
     classes = head.classes
-    joined = build_model(cfg, ngram_head=True, classes=classes)
+    joined = build_model(cfg, ngram_head=True, classes=classes,
+                         head_table=(len(head.idf) - head.num_words, head.order))
     for layer in model.layers:
         if layer.weights:
             joined.get_layer(layer.name).set_weights(layer.get_weights())
