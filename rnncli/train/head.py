@@ -41,13 +41,15 @@ WINDOWS = 8
 
 def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
              classes: int = 2, windows: int = WINDOWS, weighting: str | None = None,
-             buckets: int = BUCKETS, order: int = HEAD_ORDER) -> NgramHead:
+             buckets: int = BUCKETS, order: int = HEAD_ORDER, C: float | None = None,
+             window_weight: float | None = None) -> NgramHead:
     """The n-gram model of hashed keys fitted on the training reviews `x` (padded ids) and
     `windows` random windows of each (which count for no key's idf: they repeat its words),
     as the table the Keras layer holds; `classes` > 2: multinomial, `y` label indexes.
     `weighting` unset: "nb" for two labels, "tfidf" for more (naive Bayes ratios tell two
     labels apart). `buckets` and `order`: the n-gram slots of the table and the longest
-    n-gram (an existing graph's, to fit its head again)."""
+    n-gram (an existing graph's, to fit its head again). `C` and `window_weight` unset: the
+    weighting's (WEIGHTINGS)."""
     require_sklearn("--ngram-head")
     from rnncli.train.batches import BatchPlan, crop, real_rows
 
@@ -56,10 +58,11 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_words: int, seed: int,
     extra = [w for _ in range(windows) for w in crop(rows, plan, rng)]
     weighting = weighting or ("nb" if classes == 2 else "tfidf")
     entry = WEIGHTINGS[weighting]
-    model = NgramModel(num_words, keys="hashed", order=order, C=entry.C, max_iter=3000,
-                       classes=classes, weighting=weighting, buckets=buckets)
+    model = NgramModel(num_words, keys="hashed", order=order, C=entry.C if C is None else C,
+                       max_iter=3000, classes=classes, weighting=weighting, buckets=buckets)
     return model.fit(rows, y, extra_rows=extra, extra_y=np.tile(np.asarray(y), windows),
-                     extra_weight=entry.window_weight).head()
+                     extra_weight=entry.window_weight if window_weight is None
+                     else window_weight).head()
 
 
 def head_windows(crop_prob: float) -> int:
