@@ -161,6 +161,40 @@ def test_export_adds_the_cascade_and_serving_can_turn_it_off(_isolated, tmp_path
     assert not OnnxModel(run / run_files.ONNX).has_cascade
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head(_isolated,
+                                                                               tmp_path):
+    """--ngram-refit: the run keeps what its held-out head made of the validation reviews,
+    and the export fits the cascade on that, not on the head that has seen them; a run
+    trained again without it leaves no such file behind."""
+    from test_train_classes import SMALL, own_dataset
+
+    from rnncli.config import run_files
+    from rnncli.fsutil import read_json
+
+    own_dataset(_isolated, "yesno", ["billing", "bugs"], per_label=80)
+    train = ["train", "--dataset", "yesno", *SMALL, "--epochs", "1", "--batch-size", "16",
+             "--ngram-head", "--output", "run"]
+    res = invoke(*train, "--ngram-refit")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    assert read_json(run / run_files.HEAD_JSON)["refit_reviews"] == 160
+    with np.load(run / run_files.HEAD_HELD_OUT) as f:
+        held = {k: f[k] for k in f.files}
+    assert len(held["labels"]) == 32
+    res = invoke("export", "onnx", "--model", "run", "--reviews", "40", "--json")
+    assert res.exit_code == 0, res.output
+    figures = json.loads(res.stdout)["cascade"]["run/model.onnx"]
+    want = fit_cascade(held["head"], held["joined"], held["labels"])
+    assert figures["alpha"] == pytest.approx(want.alpha, rel=1e-6)
+    assert figures["threshold"] == pytest.approx(want.threshold, rel=1e-6)
+    res = invoke(*train, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert not (run / run_files.HEAD_HELD_OUT).exists()
+    assert "refit_reviews" not in read_json(run / run_files.HEAD_JSON)
+
+
 def test_no_cascade_with_spark_is_refused(tmp_path):
     (tmp_path / "r.txt").write_text("great film\n")
     res = invoke("predict", "--engine", "spark", "--file", "r.txt", "--output", "o.parquet",

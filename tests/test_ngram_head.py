@@ -70,6 +70,31 @@ def test_word_order_is_learned_padding_and_rare_keys_do_not_count():
     assert head.idf[A] > 0 and head.idf[: text.OOV].max() == 0
 
 
+def test_fit_head_takes_the_weighting_or_the_given_c_and_window_weight():
+    """C and the windows' weight default to the weighting's entry; given, they are the
+    regression's (what benchmarks/bench_head.py varies)."""
+    from rnncli.model.ngram import WEIGHTINGS, NgramModel
+    from rnncli.train.batches import BatchPlan, crop, real_rows
+    from rnncli.train.head import CROP
+
+    rows, y = word_order_rows(150, seed=4)
+    x = text.pad_sequences(rows, 16, "pre", "pre")
+    entry = WEIGHTINGS["nb"]
+    default = fit_head(x, y, NUM_WORDS, seed=0, windows=2, buckets=1009)
+    same = fit_head(x, y, NUM_WORDS, seed=0, windows=2, buckets=1009, C=entry.C,
+                    window_weight=entry.window_weight)
+    np.testing.assert_array_equal(default.weights, same.weights)
+    other = fit_head(x, y, NUM_WORDS, seed=0, windows=2, buckets=1009, C=0.5,
+                     window_weight=1.0)
+    rng, plan = np.random.default_rng(0), BatchPlan(1, 16, 1.0, *CROP)
+    real = real_rows(x)
+    extra = [w for _ in range(2) for w in crop(real, plan, rng)]
+    expected = NgramModel(NUM_WORDS, order=3, C=0.5, max_iter=3000, weighting="nb",
+                          buckets=1009).fit(real, y, extra, np.tile(y, 2), 1.0).head()
+    np.testing.assert_allclose(other.weights, expected.weights, rtol=1e-6)
+    assert np.abs(other.weights - default.weights).max() > 1e-3
+
+
 def test_stack_weights_recover_how_two_logits_combine():
     rng = np.random.default_rng(0)
     net, lin = rng.normal(0, 2, 20000), rng.normal(0, 2, 20000)
@@ -155,6 +180,42 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
     both = details["val_accuracy"]["both"]["whole"]
     assert both == ((got > 0.5) == (y[200:] > 0.5)).mean()
     assert details["val_accuracy"]["head"]["whole"] > 0.9  # word order: the head's to read
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_a_head_fitted_again_keeps_the_join_and_reports_the_held_out_heads_view():
+    """--ngram-refit: the joined logit moves by exactly b x (new head - old head), and what
+    it returns is the held-out head's graph logit and the joined probability from before."""
+    import keras
+
+    from rnncli.config.settings import RunConfig, apply
+    from rnncli.model import runtime as tf_runtime
+    from rnncli.model.build import build_model
+    from rnncli.model.ngram import LAYER
+    from rnncli.train.head import attach_head, refit_head
+
+    tf_runtime.import_tensorflow()
+    cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
+                              "embedding_dim": 4, "pooling": "masked-max"})
+    rows, y = word_order_rows(300, seed=5)
+    x = text.pad_sequences(rows, 16, "pre", "pre")
+    head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
+    joined, details = attach_head(build_model(cfg), cfg, head, x[200:], y[200:], seed=0)
+    logit = keras.Model(joined.input, joined.get_layer("logit").output)
+    head_out = keras.Model(joined.input, joined.get_layer(LAYER).output)
+    before = np.asarray(logit(x[200:]), np.float64).ravel()
+    head_before = np.asarray(head_out(x[200:]), np.float64).ravel()
+    again = fit_head(x, y, NUM_WORDS, seed=0)
+    b = details["head_weight"]
+    held = refit_head(joined, cfg, head, again, b, x[200:], y[200:])
+    np.testing.assert_allclose(held["head"], head_before, atol=1e-4)
+    np.testing.assert_allclose(held["joined"], 1 / (1 + np.exp(-before)), atol=1e-5)
+    np.testing.assert_array_equal(held["labels"], y[200:])
+    after = np.asarray(logit(x[200:]), np.float64).ravel()
+    moved = b * (again.logits(x[200:]) - head.logits(x[200:]))
+    np.testing.assert_allclose(after - before, moved, atol=1e-4)
+    assert np.abs(moved).max() > 1e-2  # the new head is another head
 
 
 @pytest.mark.slow

@@ -97,6 +97,8 @@ def train(
     ngram_head: Annotated[bool | None, setting(
         "ngram_head", "--ngram-head/--no-ngram-head")] = None,
     ngram_weighting: Annotated[Weighting | None, setting("ngram_weighting")] = None,
+    ngram_refit: Annotated[bool | None, setting(
+        "ngram_refit", "--ngram-refit/--no-ngram-refit")] = None,
     batch_size: Annotated[int | None, setting("batch_size")] = None,
     epochs: Annotated[int | None, setting("epochs")] = None,
     learning_rate: Annotated[float | None, setting("learning_rate")] = None,

@@ -21,6 +21,9 @@ LAST_RUN = "last_run"
 BACKUP = ".backup"  # epoch-NNNN.keras: the last finished epoch, with optimizer state
 STAGING = ".next"  # a run in progress, until it has a model
 HEAD_JSON = "ngram_head.json"  # --ngram-head: its weights against the network's, val accuracy
+# --ngram-refit: the held-out head's logit and the joined probability on each validation
+# review, before the head saw them: what the export fits the cascade on.
+HEAD_HELD_OUT = "ngram_held_out.npz"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
@@ -29,4 +32,5 @@ ONNX_TEXT = "model.text.onnx"  # `export onnx --text-input`
 LOCK = ".rnncli.lock"
 # What a new run replaces: a stale export beside a new model would be served by mistake.
 RUN_FILES = (MODEL, BEST, CONFIG, CONFIG_TOML, PREPROCESSING, HISTORY_JSON, HISTORY_CSV,
-             CURVES_PNG, LAST_RUN, BACKUP, HEAD_JSON, ONNX, ONNX_INT8, ONNX_TEXT)
+             CURVES_PNG, LAST_RUN, BACKUP, HEAD_JSON, HEAD_HELD_OUT, ONNX, ONNX_INT8,
+             ONNX_TEXT)

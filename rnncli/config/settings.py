@@ -91,6 +91,10 @@ class ModelConfig:
                                       "scikit-learn)")
     ngram_weighting: str = setting("nb", registry_help("the n-gram head's features",
                                                        WEIGHTINGS))
+    ngram_refit: bool = setting(False, "once the join's weights are fitted, fit the n-gram "
+                                       "head again on the training and validation reviews "
+                                       "together (the cascade keeps the held-out head's "
+                                       "calibration)")
 
 
 @dataclass
@@ -217,7 +221,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # steadier target, so it trains longer, with a step size that settles; then the n-gram head
 # joins it (what reads short text best here). The bundled model.
 PRESETS["student"] = {**PRESETS["best"], "epochs": 20, "early_stopping": None,
-                      "lr_schedule": "cosine", "ngram_head": True}
+                      "lr_schedule": "cosine", "ngram_head": True, "ngram_refit": True}
 
 
 def _unknown(key: str, origin: str) -> UsageError:

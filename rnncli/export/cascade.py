@@ -339,9 +339,12 @@ def check_cascade(model, head, cascaded, x: np.ndarray, cascade: Cascade,
 
 
 def cascade_file(path, x_val: np.ndarray, y_val: np.ndarray, x_check: np.ndarray,
-                 budget: float = BUDGET, atol: float = 1e-5) -> Cascade:
+                 budget: float = BUDGET, atol: float = 1e-5, held: dict | None = None
+                 ) -> Cascade:
     """Fit the cascade of the id model at `path` on the held-out reviews (x_val, y_val),
-    check both its paths on `x_check`, and replace the file (via a temporary name)."""
+    or on `held` (the run's HEAD_HELD_OUT: its head's logits and joined probabilities on
+    them from before the head was fitted again on them), check both its paths on `x_check`,
+    and replace the file (via a temporary name)."""
     import onnx
 
     from rnncli.export.check import full_check, session
@@ -349,7 +352,10 @@ def cascade_file(path, x_val: np.ndarray, y_val: np.ndarray, x_check: np.ndarray
 
     proto = onnx.load(str(path))
     model, head = session(proto), session(head_model(proto))
-    cascade = fit_cascade(_scores(head, x_val), _scores(model, x_val), y_val, budget)
+    if held is None:
+        cascade = fit_cascade(_scores(head, x_val), _scores(model, x_val), y_val, budget)
+    else:
+        cascade = fit_cascade(held["head"], held["joined"], held["labels"], budget)
     new = add_cascade(proto, cascade)
     full_check(new, f"The cascade of {path}", "a bug in rnncli; `--no-cascade` exports "
                "without it.")
@@ -361,10 +367,13 @@ def cascade_file(path, x_val: np.ndarray, y_val: np.ndarray, x_check: np.ndarray
 
 def cascade_exported(paths: list, model, cfg, prep, home, x_check: np.ndarray,
                      budget: float = BUDGET, atol: float = 1e-5,
-                     say=lambda what: None) -> dict:
+                     say=lambda what: None, held_out=None) -> dict:
     """Add the cascade to each exported id model in `paths` (the float file and the int8
     one), each fitted on the run's validation share: {path: its Cascade as a dict}, or
-    {"skipped": why} when the model cannot have one. Nothing for a model without a head."""
+    {"skipped": why} when the model cannot have one. Nothing for a model without a head.
+    `held_out`: the run's HEAD_HELD_OUT file, where its head was fitted again on the
+    validation share too (--ngram-refit): the cascade is fitted on what the held-out head
+    made of those reviews instead (the same for both files)."""
     from rnncli.data import store as dataset
     from rnncli.errors import DataError
     from rnncli.model.ngram import has_head
@@ -381,12 +390,21 @@ def cascade_exported(paths: list, model, cfg, prep, home, x_check: np.ndarray,
     except DataError:
         return {"skipped": f"no prepared {cfg.data.dataset or 'IMDB'} data to fit it on: "
                            "`rnncli data fetch`, then export again"}
+    held = None
+    if held_out is not None and held_out.exists():
+        with np.load(held_out) as f:
+            held = {k: f[k] for k in ("head", "joined", "labels")}
+        if len(held["labels"]) != len(y_val) or not np.array_equal(held["labels"] > 0.5,
+                                                                    y_val > 0.5):
+            return {"skipped": f"{held_out.name} is not of this validation share: train the "
+                               "run again, or export with --no-cascade"}
     done = {}
     for path in paths:
-        say(f"cascade: fitting {path.name} on {len(x_val):,} validation reviews, checking "
-            "both paths")
+        say(f"cascade: fitting {path.name} on {len(x_val):,} validation reviews"
+            + (" (the held-out head's logits)" if held else "") + ", checking both paths")
         try:
-            done[str(path)] = asdict(cascade_file(path, x_val, y_val, x_check, budget, atol))
+            done[str(path)] = asdict(cascade_file(path, x_val, y_val, x_check, budget, atol,
+                                                  held))
         except GraphUnsupported as exc:
             return {"skipped": f"{exc} ({path.name})"}
     return done

@@ -320,7 +320,9 @@ def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int =
     if cascade and best.name != "tf2onnx":
         from rnncli.export.cascade import cascade_exported
 
-        report.cascade = cascade_exported(paths, model, cfg, prep, home, x, atol=atol, say=say)
+        report.cascade = cascade_exported(
+            paths, model, cfg, prep, home, x, atol=atol, say=say,
+            held_out=ref.path.parent / run_files.HEAD_HELD_OUT)
         if any(k != "skipped" for k in report.cascade):
             report.size_bytes = output.stat().st_size
             if q_path:

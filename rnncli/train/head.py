@@ -145,6 +145,31 @@ def attach_head(model, cfg, head: NgramHead, x_val: np.ndarray, y_val: np.ndarra
     return joined, details
 
 
+def refit_head(joined, cfg, head: NgramHead, again: NgramHead, b: float, x_val: np.ndarray,
+               y_val: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Put `again` (the head fitted anew on the training and validation reviews) in the
+    place of `head` in the joined model (attach_head's), its weight `b` and the join's a
+    and c kept (the dense bias's b x head bias becomes b x again's). Returns, for two
+    labels, what the held-out head made of the validation reviews before: the head's logit
+    as the graph computes it (b x logit, less the bias the dense layer holds) and the
+    joined probability, each review's, with the labels; the export fits the cascade on
+    these, as on a head that has not seen them (None for K > 2 labels: no cascade)."""
+    from rnncli.train.batches import real_rows
+
+    layer, dense = joined.get_layer(LAYER), joined.get_layer("dense")
+    held = None
+    if head.classes == 2:
+        rows = real_rows(x_val)
+        logit = b * (head.logits(rows) - head.bias)
+        net = network_logits(joined, cfg, rows, x_val.shape[1])
+        held = {"head": logit, "joined": 1.0 / (1.0 + np.exp(-(net + logit))),
+                "labels": np.asarray(y_val, np.float64)}
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, bias + b * (np.asarray(again.bias) - np.asarray(head.bias))])
+    layer.set_weights([again.weights * b, again.idf])
+    return held
+
+
 def join_rows(x_val: np.ndarray, y_val: np.ndarray, seed: int
               ) -> tuple[list[np.ndarray], np.ndarray]:
     """(id rows, labels) the join's weights are fitted on: the validation reviews, then one

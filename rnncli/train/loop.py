@@ -301,19 +301,34 @@ def _curves(output: Path) -> Path | None:
 
 def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData
               ) -> tuple[Path, dict]:
-    """Fit the n-gram head on the training share, join it to the kept network, write that
-    model beside the run's files and its details to ngram_head.json; (the joined model's
-    path, which finish() makes model.keras; the details)."""
-    from rnncli.train.head import attach_head, fit_head, head_windows
+    """Fit the n-gram head on the training share, join it to the kept network (with
+    --ngram-refit, then fit it again on both shares, the join kept), write that model beside
+    the run's files and its details to ngram_head.json; (the joined model's path, which
+    finish() makes model.keras; the details)."""
+    from rnncli.train.head import attach_head, fit_head, head_windows, refit_head
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
     width = network.output_shape[-1]  # 1 for two labels, else one per label
-    head = fit_head(data.x, data.y, cfg.data.num_words, cfg.train.seed,
-                    classes=width if width > 2 else 2,
-                    windows=head_windows(cfg.train.crop_prob),
-                    weighting=cfg.model.ngram_weighting)
+
+    def fit(x, y):
+        return fit_head(x, y, cfg.data.num_words, cfg.train.seed,
+                        classes=width if width > 2 else 2,
+                        windows=head_windows(cfg.train.crop_prob),
+                        weighting=cfg.model.ngram_weighting)
+
+    head = fit(data.x, data.y)
     joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
     details["weighting"] = cfg.model.ngram_weighting
+    held_out = run.work / run_files.HEAD_HELD_OUT
+    held_out.unlink(missing_ok=True)
+    if cfg.model.ngram_refit:
+        again = fit(np.concatenate([data.x, data.x_val]), np.concatenate([data.y, data.y_val]))
+        held = refit_head(joined, cfg, head, again, details["head_weight"], data.x_val,
+                          data.y_val)
+        details["refit_reviews"] = len(data.x) + len(data.x_val)
+        if held is not None:
+            with atomic_path(held_out) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **held)
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
         joined.save(tmp)
