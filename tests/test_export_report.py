@@ -82,7 +82,7 @@ def test_rejected_candidates_read_as_not_chosen_and_the_table_fits(fake_export):
 def test_int8_difference_comes_with_its_accuracy_and_counts_have_separators(fake_export):
     res = invoke("export", "onnx")
     assert res.exit_code == 0, res.output
-    assert ("int8: max |diff| 0.259, accuracy on 25,000 validation reviews 0.8510 -> 0.8490"
+    assert ("int8: max |diff| 0.259, accuracy on 25,000 test reviews 0.8510 -> 0.8490"
             in res.stdout)
     assert "test accuracy 0.8512 on 25,000 reviews" in res.stdout
     assert "25000" not in res.stdout

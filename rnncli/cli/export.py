@@ -214,8 +214,9 @@ def result_lines(report, text=None) -> list[str]:
                      "arithmetic)")
         int8 = f"int8: max |diff| {q['max_abs_diff']:.3g}"
         if "accuracy_int8" in q:
-            # The validation reviews are the first --reviews of the test split.
-            int8 += (f", accuracy on {report.reviews:,} validation reviews "
+            # The reviews the export checks on: the first --reviews of the test split (the
+            # cascade's lines below speak of the validation share).
+            int8 += (f", accuracy on {report.reviews:,} test reviews "
                      f"{q['accuracy_float']:.4f} -> {q['accuracy_int8']:.4f}")
         elif "argmax_agreement" not in q:
             int8 += " (no labelled reviews to measure accuracy: `rnncli data fetch`)"
