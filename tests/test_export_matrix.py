@@ -167,15 +167,16 @@ def test_ngram_head_matches_keras(case, combo, kind, padding):
 def test_a_head_of_words_and_pairs_exports_as_it_was_made(case, padding):
     """A model whose head predates triples keeps its keys in the graph (no triple node)."""
     from rnncli.export.graph import build_graph
+    from rnncli.export.ngram import THIRD
 
     c = case("gru", "bi", "masked-max", 1, padding=padding, ngram_head=2)
     assert c.model.get_layer("ngram").order == 2
     proto = build_graph(c.model, c.cfg, "native")
-    assert not any(n.name.endswith("ngram_third") for n in proto.graph.node)
+    assert not any(n.name.endswith(THIRD) for n in proto.graph.node)
     diffs = worst_diff(session(proto), c)
     assert max(diffs.values()) <= ATOL, diffs
     new = case("gru", "bi", "masked-max", 1, padding=padding, ngram_head=True)
-    assert any(n.name.endswith("ngram_third") for n in build_graph(new.model, new.cfg,
+    assert any(n.name.endswith(THIRD) for n in build_graph(new.model, new.cfg,
                                                                    "native").graph.node)
 
 

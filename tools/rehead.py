@@ -90,6 +90,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     from onnx import numpy_helper
 
     from rnncli.data import store
+    from rnncli.export.ngram import THIRD
     from rnncli.fsutil import atomic_path
     from rnncli.serve.onnx_model import OnnxModel
     from rnncli.text.tokenizer import pad_sequences
@@ -115,7 +116,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     table = next((t for t in proto.graph.initializer if t.name == "ngram_idf/int8"), None)
     if table is None:
         raise SystemExit(f"Error: {model} has no int8 head table (ngram_idf/int8).")
-    order = 3 if any(n.name.endswith("ngram_third") for n in proto.graph.node) else 2
+    order = 3 if any(n.name.endswith(THIRD) for n in proto.graph.node) else 2
     head = fit_head(x, y, prep.num_words, seed, weighting=weighting,  # the graph's table
                     buckets=int(table.dims[0]) - prep.num_words, order=order)
     rows, labels = join_rows(x_val, y_val, seed)  # as training fits the join

@@ -14,6 +14,7 @@ from rnncli.text.tokenizer import OOV
 
 MIN_OPSET = 16  # ScatterElements and ScatterND with reduction="add"
 WEIGHTS = "ngram_weights"  # the head's weight table: int8 with one scale (quantize.py)
+THIRD = "ngram_third"  # the node of each triple's third word: only a head with triples has it
 
 
 def sorted_counts(g, flat: str) -> tuple[str, str]:
@@ -68,8 +69,8 @@ def onnx_head_logit(g, model, ids: str) -> str:
     kept_pair = one("GreaterOrEqual", [one("Min", [left, right]), "ngram_oov"])
     keys = [x, one("Add", [one("Mod", [pair, buckets]), num_words])]
     kept = [real, kept_pair]
-    if getattr(layer, "order", 2) > 2:  # (a * num_words + b) * num_words + c, per pair
-        third = one("Slice", [x, g.int64("ngram_2", [2]), big, axis1], "ngram_third")
+    if layer.order > 2:  # (a * num_words + b) * num_words + c, per pair
+        third = one("Slice", [x, g.int64("ngram_2", [2]), big, axis1], THIRD)
         triple = one("Add", [one("Mul", [one("Slice", [pair, start, end, axis1]), num_words]),
                              third])
         keys.append(one("Add", [one("Mod", [triple, buckets]), num_words]))

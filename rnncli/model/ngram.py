@@ -48,9 +48,11 @@ from rnncli.text.tokenizer import OOV
 # 340,000 exact words and pairs in 2 or more reviews; 1,048,573 slots kept 420,000, the rarer
 # pairs colliding into slots that pass the 2-review floor. The "nb" head alone, validation
 # share (whole movies held out) / test split: pairs in 4,194,301 slots 0.9128 / 0.9101
-# (16,777,213: 0.9140 / 0.9104); with triples, 4,194,301 slots 0.9152 / 0.9124, 8,388,593
-# 0.9190 / 0.9149, 16,777,213 0.9180 / 0.9140 (benchmarks/bench_head_table.py). A model
-# keeps the table and order it was made with (the Keras layer's config, the graph).
+# (16,777,213: 0.9140 / 0.9104); with triples, 4,194,301 slots 0.9178 / 0.9148, 8,388,593
+# 0.9182 / 0.9147, 16,777,213 0.9186 / 0.9161 (benchmarks/bench_head_table.py; an earlier
+# hash of the triples gave 0.9152, 0.9190 and 0.9180 on validation, so 8,388,593 is where
+# both hashes are at their best). A model keeps the table and order it was made with (the
+# Keras layer's config, the graph).
 BUCKETS = 8_388_593
 HEAD_ORDER = 3  # words, pairs and triples: the head's keys (the exact teacher's stay at 2)
 ORDERS = (1, 2, 3)
@@ -81,13 +83,15 @@ def row_keys(row: np.ndarray, num_words: int, keys: str = "hashed", order: int =
     tell every n-gram apart."""
     ids = np.asarray(row)
     ids = ids[ids >= OOV].astype(np.int64)
+    if order == 1:
+        return ids * num_words if keys == "exact" else ids
     pair = ids[:-1] * num_words + ids[1:]  # ids[1:] >= OOV > 0: no pair is a word's key
-    triple = pair[:-1] * num_words + ids[2:]
-    if keys == "exact":
-        grams = [ids * num_words, pair, num_words * num_words + triple]
-    else:
-        grams = [ids, num_words + pair % buckets, num_words + triple % buckets]
-    return np.concatenate(grams[:order])
+    grams = [ids * num_words, pair] if keys == "exact" else [ids, num_words + pair % buckets]
+    if order == 3:
+        triple = pair[:-1] * num_words + ids[2:]
+        grams.append(num_words * num_words + triple if keys == "exact"
+                     else num_words + triple % buckets)
+    return np.concatenate(grams)
 
 
 def count_matrix(columns: list[np.ndarray], width: int):
