@@ -219,6 +219,10 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
     want = fit_cascade(held["head"], held["joined"], held["labels"])
     assert figures["alpha"] == pytest.approx(want.alpha, rel=1e-6)
     assert figures["threshold"] == pytest.approx(want.threshold, rel=1e-6)
+    (run / run_files.HEAD_HELD_OUT).write_bytes(b"not an npz")  # damaged: no cascade, no crash
+    res = invoke("export", "onnx", "--model", "run", "--reviews", "40", "--json")
+    assert res.exit_code == 0, res.output
+    assert "cannot be read" in json.loads(res.stdout)["cascade"]["skipped"]
     res = invoke(*train, "--overwrite")
     assert res.exit_code == 0, res.output
     assert not (run / run_files.HEAD_HELD_OUT).exists()

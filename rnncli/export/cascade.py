@@ -392,8 +392,14 @@ def cascade_exported(paths: list, model, cfg, prep, home, x_check: np.ndarray,
                            "`rnncli data fetch`, then export again"}
     held = None
     if held_out is not None and held_out.exists():
-        with np.load(held_out) as f:
-            held = {k: f[k] for k in ("head", "joined", "labels")}
+        import zipfile
+
+        try:
+            with np.load(held_out) as f:
+                held = {k: f[k] for k in ("head", "joined", "labels")}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return {"skipped": f"{held_out.name} cannot be read: train the run again, or "
+                               "export with --no-cascade"}
         if len(held["labels"]) != len(y_val) or not np.array_equal(held["labels"] > 0.5,
                                                                     y_val > 0.5):
             return {"skipped": f"{held_out.name} is not of this validation share: train the "
