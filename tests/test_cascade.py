@@ -195,13 +195,14 @@ def test_export_adds_the_cascade_and_serving_can_turn_it_off(_isolated, tmp_path
 @pytest.mark.usefixtures("training_extra")
 def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head(_isolated,
                                                                                tmp_path):
-    """--ngram-refit: the run keeps what its held-out head made of the validation reviews,
-    and the export fits the cascade on that, not on the head that has seen them; a run
-    trained again without it leaves no such file behind."""
+    """--ngram-refit: the run keeps what the cross-fitted heads made of the validation
+    reviews, and the export fits the cascade on that, not on the head that has seen them; a
+    run trained again without it leaves no such file behind."""
     from test_train_classes import SMALL, own_dataset
 
     from rnncli.config import run_files
     from rnncli.fsutil import read_json
+    from rnncli.train.head import FOLDS
 
     own_dataset(_isolated, "yesno", ["billing", "bugs"], per_label=80)
     train = ["train", "--dataset", "yesno", *SMALL, "--epochs", "1", "--batch-size", "16",
@@ -209,7 +210,8 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
     res = invoke(*train, "--ngram-refit")
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"
-    assert read_json(run / run_files.HEAD_JSON)["refit_reviews"] == 160
+    details = read_json(run / run_files.HEAD_JSON)
+    assert details["refit_reviews"] == 160 and details["cross_fit_folds"] == FOLDS
     with np.load(run / run_files.HEAD_HELD_OUT) as f:
         held = {k: f[k] for k in f.files}
     assert len(held["labels"]) == 32
@@ -226,7 +228,7 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
     res = invoke(*train, "--overwrite")
     assert res.exit_code == 0, res.output
     assert not (run / run_files.HEAD_HELD_OUT).exists()
-    assert "refit_reviews" not in read_json(run / run_files.HEAD_JSON)
+    assert "cross_fit_folds" not in read_json(run / run_files.HEAD_JSON)
 
 
 def test_no_cascade_with_spark_is_refused(tmp_path):

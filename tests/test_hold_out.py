@@ -86,6 +86,8 @@ def test_training_shares_hold_out_movies_or_the_last_share(tmp_path):
     assert y_val.mean() == 0.5
     where = {r.tobytes(): m for r, m in zip(x_all, split.movies)}
     assert not {where[r.tobytes()] for r in x} & {where[r.tobytes()] for r in x_val}
+    *_, groups = store.training_shares(home, settings("movies"), groups=True)
+    assert groups.tolist() == [where[r.tobytes()] for r in x_val]  # each review's movie
     x, _, x_val, _ = store.training_shares(home, settings("last"))
     assert (x_val == x_all[-12:]).all() and (x == x_all[:-12]).all()
 
@@ -105,8 +107,9 @@ def test_with_no_movie_known_validation_is_the_last_share(tmp_path):
     fetch.fetch(origin=str(write_archive(tmp_path / "a.tar.gz", rows)))
     home = store.data_home(None)
     x_all, _ = store.load_encoded(store.load_split(home, "train"), 100, 20, "pre", "pre")
-    x, _, x_val, _ = store.training_shares(home, settings("movies"))
+    x, _, x_val, _, groups = store.training_shares(home, settings("movies"), groups=True)
     assert (x_val == x_all[-12:]).all() and (x == x_all[:-12]).all()
+    assert len(set(groups.tolist())) == 12  # no movie known: each review a group of its own
 
 
 def test_reviews_of_no_known_movie_store_minus_one():

@@ -166,7 +166,8 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
     rows, y = word_order_rows(300, seed=4)
     x = text.pad_sequences(rows, 16, padding, padding)
     head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
-    joined, details = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
+    join = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
+    joined, details = join.model, join.details
     p = np.asarray(network(x[200:], training=False), np.float64).ravel()
     net = np.log(p) - np.log1p(-p)
     z = details["network_weight"] * net + details["head_weight"] * (head.logits(x[200:])
@@ -182,40 +183,86 @@ def test_the_joined_model_computes_the_weighed_sum_of_both_logits(pooling, paddi
     assert details["val_accuracy"]["head"]["whole"] > 0.9  # word order: the head's to read
 
 
+def test_folds_keep_a_movies_reviews_together_and_are_near_equal():
+    from rnncli.train.head import folds_of
+
+    groups = np.repeat(np.arange(40), np.arange(40) % 5 + 1)  # 40 movies of 1 to 5 reviews
+    fold = folds_of(groups, 5, seed=0)
+    for g in range(40):
+        assert len(set(fold[groups == g].tolist())) == 1
+    sizes = np.bincount(fold, minlength=5)
+    assert sizes.max() - sizes.min() <= 5  # each movie goes to the smallest fold
+    assert not np.array_equal(fold, folds_of(groups, 5, seed=1))
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("training_extra")
-def test_a_head_fitted_again_keeps_the_join_and_reports_the_held_out_heads_view():
-    """--ngram-refit: the joined logit moves by exactly b x (new head - old head), and what
-    it returns is the held-out head's graph logit and the joined probability from before."""
+def test_cross_fitted_logits_come_from_heads_that_did_not_see_the_review():
+    """Each validation row's logit (whole review and its window) is that of a head fitted on
+    the training reviews and the other folds: refitting that head by hand gives it, and the
+    served head, which has seen the row, gives another."""
+    from rnncli.train.head import cross_fit, folds_of, join_rows
+
+    rows, y = word_order_rows(300, seed=6)
+    x = text.pad_sequences(rows, 16, "pre", "pre")
+    groups = np.arange(100) // 4  # 25 movies of 4 reviews
+
+    def fit(xs, ys):
+        return fit_head(xs, ys, NUM_WORDS, seed=0)
+
+    logits, biases = cross_fit(fit, x[:200], y[:200], x[200:], y[200:], groups, seed=3,
+                               folds=3)
+    fold = folds_of(groups, 3, seed=3)
+    join = join_rows(x[200:], y[200:], seed=3)[0]
+    k = fold[7]
+    keep = fold != k
+    head = fit(np.concatenate([x[:200], x[200:][keep]]), np.concatenate([y[:200], y[200:][keep]]))
+    np.testing.assert_allclose(logits[[7, 107]], head.logits([join[7], join[107]]), atol=1e-9)
+    assert biases[7] == biases[107] == head.bias
+    served = fit(x, y)
+    assert not np.allclose(served.logits(join), logits, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("training_extra")
+def test_a_join_on_cross_fitted_logits_serves_the_head_fitted_on_everything():
+    """--ngram-refit: the joined model holds the served head, weighed by the b fitted on the
+    cross-fitted logits, and held_out_scores gives the graph's view of the cross-fitted head
+    (b x logit less its bias) and the joined probability with it."""
     import keras
 
     from rnncli.config.settings import RunConfig, apply
     from rnncli.model import runtime as tf_runtime
     from rnncli.model.build import build_model
     from rnncli.model.ngram import LAYER
-    from rnncli.train.head import attach_head, refit_head
+    from rnncli.train.head import attach_head, held_out_scores, join_rows, stack_weights
 
     tf_runtime.import_tensorflow()
     cfg = apply(RunConfig(), {"num_words": NUM_WORDS, "maxlen": 16, "units": 3,
                               "embedding_dim": 4, "pooling": "masked-max"})
     rows, y = word_order_rows(300, seed=5)
     x = text.pad_sequences(rows, 16, "pre", "pre")
-    head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
-    joined, details = attach_head(build_model(cfg), cfg, head, x[200:], y[200:], seed=0)
-    logit = keras.Model(joined.input, joined.get_layer("logit").output)
-    head_out = keras.Model(joined.input, joined.get_layer(LAYER).output)
-    before = np.asarray(logit(x[200:]), np.float64).ravel()
-    head_before = np.asarray(head_out(x[200:]), np.float64).ravel()
-    again = fit_head(x, y, NUM_WORDS, seed=0)
-    b = details["head_weight"]
-    held = refit_head(joined, cfg, head, again, b, x[200:], y[200:])
-    np.testing.assert_allclose(held["head"], head_before, atol=1e-4)
-    np.testing.assert_allclose(held["joined"], 1 / (1 + np.exp(-before)), atol=1e-5)
+    served = fit_head(x, y, NUM_WORDS, seed=0)
+    other = fit_head(x[:200], y[:200], NUM_WORDS, seed=0)
+    join_x = join_rows(x[200:], y[200:], seed=0)[0]
+    crossed = other.logits(join_x) * 0.5  # stands for heads that did not see the rows
+    join = attach_head(build_model(cfg), cfg, served, x[200:], y[200:], seed=0,
+                       head_logits=crossed)
+    a, b, c = stack_weights(join.network, crossed, join.labels)
+    assert (join.a, join.b, join.c) == pytest.approx((a, b, c))
+    head_out = keras.Model(join.model.input, join.model.get_layer(LAYER).output)
+    np.testing.assert_allclose(np.asarray(head_out(x[200:]), np.float64).ravel(),
+                               b * (served.logits(x[200:]) - served.bias), atol=1e-4)
+    logit = keras.Model(join.model.input, join.model.get_layer("logit").output)
+    np.testing.assert_allclose(np.asarray(logit(x[200:]), np.float64).ravel(),
+                               a * join.network[:100] + b * served.logits(x[200:]) + c,
+                               atol=1e-4)
+    biases = np.full(len(crossed), 0.25)
+    held = held_out_scores(join, biases)
+    np.testing.assert_allclose(held["head"], b * (crossed[:100] - 0.25))
+    np.testing.assert_allclose(held["joined"],
+                               1 / (1 + np.exp(-(a * join.network[:100] + b * crossed[:100] + c))))
     np.testing.assert_array_equal(held["labels"], y[200:])
-    after = np.asarray(logit(x[200:]), np.float64).ravel()
-    moved = b * (again.logits(x[200:]) - head.logits(x[200:]))
-    np.testing.assert_allclose(after - before, moved, atol=1e-4)
-    assert np.abs(moved).max() > 1e-2  # the new head is another head
 
 
 @pytest.mark.slow

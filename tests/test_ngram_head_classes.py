@@ -141,7 +141,8 @@ def test_the_joined_model_is_the_softmax_of_the_weighed_logits(pooling, padding)
     rows, y = class_rows(300, 3, seed=4)
     x = text.pad_sequences(rows, MAXLEN, padding, padding)
     head = fit_head(x[:200], y[:200], NUM_WORDS, seed=0, classes=3)
-    joined, details = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
+    join = attach_head(network, cfg, head, x[200:], y[200:], seed=0)
+    joined, details = join.model, join.details
     a, b, c = details["network_weight"], details["head_weight"], details["class_bias"]
     # The network's softmax gives its logits up to a constant per review, which no softmax
     # sees: compare logits centred per review.

@@ -91,10 +91,11 @@ class ModelConfig:
                                       "scikit-learn)")
     ngram_weighting: str = setting("nb", registry_help("the n-gram head's features",
                                                        WEIGHTINGS))
-    ngram_refit: bool = setting(False, "once the join's weights are fitted, fit the n-gram "
-                                       "head again on the training and validation reviews "
-                                       "together (the cascade keeps the held-out head's "
-                                       "calibration)")
+    ngram_refit: bool = setting(False, "fit the n-gram head on the training and validation "
+                                       "reviews together; the join's weights and the "
+                                       "cascade are fitted on the validation reviews' "
+                                       "logits from 5 heads that did not see them (folds of "
+                                       "whole movies)")
 
 
 @dataclass

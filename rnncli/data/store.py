@@ -401,14 +401,16 @@ def load_encoded(split: Split, num_words: int | None, maxlen: int, padding: str 
     return x, split.labels.astype(np.float32)
 
 
-def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def training_shares(home: Path, d, groups: bool = False) -> tuple[np.ndarray, ...]:
     """(x, y, x_val, y_val): the train split of dataset `d.dataset` encoded by the data
     settings `d` (config.settings.DataSettings), its first `d.limit` reviews when set, with
     a `d.validation_split` share held out for validation. `d.hold_out` "last": the last
     share, as Keras's validation_split takes it; "movies": whole movies (held_out), so no
     movie is on both sides, as between IMDB's train and test splits, where the split knows
     any review's movie (else the last share). Training and the
-    export's cascade read the validation share from here alike."""
+    export's cascade read the validation share from here alike. `groups`: a fifth array, the
+    movie of each validation review (a review of no known movie a group of its own), so
+    that folds of the share can keep a movie's reviews together."""
     from rnncli.errors import UsageError
 
     split = load_split(home, "train", d.dataset)
@@ -428,7 +430,12 @@ def training_shares(home: Path, d) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     if held.all():
         raise UsageError(f"--validation-split {d.validation_split} leaves no training review: "
                          "lower it.")
-    return x[~held], y[~held], x[held], y[held]
+    shares = x[~held], y[~held], x[held], y[held]
+    if not groups:
+        return shares
+    known = movies if movies is not None else np.full(len(x), -1)
+    group = np.where(known >= 0, known.astype(np.int64), -1 - np.arange(len(x)))
+    return (*shares, group[held])
 
 
 def held_out(movies: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

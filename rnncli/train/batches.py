@@ -61,14 +61,16 @@ class BatchPlan:
 
 
 @dataclass
-@dataclass
 class TrainingData:
-    """Padded id rows ('pre' or 'post' as configured) and labels of both shares."""
+    """Padded id rows ('pre' or 'post' as configured) and labels of both shares; the movie
+    of each validation review where known (store.training_shares' groups), for the head's
+    folds."""
 
     x: np.ndarray
     y: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    groups_val: np.ndarray | None = None
 
 
 def real_rows(x: np.ndarray) -> list[np.ndarray]:
@@ -229,7 +231,8 @@ def plan_inputs(cfg: RunConfig, data: TrainingData, teacher=None,
             raise UsageError(f"--batch-size {t.batch_size} is larger than the training set.")
         # Likewise every validation batch must split evenly: trim < `replicas` reviews.
         keep = len(data.x_val) - len(data.x_val) % replicas
-        data = TrainingData(data.x, data.y, data.x_val[:keep], data.y_val[:keep])
+        data = TrainingData(data.x, data.y, data.x_val[:keep], data.y_val[:keep],
+                            None if data.groups_val is None else data.groups_val[:keep])
         return TrainingInputs(data, BatchPlan(t.batch_size, maxlen), BatchPlan(val_size, maxlen),
                               t.seed, TF_DATA)
     inputs = TrainingInputs(data, BatchPlan.for_training(cfg, t.batch_size),

@@ -74,9 +74,9 @@ class TrainResult:
 
 
 def load_data(cfg: RunConfig, home: Path) -> TrainingData:
-    """The train split encoded as configured; its last share held out, as Keras's
-    validation_split takes it."""
-    return TrainingData(*dataset.training_shares(home, cfg.data))
+    """The train split encoded as configured, its validation share held out (whole movies,
+    or the last share, as Keras's validation_split takes it), with that share's movies."""
+    return TrainingData(*dataset.training_shares(home, cfg.data, groups=True))
 
 
 def preprocessing_for(cfg: RunConfig, meta: dict, home: Path) -> Preprocessing:
@@ -301,11 +301,18 @@ def _curves(output: Path) -> Path | None:
 
 def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: TrainingData
               ) -> tuple[Path, dict]:
-    """Fit the n-gram head on the training share, join it to the kept network (with
-    --ngram-refit, then fit it again on both shares, the join kept), write that model beside
-    the run's files and its details to ngram_head.json; (the joined model's path, which
-    finish() makes model.keras; the details)."""
-    from rnncli.train.head import attach_head, fit_head, head_windows, refit_head
+    """Fit the n-gram head on the training share (with --ngram-refit, on both shares, the
+    join fitted on cross-fitted logits), join it to the kept network, write that model
+    beside the run's files and its details to ngram_head.json; (the joined model's path,
+    which finish() makes model.keras; the details)."""
+    from rnncli.train.head import (
+        FOLDS,
+        attach_head,
+        cross_fit,
+        fit_head,
+        head_windows,
+        held_out_scores,
+    )
 
     network = tf_runtime.load_keras_model(kept_model(run, state))
     width = network.output_shape[-1]  # 1 for two labels, else one per label
@@ -316,22 +323,25 @@ def join_head(run: runs.RunFolder, state: RunState, cfg: RunConfig, data: Traini
                         windows=head_windows(cfg.train.crop_prob),
                         weighting=cfg.model.ngram_weighting)
 
-    head = fit(data.x, data.y)
-    joined, details = attach_head(network, cfg, head, data.x_val, data.y_val, cfg.train.seed)
-    details["weighting"] = cfg.model.ngram_weighting
     held_out = run.work / run_files.HEAD_HELD_OUT
     held_out.unlink(missing_ok=True)
+    seed = cfg.train.seed
     if cfg.model.ngram_refit:
-        again = fit(np.concatenate([data.x, data.x_val]), np.concatenate([data.y, data.y_val]))
-        held = refit_head(joined, cfg, head, again, details["head_weight"], data.x_val,
-                          data.y_val)
-        details["refit_reviews"] = len(data.x) + len(data.x_val)
+        logits, biases = cross_fit(fit, data.x, data.y, data.x_val, data.y_val,
+                                   data.groups_val, seed)
+        head = fit(np.concatenate([data.x, data.x_val]), np.concatenate([data.y, data.y_val]))
+        join = attach_head(network, cfg, head, data.x_val, data.y_val, seed, logits)
+        join.details.update(refit_reviews=len(data.x) + len(data.x_val), cross_fit_folds=FOLDS)
+        held = held_out_scores(join, biases)
         if held is not None:
             with atomic_path(held_out) as tmp, open(tmp, "wb") as f:
                 np.savez(f, **held)
+    else:
+        join = attach_head(network, cfg, fit(data.x, data.y), data.x_val, data.y_val, seed)
+    details = {**join.details, "weighting": cfg.model.ngram_weighting}
     path = run.work / ("head." + run_files.MODEL)
     with atomic_path(path) as tmp:
-        joined.save(tmp)
+        join.model.save(tmp)
     atomic_write_json(run.work / run_files.HEAD_JSON, details)
     return path, details
 
