@@ -203,7 +203,7 @@ def test_every_graph_kind_and_int8_give_keras_probabilities(combo):
     import onnxruntime as ort
 
     from rnncli.export.graph import build_graph
-    from rnncli.export.ngram import WEIGHTS
+    from rnncli.export.ngram import TABLE
     from rnncli.export.quantize import quantize_weights
     from rnncli.model import runtime as tf_runtime
 
@@ -239,10 +239,11 @@ def test_every_graph_kind_and_int8_give_keras_probabilities(combo):
         diffs[kind] = worst(proto)
         if kind == "native":
             done = {t["name"]: t for t in quantize_weights(proto)}
-            assert done[WEIGHTS]["dequantized"] == "at lookup"
+            assert done[TABLE]["dequantized"] == "at lookup"
             inits = {i.name: i for i in proto.graph.initializer}
-            assert list(inits[WEIGHTS + "/scale"].dims) == []  # one scale for the table
-            assert list(inits[WEIGHTS + "/int8"].dims) == [NUM_WORDS + BUCKETS, classes]
+            # A row per key (its idf, its K weights), a scale per column.
+            assert list(inits[TABLE + "/int8"].dims) == [NUM_WORDS + BUCKETS, 1 + classes]
+            assert list(inits[TABLE + "/scale"].dims) == [1, 1 + classes]
             diffs["native int8"] = worst(proto)
     print(combo, {k: f"{v:.1e}" for k, v in diffs.items()})
     assert diffs.pop("native int8") < 0.02

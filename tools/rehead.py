@@ -65,20 +65,20 @@ def network_logits(path: Path, output: str, x: np.ndarray, padding: str) -> np.n
     return out
 
 
-def set_table(proto, name: str, values: np.ndarray) -> float:
-    """Replace the int8 table `name`/int8 and its one scale; returns the scale."""
+def set_table(proto, name: str, values: np.ndarray) -> np.ndarray:
+    """Replace the int8 table `name`/int8 ([keys, columns]) and its scale per column;
+    returns the scales."""
     from onnx import numpy_helper
 
     from rnncli.export.quantize import _symmetric_int8
 
-    q, scale = _symmetric_int8(values.reshape(1, -1).astype(np.float32), 0)
+    q, scale = _symmetric_int8(values.astype(np.float32), 1)
     found = {t.name: t for t in proto.graph.initializer}
-    for suffix, array in (("/int8", q.reshape(values.shape)),
-                          ("/scale", np.asarray(scale.reshape(()), np.float32))):
+    for suffix, array in (("/int8", q), ("/scale", scale)):
         if name + suffix not in found:
             raise SystemExit(f"Error: the file has no {name + suffix} (not an int8 export).")
         found[name + suffix].CopyFrom(numpy_helper.from_array(array, name + suffix))
-    return float(scale.ravel()[0])
+    return scale.ravel()
 
 
 def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
@@ -90,7 +90,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     from onnx import numpy_helper
 
     from rnncli.data import store
-    from rnncli.export.ngram import THIRD
+    from rnncli.export.ngram import TABLE, THIRD
     from rnncli.fsutil import atomic_path
     from rnncli.serve.onnx_model import OnnxModel
     from rnncli.text.tokenizer import pad_sequences
@@ -113,9 +113,10 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
     if gemm is None or gemm.op_type != "Gemm" or not all(i in inits for i in gemm.input[1:3]):
         raise SystemExit(f"Error: {model}'s network logit does not come from a dense layer.")
 
-    table = next((t for t in proto.graph.initializer if t.name == "ngram_idf/int8"), None)
+    table = next((t for t in proto.graph.initializer if t.name == TABLE + "/int8"), None)
     if table is None:
-        raise SystemExit(f"Error: {model} has no int8 head table (ngram_idf/int8).")
+        raise SystemExit(f"Error: {model} has no int8 head table ({TABLE}/int8): export it "
+                         "again with --quantize.")
     order = 3 if any(n.name.endswith(THIRD) for n in proto.graph.node) else 2
     head = fit_head(x, y, prep.num_words, seed, weighting=weighting,  # the graph's table
                     buckets=int(table.dims[0]) - prep.num_words, order=order)
@@ -132,8 +133,7 @@ def rehead(model: Path, output: Path, weighting: str = "nb", seed: int = 3,
         (bias * wa + wc + wb * head.bias).astype(np.float32), gemm.input[2]))
     idf = head.idf.copy()
     idf[0] = 0.0  # flat index 0 is where the graph sends every entry that is not a key
-    set_table(proto, "ngram_idf", idf)
-    set_table(proto, "ngram_weights", head.weights * wb)
+    set_table(proto, TABLE, np.stack([idf, head.weights * wb], axis=1))
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as tmp:
         onnx.save(proto, str(tmp))

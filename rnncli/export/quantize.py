@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.export.ngram import WEIGHTS as HEAD_WEIGHTS
+from rnncli.export.ngram import TABLE as HEAD_TABLE
 from rnncli.fsutil import atomic_path
 
 MIN_ELEMENTS = 4096  # smaller weights are not worth a scale table
@@ -97,13 +97,16 @@ def quantize_weights(proto) -> list[dict]:
         if w.size < MIN_ELEMENTS or not uses or (w.ndim < 2 and not lookup):
             continue
         # One scale per row of a lookup table or per output unit of a kernel: the longest
-        # axis (vocabulary rows, gate units). A table of single values (the n-gram head's
-        # weight per key) has one scale, and so has the head's [keys, K] table: a scale per
-        # key would weigh more than its K int8 weights.
+        # axis (vocabulary rows, gate units). A vector has one scale. The n-gram head's
+        # table (a row per key: its idf, its weight or K weights) has one per column: a
+        # scale per key would weigh more than the key's int8 values.
         axis = int(np.argmax(w.shape))
-        if w.ndim == 1 or (lookup and init.name == HEAD_WEIGHTS):
+        per_row = lookup and w.ndim > 1 and init.name != HEAD_TABLE
+        if w.ndim == 1:
             q, scale = _symmetric_int8(w.reshape(1, -1), 0)
             q, scale = q.reshape(w.shape), scale.reshape(())
+        elif lookup and init.name == HEAD_TABLE:
+            q, scale = _symmetric_int8(w, 1)  # scale [1, columns]
         else:
             q, scale = _symmetric_int8(w, axis)
         q_name, s_name = init.name + "/int8", init.name + "/scale"
@@ -112,7 +115,7 @@ def quantize_weights(proto) -> list[dict]:
                                   numpy_helper.from_array(scale, s_name)])
         if axis == 0 and lookup:
             for where, node in uses:
-                _dequantize_rows(where, node, q_name, s_name, per_row=scale.ndim > 0)
+                _dequantize_rows(where, node, q_name, s_name, per_row=per_row)
             done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
                          "dequantized": "at lookup"})
             continue
