@@ -21,8 +21,8 @@ LAST_RUN = "last_run"
 BACKUP = ".backup"  # epoch-NNNN.keras: the last finished epoch, with optimizer state
 STAGING = ".next"  # a run in progress, until it has a model
 HEAD_JSON = "ngram_head.json"  # --ngram-head: its weights against the network's, val accuracy
-# --ngram-refit: the held-out head's logit and the joined probability on each validation
-# review, before the head saw them: what the export fits the cascade on.
+# --ngram-refit: the cross-fitted heads' logit and the joined probability on each
+# validation review (heads that had not seen it): what the export fits the cascade on.
 HEAD_HELD_OUT = "ngram_held_out.npz"
 ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"

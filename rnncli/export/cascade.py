@@ -342,8 +342,8 @@ def cascade_file(path, x_val: np.ndarray, y_val: np.ndarray, x_check: np.ndarray
                  budget: float = BUDGET, atol: float = 1e-5, held: dict | None = None
                  ) -> Cascade:
     """Fit the cascade of the id model at `path` on the held-out reviews (x_val, y_val),
-    or on `held` (the run's HEAD_HELD_OUT: its head's logits and joined probabilities on
-    them from before the head was fitted again on them), check both its paths on `x_check`,
+    or on `held` (the run's HEAD_HELD_OUT: the logits of heads that had not seen them and
+    the joined probabilities with those), check both its paths on `x_check`,
     and replace the file (via a temporary name)."""
     import onnx
 
@@ -371,9 +371,9 @@ def cascade_exported(paths: list, model, cfg, prep, home, x_check: np.ndarray,
     """Add the cascade to each exported id model in `paths` (the float file and the int8
     one), each fitted on the run's validation share: {path: its Cascade as a dict}, or
     {"skipped": why} when the model cannot have one. Nothing for a model without a head.
-    `held_out`: the run's HEAD_HELD_OUT file, where its head was fitted again on the
-    validation share too (--ngram-refit): the cascade is fitted on what the held-out head
-    made of those reviews instead (the same for both files)."""
+    `held_out`: the run's HEAD_HELD_OUT file, where its head was fitted on the validation
+    share too (--ngram-refit): the cascade is fitted on what the cross-fitted heads made of
+    those reviews instead (the same for both files)."""
     from rnncli.data import store as dataset
     from rnncli.errors import DataError
     from rnncli.model.ngram import has_head
@@ -407,7 +407,7 @@ def cascade_exported(paths: list, model, cfg, prep, home, x_check: np.ndarray,
     done = {}
     for path in paths:
         say(f"cascade: fitting {path.name} on {len(x_val):,} validation reviews"
-            + (" (the held-out head's logits)" if held else "") + ", checking both paths")
+            + (" (the cross-fitted heads' logits)" if held else "") + ", checking both paths")
         try:
             done[str(path)] = asdict(cascade_file(path, x_val, y_val, x_check, budget, atol,
                                                   held))
