@@ -1,7 +1,7 @@
 """rnncli's bundled model beside the peers a user would pick, whole process, in one run.
 
     pip install ".[bench]"          # scikit-learn, fastText
-    python benchmarks/bench_peers.py [--archive aclImdb_v1.tar.gz] [--rounds 3] [--model M]
+    python benchmarks/bench_peers.py [--archive aclImdb_v1.tar.gz] [--rounds 3] [--model M]...
 
 Each peer is trained here on the IMDB train split, then every model scores the same files
 as a user would, each in a process of its own started cold (interpreter, imports, model
@@ -142,7 +142,9 @@ def main() -> None:
     ap.add_argument("--archive", type=Path, default=Path(
         os.environ.get("RNNCLI_TEST_ARCHIVE", DEFAULT_ARCHIVE)))
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--model", help="an .onnx file for rnncli (default: the bundled model)")
+    ap.add_argument("--model", action="append", default=[],
+                    help="an .onnx file for rnncli (default: the bundled model); repeat to "
+                         "measure several in the same run")
     ap.add_argument("--workdir", type=Path)
     a = ap.parse_args()
 
@@ -167,16 +169,26 @@ def main() -> None:
     (work / "linear_score.py").write_text(LINEAR_SCORE)
 
     py = sys.executable
-    model = ["--model", a.model] if a.model else []
+
+    def rnncli(model):
+        given = ["--model", model] if model else []
+        return lambda f, out: [py, "-m", "rnncli", "predict", *given, "--file", str(f),
+                               "--output", str(out)]
+
+    models = a.model or [None]
     commands = {
-        "rnncli": lambda f, out: [py, "-m", "rnncli", "predict", *model, "--file", str(f),
-                                  "--output", str(out)],
+        f"rnncli {k}" if len(models) > 1 else "rnncli": rnncli(m) for k, m in enumerate(models)
+    }
+    commands.update({
         "fastText": lambda f, out: [py, str(work / "fasttext_score.py"), str(ft), str(f),
                                     str(out)],
         "TF-IDF + LR": lambda f, out: [py, str(work / "linear_score.py"), str(lin), str(f),
                                        str(out)],
-    }
-    kinds = {"rnncli": "rnncli", "fastText": "plain", "TF-IDF + LR": "plain"}
+    })
+    kinds = {name: "rnncli" if name.startswith("rnncli") else "plain" for name in commands}
+    for k, m in enumerate(models):
+        if len(models) > 1:
+            print(f"rnncli {k}: {m or 'the bundled model'}")
     print(f"{len(test_texts):,} full test reviews, {len(files['sentence'][0]):,} first "
           f"sentences; fastText trained in {ft_seconds:.0f} s, TF-IDF + LR in "
           f"{lin_seconds:.0f} s; {a.rounds} rounds, alternating; {os.cpu_count()} cores")
@@ -185,8 +197,8 @@ def main() -> None:
     for _ in range(a.rounds):
         for file in files:
             for name, cmd in commands.items():
-                suffix = "jsonl" if name == "rnncli" else "txt"
-                out = work / f"out-{name.split()[0]}-{file}.{suffix}"
+                suffix = "jsonl" if kinds[name] == "rnncli" else "txt"
+                out = work / f"out-{name.replace(' ', '-')}-{file}.{suffix}"
                 got.setdefault((name, file), []).append(run(cmd(work / f"{file}.txt", out)))
                 pred = labels_from(out, kinds[name])
                 accuracy[name, file] = float((pred == files[file][1]).mean())
