@@ -186,8 +186,8 @@ def main() -> None:
                                        str(out)],
     })
     kinds = {name: "rnncli" if name.startswith("rnncli") else "plain" for name in commands}
-    for k, m in enumerate(models):
-        if len(models) > 1:
+    if len(models) > 1:
+        for k, m in enumerate(models):
             print(f"rnncli {k}: {m or 'the bundled model'}")
     print(f"{len(test_texts):,} full test reviews, {len(files['sentence'][0]):,} first "
           f"sentences; fastText trained in {ft_seconds:.0f} s, TF-IDF + LR in "

@@ -70,9 +70,9 @@ def set_table(proto, name: str, values: np.ndarray) -> np.ndarray:
     returns the scales."""
     from onnx import numpy_helper
 
-    from rnncli.export.quantize import _symmetric_int8
+    from rnncli.export.quantize import head_table_int8
 
-    q, scale = _symmetric_int8(values.astype(np.float32), 1)
+    q, scale = head_table_int8(values)
     found = {t.name: t for t in proto.graph.initializer}
     for suffix, array in (("/int8", q), ("/scale", scale)):
         if name + suffix not in found:

@@ -82,6 +82,12 @@ def _symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
+def head_table_int8(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The n-gram head's TABLE ([keys, columns]: idf, weights) as int8 with one scale per
+    column ([1, columns]), as the export stores it and tools/rehead.py rewrites it."""
+    return _symmetric_int8(np.asarray(table, np.float32), 1)
+
+
 def quantize_weights(proto) -> list[dict]:
     """Quantize the model's large float weights in place; returns one entry per weight
     (name, shape, scale axis), empty when there was nothing to quantize."""
@@ -101,12 +107,12 @@ def quantize_weights(proto) -> list[dict]:
         # table (a row per key: its idf, its weight or K weights) has one per column: a
         # scale per key would weigh more than the key's int8 values.
         axis = int(np.argmax(w.shape))
-        per_row = lookup and w.ndim > 1 and init.name != HEAD_TABLE
+        head_table = lookup and init.name == HEAD_TABLE
         if w.ndim == 1:
             q, scale = _symmetric_int8(w.reshape(1, -1), 0)
             q, scale = q.reshape(w.shape), scale.reshape(())
-        elif lookup and init.name == HEAD_TABLE:
-            q, scale = _symmetric_int8(w, 1)  # scale [1, columns]
+        elif head_table:
+            q, scale = head_table_int8(w)
         else:
             q, scale = _symmetric_int8(w, axis)
         q_name, s_name = init.name + "/int8", init.name + "/scale"
@@ -115,7 +121,8 @@ def quantize_weights(proto) -> list[dict]:
                                   numpy_helper.from_array(scale, s_name)])
         if axis == 0 and lookup:
             for where, node in uses:
-                _dequantize_rows(where, node, q_name, s_name, per_row=per_row)
+                _dequantize_rows(where, node, q_name, s_name,
+                                 per_row=w.ndim > 1 and not head_table)
             done.append({"name": init.name, "shape": list(w.shape), "scale_axis": axis,
                          "dequantized": "at lookup"})
             continue

@@ -198,7 +198,6 @@ def cross_fit(fit, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.nd
     not seen them: each row's from the head `fit` makes of the training reviews and every
     fold but the row's own (folds_of; `groups` unset: each review a group). Returns
     (logits, each row's head bias), the logits [rows] or [rows, K]."""
-
     n = len(x_val)
     groups = np.arange(n) if groups is None else np.asarray(groups)
     fold = folds_of(groups, min(folds, len(np.unique(groups))), seed)
