@@ -202,6 +202,8 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
 
     from rnncli.config import run_files
     from rnncli.fsutil import read_json
+    from rnncli.serve import contract
+    from rnncli.serve.onnx_model import OnnxModel
     from rnncli.train.head import FOLDS
 
     own_dataset(_isolated, "yesno", ["billing", "bugs"], per_label=80)
@@ -221,6 +223,17 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
     want = fit_cascade(held["head"], held["joined"], held["labels"])
     assert figures["alpha"] == pytest.approx(want.alpha, rel=1e-6)
     assert figures["threshold"] == pytest.approx(want.threshold, rel=1e-6)
+    assert figures["budget"] == pytest.approx(BUDGET)
+    # A budget of its own, in points: the threshold of that budget, stored in the file.
+    res = invoke("export", "onnx", "--model", "run", "--reviews", "40", "--json",
+                 "--cascade-budget", "0")
+    assert res.exit_code == 0, res.output
+    figures = json.loads(res.stdout)["cascade"]["run/model.onnx"]
+    tight = fit_cascade(held["head"], held["joined"], held["labels"], budget=0.0)
+    assert figures["threshold"] == pytest.approx(tight.threshold, rel=1e-6)
+    assert figures["budget"] == 0.0
+    stored = json.loads(OnnxModel(run / run_files.ONNX).metadata[contract.CASCADE])
+    assert stored["threshold"] == pytest.approx(tight.threshold, rel=1e-6)
     (run / run_files.HEAD_HELD_OUT).write_bytes(b"not an npz")  # damaged: no cascade, no crash
     res = invoke("export", "onnx", "--model", "run", "--reviews", "40", "--json")
     assert res.exit_code == 0, res.output
@@ -229,6 +242,22 @@ def test_a_head_fitted_again_on_validation_gets_the_cascade_of_the_held_out_head
     assert res.exit_code == 0, res.output
     assert not (run / run_files.HEAD_HELD_OUT).exists()
     assert "cross_fit_folds" not in read_json(run / run_files.HEAD_JSON)
+
+
+def test_the_cli_budget_is_the_exports_in_points():
+    import inspect
+
+    from rnncli.cli.export import onnx
+
+    default = inspect.signature(onnx).parameters["cascade_budget"].default
+    assert default == pytest.approx(100 * BUDGET)
+
+
+@pytest.mark.parametrize("budget", ["-0.1", "101", "lots"])
+def test_a_budget_out_of_range_is_refused_before_any_work(tmp_path, budget):
+    res = invoke("export", "onnx", "--model", tmp_path, "--cascade-budget", budget)
+    assert res.exit_code == 2
+    assert "--cascade-budget" in res.output and "Traceback" not in res.output
 
 
 def test_no_cascade_with_spark_is_refused(tmp_path):

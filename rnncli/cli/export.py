@@ -74,6 +74,12 @@ def onnx(
         "--no-cascade", help="Write no cascade (by default a model of 2 labels with an n-gram "
         "head gets one: the head decides the reviews it is sure of, the network the rest).")]
     = False,
+    # export/cascade.py's BUDGET in points, spelled out here so that the CLI's start imports
+    # no numpy (tests/test_cascade.py checks the two agree).
+    cascade_budget: Annotated[float, typer.Option(
+        "--cascade-budget", min=0.0, max=100.0, metavar="POINTS",
+        help="Validation accuracy, in points, the cascade is expected to cost: lower sends "
+        "more reviews on to the network (slower, closer to --no-cascade).")] = 0.1,
     data_dir: DataDir = None,
     as_json: Json = False,
     verbose: Verbose = False,
@@ -113,7 +119,7 @@ def onnx(
         report = export_onnx(ref, output, home, opset=opset, atol=atol,
                              n_reviews=reviews, graph=graph, quantize=quantize,
                              record_test=record_test, progress=say, hold_lock=False,
-                             cascade=not no_cascade)
+                             cascade=not no_cascade, cascade_budget=cascade_budget / 100)
         text = None
         if text_input:
             say("text input: building, checking against the Python tokenizer")
@@ -237,7 +243,8 @@ def cascade_lines(cascade: dict) -> list[str]:
     if "skipped" in cascade:
         return [f"no cascade: {cascade['skipped']}"]
     return [f"cascade in {Path(path).name}: {c['exit_share']:.1%} of {c['reviews']:,} "
-            f"validation reviews stop at the n-gram head (|z| >= {c['threshold']:.2f}); "
+            f"validation reviews stop at the n-gram head (|z| >= {c['threshold']:.2f}, "
+            f"--cascade-budget {100 * c['budget']:g}); "
             f"validation accuracy {c['accuracy']:.4f}, {c['joined_accuracy']:.4f} with the "
             "network on every review" for path, c in cascade.items()]
 

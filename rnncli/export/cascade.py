@@ -56,6 +56,7 @@ class Cascade:
     joined_accuracy: float  # the same reviews, every one through the network
     head_accuracy: float  # the head alone, calibrated
     reviews: int
+    budget: float = BUDGET  # the expected cost the threshold was fitted to
 
     def metadata(self) -> dict[str, str]:
         return {CASCADE: json.dumps({k: round(v, 6) if isinstance(v, float) else v
@@ -103,7 +104,8 @@ def fit_cascade(head: np.ndarray, joined: np.ndarray, y: np.ndarray,
     return Cascade(alpha=alpha, beta=beta, threshold=t, exit_share=float(sure.mean()),
                    accuracy=float((np.where(sure, by_head, by_net) == truth).mean()),
                    joined_accuracy=float((by_net == truth).mean()),
-                   head_accuracy=float((by_head == truth).mean()), reviews=n)
+                   head_accuracy=float((by_head == truth).mean()), reviews=n,
+                   budget=float(budget))
 
 
 def _subgraph_inputs(graph) -> set[str]:
