@@ -61,13 +61,12 @@ def main() -> None:
         raise SystemExit(f"{path} has no cascade: export it without --no-cascade")
     # Threshold 0 gives every review the calibrated head's probability: its |z|.
     head_p, _ = scores(model, texts, 0.0)
-    head_short, _ = scores(model, short, 0.0)
 
     def margin(p):
         p = p.clip(1e-12, 1 - 1e-12)
         return np.abs(np.log(p / (1 - p)))
 
-    z, z_short = margin(head_p), margin(head_short)
+    z = margin(head_p)
     every, every_s = scores(model, texts, np.inf)
     every_short, _ = scores(model, short, np.inf)
     print(f"{path}: test reviews {len(texts):,}, first sentences {len(short):,}; validation "
