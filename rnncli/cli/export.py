@@ -44,6 +44,14 @@ Verbose = Annotated[bool, typer.Option(
 EXAMPLE_REVIEW = "a wonderful, moving film"
 
 
+def _points(value: float) -> float:
+    # A callback, not min/max: the range would widen the help's type column past 80.
+    if not 0.0 <= value <= 100.0:
+        raise typer.BadParameter(f"{value:g} is not a share of accuracy in points: give 0 to "
+                                 "100 (0.1 is the default).")
+    return value
+
+
 @app.command(cls=Command)
 @handle_errors
 def onnx(
@@ -77,7 +85,7 @@ def onnx(
     # export/cascade.py's BUDGET in points, spelled out here so that the CLI's start imports
     # no numpy (tests/test_cascade.py checks the two agree).
     cascade_budget: Annotated[float, typer.Option(
-        "--cascade-budget", metavar="POINTS", callback=lambda v: _points(v),
+        "--cascade-budget", metavar="POINTS", callback=_points,
         help="Validation accuracy, in points, the cascade is expected to cost: lower sends "
         "more reviews on to the network (slower, closer to --no-cascade).")] = 0.1,
     data_dir: DataDir = None,
@@ -237,14 +245,6 @@ def result_lines(report, text=None) -> list[str]:
     if text:
         lines += text_lines(text)
     return lines
-
-
-def _points(value: float) -> float:
-    # A callback, not min/max: the range would widen the help's type column past 80.
-    if not 0.0 <= value <= 100.0:
-        raise typer.BadParameter(f"{value:g} is not a share of accuracy in points: give 0 to "
-                                 "100 (0.1 is the default).")
-    return value
 
 
 def cascade_lines(cascade: dict) -> list[str]:

@@ -35,6 +35,7 @@ import numpy as np
 from rnncli.config import run_files
 from rnncli.config.settings import RunConfig
 from rnncli.errors import DataError, ExportError, GraphUnsupported, ModelError
+from rnncli.export.cascade import BUDGET
 from rnncli.export.check import check_outputs, checker_problem, full_check, session, time_graph
 from rnncli.export.graph import GRAPH_KINDS, build_graph, serving_metadata
 from rnncli.fsutil import atomic_path, exclusive_lock, read_json
@@ -260,7 +261,7 @@ def export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int = 
                 quantize: bool = False, record_test: bool = False,
                 progress: Callable[[str], None] | None = None,
                 hold_lock: bool = True, cascade: bool = True,
-                cascade_budget: float | None = None) -> ExportReport:
+                cascade_budget: float = BUDGET) -> ExportReport:
     check_exportable(ref, graph)
     if not hold_lock:  # the caller holds run_folder_locked across more than this export
         return _export_onnx(ref, output, home, opset=opset, atol=atol, n_reviews=n_reviews,
@@ -278,7 +279,7 @@ def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int =
                  atol: float = 1e-5, n_reviews: int = 25_000, graph: str = "auto",
                  quantize: bool = False, record_test: bool = False,
                  progress: Callable[[str], None] | None = None,
-                 cascade: bool = True, cascade_budget: float | None = None) -> ExportReport:
+                 cascade: bool = True, cascade_budget: float = BUDGET) -> ExportReport:
     say = progress or (lambda what: None)
     prep = locate.keras_preprocessing(ref.path)
     cfg_path = ref.path.parent / run_files.CONFIG
@@ -321,11 +322,11 @@ def _export_onnx(ref: locate.ModelRef, output: Path, home: Path, *, opset: int =
     q_path = report.quantized.get("path")
     paths = [output] + ([Path(q_path)] if q_path else [])
     if cascade and best.name != "tf2onnx":
-        from rnncli.export.cascade import BUDGET, cascade_exported
+        from rnncli.export.cascade import cascade_exported
 
         report.cascade = cascade_exported(
             paths, model, cfg, prep, home, x, atol=atol, say=say,
-            budget=BUDGET if cascade_budget is None else cascade_budget,
+            budget=cascade_budget,
             held_out=ref.path.parent / run_files.HEAD_HELD_OUT)
         if any(k != "skipped" for k in report.cascade):
             report.size_bytes = output.stat().st_size
