@@ -52,10 +52,11 @@ def main() -> None:
           "slots kept  val acc  test acc  fit s")
     for hold in a.hold_outs.split(","):
         d = SimpleNamespace(dataset=None, num_words=30000, maxlen=500, padding="pre",
-                            truncating="pre", limit=None, validation_split=0.2, hold_out=hold)
+                            truncating="pre", limit=None, validation_split=0.2, hold_out=hold,
+                            hold_out_seed=0)
         x, y, x_val, y_val = store.training_shares(home, d)
-        held = (store.held_out(split.movies, split.labels, len(x_val)) if hold == "movies"
-                else np.arange(len(split)) >= len(x))
+        held = (store.held_out(split.movies, split.labels, len(x_val), d.hold_out_seed)
+                if hold == "movies" else np.arange(len(split)) >= len(x))
         seen = np.isin(split.movies[held], split.movies[~held]).mean()
         rows, val_rows = real_rows(x), real_rows(x_val)
         for order, buckets in ((int(o), int(b)) for o in a.orders.split(",")

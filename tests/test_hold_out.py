@@ -55,20 +55,53 @@ def test_a_line_without_a_title_and_an_archive_without_urls_give_no_movie(tmp_pa
     assert (store.load_split(store.data_home(None), "train").movies == -1).all()
 
 
-def test_held_out_takes_whole_movies_from_the_end_keeping_the_balance():
-    rng = np.random.default_rng(0)
-    # 200 movies of 1-30 reviews each, most leaning one way.
-    movies = np.repeat(np.arange(200), rng.integers(1, 31, 200))
-    lean = rng.random(200) < 0.5
+def movie_split(seed: int = 0, count: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """`count` movies of 1-30 reviews each, k reviews as likely as 1/k (IMDB's train split:
+    7.2 reviews a movie, at most 30), most leaning one way, their reviews shuffled."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(1, 31)
+    movies = np.repeat(np.arange(count), rng.choice(k, count, p=(1 / k) / (1 / k).sum()))
+    lean = rng.random(count) < 0.5
     labels = (rng.random(len(movies)) < np.where(lean[movies], 0.85, 0.15)).astype(np.int8)
     order = rng.permutation(len(movies))
-    movies, labels = movies[order], labels[order]
+    return movies[order], labels[order]
+
+
+def movie_size(movies: np.ndarray, held: np.ndarray) -> float:
+    """Mean reviews of the movie of each held-out review."""
+    _, inverse, counts = np.unique(movies, return_inverse=True, return_counts=True)
+    return float(counts[inverse][held].mean())
+
+
+@pytest.mark.parametrize("seed", [None, 0, 7])
+def test_held_out_takes_whole_movies_keeping_the_balance(seed):
+    movies, labels = movie_split()
     n = len(movies) // 5
-    held = store.held_out(movies, labels, n)
+    held = store.held_out(movies, labels, n, seed)
     assert not set(movies[held]) & set(movies[~held])
     assert abs(held.sum() - n) <= 1
     assert abs(labels[held].mean() - labels.mean()) < 0.01
-    assert held[-1]  # the last review's movie comes first
+    if seed is None:
+        assert held[-1]  # walking back: the last review's movie comes first
+
+
+def test_a_drawn_share_is_of_movies_like_the_split_and_the_seed_picks_it():
+    sizes = {"split": [], "walk": [], "draw": []}
+    for s in range(8):
+        movies, labels = movie_split(s, count=1000)
+        n = len(movies) // 5
+        sizes["split"].append(movie_size(movies, np.ones(len(movies), bool)))
+        sizes["walk"].append(movie_size(movies, store.held_out(movies, labels, n)))
+        sizes["draw"].append(movie_size(movies, store.held_out(movies, labels, n, s)))
+    split, walk, draw = (float(np.mean(v)) for v in sizes.values())
+    # Walking back meets a movie of many reviews sooner; a draw takes movies as they come.
+    assert walk > split + 2.5
+    assert abs(draw - split) < 1.5
+    movies, labels = movie_split()
+    n = len(movies) // 5
+    first = store.held_out(movies, labels, n, 1)
+    assert (first == store.held_out(movies, labels, n, 1)).all()
+    assert not (first == store.held_out(movies, labels, n, 2)).all()
     # Unknown movies are one review each: with none known, the last n reviews.
     unknown = np.full(len(movies), -1, np.int32)
     assert (store.held_out(unknown, np.zeros(len(movies)), n)
@@ -98,6 +131,14 @@ def test_a_run_saved_before_hold_out_keeps_the_last_share():
     assert config.RunConfig.from_dict(saved).data.hold_out == "last"
     saved["data"]["hold_out"] = "movies"
     assert config.RunConfig.from_dict(saved).data.hold_out == "movies"
+
+
+def test_a_run_saved_before_the_draw_walks_back_as_it_did():
+    saved = config.RunConfig().to_dict()
+    assert saved["data"]["hold_out_seed"] == 0
+    assert config.RunConfig.from_dict(saved).data.hold_out_seed == 0
+    del saved["data"]["hold_out_seed"]
+    assert config.RunConfig.from_dict(saved).data.hold_out_seed is None
 
 
 def test_with_no_movie_known_validation_is_the_last_share(tmp_path):

@@ -80,6 +80,7 @@ def train(
     truncating: Annotated[Side | None, setting("truncating")] = None,
     validation_split: Annotated[float | None, setting("validation_split")] = None,
     hold_out: Annotated[HoldOut | None, setting("hold_out")] = None,
+    hold_out_seed: Annotated[int | None, setting("hold_out_seed")] = None,
     limit: Limit = None,
     cell: Annotated[Cell | None, setting("cell")] = None,
     units: Annotated[int | None, setting("units")] = None,

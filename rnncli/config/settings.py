@@ -63,9 +63,12 @@ class DataConfig:
     truncating: str = setting("pre", "which end of a long review is cut (pre or post)")
     validation_split: float = setting(0.2, "share of train held out for validation")
     hold_out: str = setting("movies", "what validation holds out: movies (every review of "
-                                      "the movies of the last share, none of them in "
-                                      "training; reviews with no movie count as one each) "
-                                      "or last (the last share)")
+                                      "whole movies, none of them in training; reviews with "
+                                      "no movie count as one each) or last (the last share)")
+    hold_out_seed: int | None = setting(0, "the draw of whole movies for validation with "
+                                           "hold_out movies, each movie as likely (unset: "
+                                           "walking back from the last review, as runs saved "
+                                           "before this key)")
     limit: int | None = setting(None, "train on the first N reviews only (unset: all)")
 
 
@@ -170,6 +173,8 @@ class RunConfig:
             cfg.model.ngram_weighting = "tfidf"  # what a run saved before the key fitted
         if "data" in d and "hold_out" not in d["data"]:
             cfg.data.hold_out = "last"  # what a run saved before the key held out
+        if "data" in d and "hold_out_seed" not in d["data"]:
+            cfg.data.hold_out_seed = None  # how a run saved before the key drew its movies
         apply(cfg, {k: v for name in SECTIONS for k, v in d.get(name, {}).items()})
         return cfg
 
@@ -391,6 +396,7 @@ def ranges() -> dict[str, tuple[float, float]]:
         "clipnorm": (0, 1e6),
         "clipvalue": (0, 1e6),
         "seed": (0, 2**32 - 1),  # what numpy's and TensorFlow's generators take
+        "hold_out_seed": (0, 2**32 - 1),
         "steps_per_execution": (1, 10_000),
         "crop_min": (1, MAX_MAXLEN),
         "crop_max": (1, MAX_MAXLEN),

@@ -423,7 +423,7 @@ def training_shares(home: Path, d, groups: bool = False) -> tuple[np.ndarray, ..
     if movies is None or not (movies >= 0).any():  # no movie known: the last share
         held = np.arange(len(x)) >= len(x) - n_val
     else:
-        held = held_out(movies, y, n_val)
+        held = held_out(movies, y, n_val, getattr(d, "hold_out_seed", None))
         if not held.any():
             raise UsageError(f"--validation-split {d.validation_split} holds out no whole "
                              "movie of these reviews: raise it, or use --hold-out last.")
@@ -438,20 +438,27 @@ def training_shares(home: Path, d, groups: bool = False) -> tuple[np.ndarray, ..
     return (*shares, group[held])
 
 
-def held_out(movies: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def held_out(movies: np.ndarray, labels: np.ndarray, n: int, seed: int | None = None
+             ) -> np.ndarray:
     """Boolean mask of the reviews of whole movies, about `n` of them with the labels in the
-    split's proportions: movies are taken from the last review backwards, each unless it
-    would take a label past its share of `n` (most movies' reviews lean one way, so a share
-    taken by movie alone can be far from the split's balance: 61% positive on IMDB). -1
-    (unknown) is a movie of one review."""
+    split's proportions: movies are drawn in a random order (`seed`), each unless it would
+    take a label past its share of `n` (most movies' reviews lean one way, so a share taken
+    by movie alone can be far from the split's balance: 61% positive on IMDB). -1 (unknown)
+    is a movie of one review. `seed` None: walking back from the last review instead, as runs
+    saved before the draw did; a movie with more reviews is met sooner that way, and IMDB's
+    share of 5,000 came out of movies of 21.7 reviews on average (review-weighted) against
+    16.3 for the split, on which the n-gram head scored 0.919 against 0.902 to 0.912 on five
+    random folds of whole movies."""
     groups = np.where(movies >= 0, movies.astype(np.int64), -1 - np.arange(len(movies)))
     _, inverse = np.unique(groups, return_inverse=True)
     classes = np.unique(labels, return_inverse=True)[1]
     per = np.zeros((inverse.max() + 1, classes.max() + 1), np.int64)
     np.add.at(per, (inverse, classes), 1)
     target = np.bincount(classes) * (n / len(labels))
+    order = (inverse[::-1] if seed is None
+             else np.random.default_rng(seed).permutation(len(per)))
     chosen, held = np.zeros(len(per), bool), np.zeros(per.shape[1])
-    for g in inverse[::-1]:
+    for g in order:
         if (held >= target - 0.5).all():
             break
         if not chosen[g] and (held + per[g] <= target + 0.5).all():
