@@ -16,6 +16,9 @@ each review, the join's a, b, c fitted on the validation reviews and one window 
 - test, first sentence, crops: the test split and benchmarks/short_text.py's sets;
 - slots kept: table slots with a key (idf not 0), what the int8 file holds.
 
+With --validation-only the test split and the short-text sets are not read: a choice of
+head made on this print has not seen them.
+
 Lines marked "+ all train" fit the same head on the whole train split (training and
 validation share) and join it with the weights of the head above it: the validation share
 is then seen by the head, so only the test columns mean anything.
@@ -46,6 +49,17 @@ def accuracy(z: np.ndarray, y: np.ndarray) -> float:
     return float(((z > 0) == (y > 0.5)).mean())
 
 
+def test_sets(home: Path, dataset: str) -> dict[str, tuple[list[str], np.ndarray]]:
+    """The test split, its first sentences and its crops: texts and labels."""
+    test = store.load_split(home, "test", dataset)
+    texts, y_test = test.texts(), test.labels.astype(np.float64)
+    firsts = [(first_sentence(t), label) for t, label in zip(texts, y_test)]
+    firsts = [(s, label) for s, label in firsts if s]
+    return {"test": (texts, y_test), "first sentence": (
+        [s for s, _ in firsts], np.array([label for _, label in firsts])),
+        "crops": (crops(texts), y_test)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -53,8 +67,12 @@ def main() -> None:
                     help="comma-separated ORDER:SLOTS:C:W (W: a window weighs 1/W)")
     ap.add_argument("--all-train", action="store_true",
                     help="also fit each head on the whole train split (test columns only)")
+    ap.add_argument("--validation-only", action="store_true",
+                    help="score the validation share only: choose without the test columns")
     ap.add_argument("--data-dir", type=Path, default=None)
     a = ap.parse_args()
+    if a.validation_only and a.all_train:
+        ap.error("--all-train scores the test split only; leave out --validation-only")
 
     tf_runtime.import_tensorflow()
     cfg = RunConfig.from_dict(read_json(a.run / "config.json"))
@@ -63,13 +81,7 @@ def main() -> None:
     prep = locate.keras_preprocessing(a.run / "model.keras")
     x, y, x_val, y_val = store.training_shares(home, d)
     rows, labels = join_rows(x_val, y_val, seed)
-    test = store.load_split(home, "test", d.dataset)
-    texts, y_test = test.texts(), test.labels.astype(np.float64)
-    firsts = [(first_sentence(t), label) for t, label in zip(texts, y_test)]
-    firsts = [(s, label) for s, label in firsts if s]
-    sets = {"test": (texts, y_test), "first sentence": (
-        [s for s, _ in firsts], np.array([label for _, label in firsts])),
-        "crops": (crops(texts), y_test)}
+    sets = {} if a.validation_only else test_sets(home, d.dataset)
     # Each text's ids as `predict` encodes them (start marker, truncation), pads left out.
     set_rows = {name: real_rows(prep.encode(ts)[0]) for name, (ts, _) in sets.items()}
     started = time.perf_counter()
@@ -82,11 +94,17 @@ def main() -> None:
     # calibration (a one-feature regression on the join's rows), as the head's join does.
     wa, _, wc = stack_weights(net, np.zeros_like(net), labels)
     print(f"network alone: val {accuracy(wa * net[:n] + wc, labels[:n]):.4f} / "
-          f"{accuracy(wa * net[n:] + wc, labels[n:]):.4f}; " + ", ".join(
-              f"{name} {accuracy(wa * net_sets[name] + wc, sets[name][1]):.4f}"
+          f"{accuracy(wa * net[n:] + wc, labels[n:]):.4f}" + "".join(
+              f"; {name} {accuracy(wa * net_sets[name] + wc, sets[name][1]):.4f}"
               for name in sets))
+    widths = {"test": 7, "first sentence": 8, "crops": 7}
     print(f"{'head (order, slots, C, window)':<34} {'slots kept':>10} {'head val':>8} "
-          f"{'joined val':>15} {'test':>7} {'first s.':>8} {'crops':>7} {'fit s':>6}")
+          f"{'joined val':>15} " + "".join(f"{name[:8]:>{widths[name]}} " for name in sets)
+          + f"{'fit s':>6}")
+
+    def columns(scores: dict[str, float]) -> str:
+        return "".join(f"{scores[name]:{widths[name]}.4f} " for name in scores)
+
     x_all = np.concatenate([x, x_val])
     y_all = np.concatenate([y, y_val])
     for spec in a.heads.split(","):
@@ -109,12 +127,10 @@ def main() -> None:
             if fit_on == "share":
                 print(f"{name:<34} {kept:10,} {acc['head']['whole']:8.4f} "
                       f"{acc['both']['whole']:7.4f} / {acc['both']['windows']:.4f} "
-                      f"{scores['test']:7.4f} {scores['first sentence']:8.4f} "
-                      f"{scores['crops']:7.4f} {fit_s:6.0f}", flush=True)
+                      f"{columns(scores)}{fit_s:6.0f}", flush=True)
             else:
                 print(f"{'  + all train':<34} {kept:10,} {'-':>8} {'-':>15} "
-                      f"{scores['test']:7.4f} {scores['first sentence']:8.4f} "
-                      f"{scores['crops']:7.4f} {fit_s:6.0f}", flush=True)
+                      f"{columns(scores)}{fit_s:6.0f}", flush=True)
 
 
 if __name__ == "__main__":
