@@ -1,0 +1,98 @@
+"""What more members would add to the join: networks of other runs and other linear heads
+beside the bundled kind, scored on the validation share only.
+
+    python benchmarks/bench_join.py RUN [RUN ...] [--heads nb:3,nb:2,tfidf:3,tfidf:2]
+
+Every RUN is a run folder of one validation share (`--hold-out movies`, one
+`--hold-out-seed`); the first gives the share, its seed and the join's rows (each
+validation review whole and one window of it, train/head.py's join_rows). Each RUN's network
+logit is read on those rows; each head (WEIGHTING:ORDER, fit_head's other settings as
+served) is fitted on the training share. Then each set of members is joined by a logistic
+regression on their logits, as the head's join is, but cross-fitted: 5 random folds of the
+rows, each scored by a join fitted on the other 4, so a join of more members cannot flatter
+itself by its extra weights. Printed: accuracy on whole reviews / their windows, for
+
+- the first head alone and each network with it (what `--ngram-head` serves),
+- all the networks with it,
+- the first network and the first head with each further head, then with all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.config.settings import RunConfig
+from rnncli.data import store
+from rnncli.fsutil import read_json
+from rnncli.model import runtime as tf_runtime
+from rnncli.train.head import fit_head, join_rows, network_logits
+
+FOLDS = 5
+
+
+def cross_fitted(columns: list[np.ndarray], y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each row's joined logit from a join that was not fitted on it."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, z = np.stack(columns, 1), np.zeros(len(y))
+    fold = np.random.default_rng(seed).permutation(len(y)) % FOLDS
+    for f in range(FOLDS):
+        fit = LogisticRegression(C=1e4, max_iter=1000).fit(x[fold != f], y[fold != f])
+        z[fold == f] = fit.decision_function(x[fold == f])
+    return z
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs="+")
+    ap.add_argument("--heads", default="nb:3,nb:2,tfidf:3,tfidf:2",
+                    help="comma-separated WEIGHTING:ORDER; the first is the one joined to "
+                         "every network")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    a = ap.parse_args()
+
+    tf_runtime.import_tensorflow()
+    configs = [RunConfig.from_dict(read_json(run / "config.json")) for run in a.runs]
+    d, seed = configs[0].data, configs[0].train.seed
+    for run, cfg in zip(a.runs, configs):
+        if (cfg.data.hold_out, cfg.data.hold_out_seed, cfg.data.maxlen) != (
+                d.hold_out, d.hold_out_seed, d.maxlen):
+            ap.error(f"{run} holds out another validation share or reads another maxlen "
+                     f"than {a.runs[0]}")
+    x, y, x_val, y_val = store.training_shares(store.data_home(a.data_dir), d)
+    rows, labels = join_rows(x_val, y_val, seed)
+    n, target = len(x_val), labels > 0.5
+    nets = {str(run): network_logits(
+        tf_runtime.load_keras_model(run / "model.keras"), cfg, rows, d.maxlen)
+        for run, cfg in zip(a.runs, configs)}
+    heads = {}
+    for spec in a.heads.split(","):
+        weighting, order = spec.split(":")
+        heads[f"{weighting} {order}"] = fit_head(
+            x, y, d.num_words, seed, weighting=weighting, order=int(order)).logits(rows)
+    first_net, first_head = next(iter(nets)), next(iter(heads))
+    print(f"validation share: {n:,} reviews (hold-out {d.hold_out}, seed "
+          f"{d.hold_out_seed}); join cross-fitted in {FOLDS} folds of its rows")
+    print(f"{'members':<60} {'whole':>7} {'windows':>8}")
+
+    def line(names: list[str]) -> None:
+        right = (cross_fitted([{**nets, **heads}[m] for m in names], target) > 0) == target
+        print(f"{' + '.join(names):<60} {right[:n].mean():7.4f} {right[n:].mean():8.4f}")
+
+    line([first_head])
+    for net in nets:
+        line([net, first_head])
+    if len(nets) > 1:
+        line([*nets, first_head])
+    extra = [h for h in heads if h != first_head]
+    for head in extra:
+        line([first_net, first_head, head])
+    if len(extra) > 1:
+        line([first_net, *heads])
+
+
+if __name__ == "__main__":
+    main()
