@@ -49,7 +49,7 @@ def accuracy(z: np.ndarray, y: np.ndarray) -> float:
     return float(((z > 0) == (y > 0.5)).mean())
 
 
-def test_sets(home: Path, dataset: str) -> dict[str, tuple[list[str], np.ndarray]]:
+def scored_sets(home: Path, dataset: str) -> dict[str, tuple[list[str], np.ndarray]]:
     """The test split, its first sentences and its crops: texts and labels."""
     test = store.load_split(home, "test", dataset)
     texts, y_test = test.texts(), test.labels.astype(np.float64)
@@ -81,7 +81,7 @@ def main() -> None:
     prep = locate.keras_preprocessing(a.run / "model.keras")
     x, y, x_val, y_val = store.training_shares(home, d)
     rows, labels = join_rows(x_val, y_val, seed)
-    sets = {} if a.validation_only else test_sets(home, d.dataset)
+    sets = {} if a.validation_only else scored_sets(home, d.dataset)
     # Each text's ids as `predict` encodes them (start marker, truncation), pads left out.
     set_rows = {name: real_rows(prep.encode(ts)[0]) for name, (ts, _) in sets.items()}
     started = time.perf_counter()
