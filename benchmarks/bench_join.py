@@ -8,9 +8,11 @@ Every RUN is a run folder of one validation share (`--hold-out movies`, one
 validation review whole and one window of it, train/head.py's join_rows). Each RUN's network
 logit is read on those rows; each head (WEIGHTING:ORDER, fit_head's other settings as
 served) is fitted on the training share. Then each set of members is joined by a logistic
-regression on their logits, as the head's join is, but cross-fitted: 5 random folds of the
-rows, each scored by a join fitted on the other 4, so a join of more members cannot flatter
-itself by its extra weights. Printed: accuracy on whole reviews / their windows, for
+regression on their logits, as the head's join is, but cross-fitted: the validation share
+in train/head.py's FOLDS folds of whole movies (folds_of, a window in its review's fold, as
+--ngram-refit's cross_fit), each fold scored by a join fitted on the others, so a join of
+more members cannot flatter itself by its extra weights. Printed: accuracy on whole
+reviews / their windows, for
 
 - the first head alone and each network with it (what `--ngram-head` serves),
 - all the networks with it,
@@ -28,20 +30,17 @@ from rnncli.config.settings import RunConfig
 from rnncli.data import store
 from rnncli.fsutil import read_json
 from rnncli.model import runtime as tf_runtime
-from rnncli.train.head import fit_head, join_rows, network_logits
-
-FOLDS = 5
+from rnncli.train.head import FOLDS, fit_head, folds_of, join_rows, network_logits
 
 
-def cross_fitted(columns: list[np.ndarray], y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Each row's joined logit from a join that was not fitted on it."""
+def cross_fitted(columns: list[np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """Each row's joined logit from a join fitted on the other folds' rows."""
     from sklearn.linear_model import LogisticRegression
 
     x, z = np.stack(columns, 1), np.zeros(len(y))
-    fold = np.random.default_rng(seed).permutation(len(y)) % FOLDS
-    for f in range(FOLDS):
-        fit = LogisticRegression(C=1e4, max_iter=1000).fit(x[fold != f], y[fold != f])
-        z[fold == f] = fit.decision_function(x[fold == f])
+    for k in np.unique(fold):
+        fit = LogisticRegression(C=1e4, max_iter=1000).fit(x[fold != k], y[fold != k])
+        z[fold == k] = fit.decision_function(x[fold == k])
     return z
 
 
@@ -62,8 +61,10 @@ def main() -> None:
                 d.hold_out, d.hold_out_seed, d.maxlen):
             ap.error(f"{run} holds out another validation share or reads another maxlen "
                      f"than {a.runs[0]}")
-    x, y, x_val, y_val = store.training_shares(store.data_home(a.data_dir), d)
+    x, y, x_val, y_val, movies = store.training_shares(store.data_home(a.data_dir), d,
+                                                      groups=True)
     rows, labels = join_rows(x_val, y_val, seed)
+    fold = np.tile(folds_of(movies, FOLDS, seed), 2)  # a window is in its review's fold
     n, target = len(x_val), labels > 0.5
     nets = {str(run): network_logits(
         tf_runtime.load_keras_model(run / "model.keras"), cfg, rows, d.maxlen)
@@ -75,23 +76,17 @@ def main() -> None:
             x, y, d.num_words, seed, weighting=weighting, order=int(order)).logits(rows)
     first_net, first_head = next(iter(nets)), next(iter(heads))
     print(f"validation share: {n:,} reviews (hold-out {d.hold_out}, seed "
-          f"{d.hold_out_seed}); join cross-fitted in {FOLDS} folds of its rows")
-    print(f"{'members':<60} {'whole':>7} {'windows':>8}")
-
-    def line(names: list[str]) -> None:
-        right = (cross_fitted([{**nets, **heads}[m] for m in names], target) > 0) == target
-        print(f"{' + '.join(names):<60} {right[:n].mean():7.4f} {right[n:].mean():8.4f}")
-
-    line([first_head])
-    for net in nets:
-        line([net, first_head])
-    if len(nets) > 1:
-        line([*nets, first_head])
+          f"{d.hold_out_seed}); join cross-fitted in {FOLDS} folds of whole movies")
     extra = [h for h in heads if h != first_head]
-    for head in extra:
-        line([first_net, first_head, head])
-    if len(extra) > 1:
-        line([first_net, *heads])
+    lines = ([[first_head]] + [[net, first_head] for net in nets]
+             + ([[*nets, first_head]] if len(nets) > 1 else [])
+             + [[first_net, first_head, head] for head in extra]
+             + ([[first_net, *heads]] if len(extra) > 1 else []))
+    width = max(len(" + ".join(names)) for names in lines)
+    print(f"{'members':<{width}} {'whole':>7} {'windows':>8}")
+    for names in lines:
+        right = (cross_fitted([{**nets, **heads}[m] for m in names], target, fold) > 0) == target
+        print(f"{' + '.join(names):<{width}} {right[:n].mean():7.4f} {right[n:].mean():8.4f}")
 
 
 if __name__ == "__main__":
