@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from short_text import crops, first_sentence
+from short_text import crops, first_sentences
 
 from rnncli.data import store as dataset
 from rnncli.evaluate import binary_metrics
@@ -198,9 +198,7 @@ def main() -> None:
     home = dataset.data_home(args.data_dir)
     test = dataset.load_split(home, "test")
     test_texts, y = test.texts(), test.labels.astype(np.int64)
-    firsts = [(first_sentence(t), label) for t, label in zip(test_texts, y)]
-    firsts = [(s, label) for s, label in firsts if s]
-    short_texts, short_y = [s for s, _ in firsts], np.array([label for _, label in firsts])
+    short_texts, short_y = first_sentences(test_texts, y)
     crop_texts = crops(test_texts)
     print(f"test reviews {len(test_texts):,}; first sentences {len(short_texts):,} "
           f"(median {int(np.median([len(s.split()) for s in short_texts]))} words); "

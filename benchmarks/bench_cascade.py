@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from short_text import first_sentence
+from short_text import first_sentences
 
 from rnncli.config import run_files
 from rnncli.config.settings import RunConfig
@@ -112,8 +112,7 @@ def main() -> None:
         return
     test = dataset.load_split(home, "test")
     texts, y = test.texts(), test.labels > 0.5
-    firsts = [(first_sentence(t), label) for t, label in zip(texts, y)]
-    short, short_y = [s for s, _ in firsts if s], np.array([lab for s, lab in firsts if s])
+    short, short_y = first_sentences(texts, y)
     model = OnnxModel(path)
     if not model.has_cascade:
         raise SystemExit(f"{path} has no cascade: export it without --no-cascade")

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from short_text import crops, first_sentence
+from short_text import crops, first_sentences
 
 from rnncli.config.settings import RunConfig
 from rnncli.data import store
@@ -53,11 +53,8 @@ def scored_sets(home: Path, dataset: str) -> dict[str, tuple[list[str], np.ndarr
     """The test split, its first sentences and its crops: texts and labels."""
     test = store.load_split(home, "test", dataset)
     texts, y_test = test.texts(), test.labels.astype(np.float64)
-    firsts = [(first_sentence(t), label) for t, label in zip(texts, y_test)]
-    firsts = [(s, label) for s, label in firsts if s]
-    return {"test": (texts, y_test), "first sentence": (
-        [s for s, _ in firsts], np.array([label for _, label in firsts])),
-        "crops": (crops(texts), y_test)}
+    return {"test": (texts, y_test), "first sentence": first_sentences(texts, y_test),
+            "crops": (crops(texts), y_test)}
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from short_text import first_sentence
+from short_text import first_sentences
 
 from rnncli.data import archive
 
@@ -152,10 +152,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = load(a.archive)
     test_texts, test_y = data["test"]
-    sentences = [(first_sentence(t), y) for t, y in zip(test_texts, test_y)]
-    sentences = [(s, y) for s, y in sentences if s]
-    files = {"full": (test_texts, test_y),
-             "sentence": ([s for s, _ in sentences], np.array([y for _, y in sentences]))}
+    files = {"full": (test_texts, test_y), "sentence": first_sentences(test_texts, test_y)}
     for name, (texts, _) in files.items():
         (work / f"{name}.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
 

@@ -1,7 +1,8 @@
 """The short-text sets the benchmarks share, built from IMDB test reviews.
 
 - first_sentence: a review's first sentence of 4 words or more (markup removed), what a
-  person typing one line into `rnncli predict` looks like;
+  person typing one line into `rnncli predict` looks like; first_sentences: those of many
+  reviews with their labels;
 - crops: a random window of 8 to 30 words of each review (seeded).
 """
 
@@ -23,6 +24,13 @@ def first_sentence(review: str) -> str | None:
         if len(text.tokenize(sentence)) >= 4:
             return " ".join(sentence.split())
     return None
+
+
+def first_sentences(reviews: list[str], labels: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each review's first sentence and its label, reviews without one left out."""
+    pairs = [(first_sentence(r), label) for r, label in zip(reviews, labels)]
+    pairs = [(s, label) for s, label in pairs if s]
+    return [s for s, _ in pairs], np.array([label for _, label in pairs])
 
 
 def crops(reviews: list[str], seed: int = 0, lo: int = 8, hi: int = 30) -> list[str]:
