@@ -30,16 +30,14 @@ from rnncli.config.settings import RunConfig
 from rnncli.data import store
 from rnncli.fsutil import read_json
 from rnncli.model import runtime as tf_runtime
-from rnncli.train.head import FOLDS, fit_head, folds_of, join_rows, network_logits
+from rnncli.train.head import FOLDS, fit_head, folds_of, join_rows, network_logits, stack_fit
 
 
 def cross_fitted(columns: list[np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """Each row's joined logit from a join fitted on the other folds' rows."""
-    from sklearn.linear_model import LogisticRegression
-
     x, z = np.stack(columns, 1), np.zeros(len(y))
     for k in np.unique(fold):
-        fit = LogisticRegression(C=1e4, max_iter=1000).fit(x[fold != k], y[fold != k])
+        fit = stack_fit(x[fold != k], y[fold != k])
         z[fold == k] = fit.decision_function(x[fold == k])
     return z
 

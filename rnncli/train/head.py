@@ -84,17 +84,23 @@ def head_windows(crop_prob: float) -> int:
     return WINDOWS if crop_prob > 0 else 0
 
 
-def stack_weights(network: np.ndarray, head: np.ndarray, y: np.ndarray
-                  ) -> tuple[float, float, float]:
-    """(a, b, c) of a logistic regression of the labels on a x network logit + b x head
-    logit + c, nearly unregularised: three numbers fitted on held-out reviews."""
+def stack_fit(columns: np.ndarray, y: np.ndarray):
+    """The join for two labels: a logistic regression of the labels (> 0.5: positive) on
+    [rows, members] logits, nearly unregularised (a weight per member and a bias, fitted
+    on held-out reviews)."""
     from sklearn.linear_model import LogisticRegression
 
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(np.stack([network, head], 1), y > 0.5)
+    return LogisticRegression(C=1e4, max_iter=1000).fit(columns, np.asarray(y) > 0.5)
+
+
+def stack_weights(network: np.ndarray, head: np.ndarray, y: np.ndarray
+                  ) -> tuple[float, float, float]:
+    """(a, b, c) of the join sigmoid(a x network logit + b x head logit + c)."""
+    fit = stack_fit(np.stack([network, head], 1), y)
     return float(fit.coef_[0][0]), float(fit.coef_[0][1]), float(fit.intercept_[0])
 
 
-# The join's L2 strength for K labels: nearly none, as stack_weights' C = 1e4, but it keeps
+# The join's L2 strength for K labels: nearly none, as stack_fit's C = 1e4, but it keeps
 # the bias of a label the validation share lacks finite.
 STACK_L2 = 1e-4
 
