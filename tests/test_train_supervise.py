@@ -32,8 +32,10 @@ time.sleep(600)
 """
 # A worker whose peers joined, that keeps its work on Ctrl-C and says so itself.
 TRAINING = """
-import sys, time
+import os, sys, time
 from rnncli.train import distributed
+distributed.bind_to_parent()
+open(sys.argv[1], "w").write(str(os.getpid()))
 distributed.announce(distributed.JOINING)
 distributed.announce(distributed.JOINED)
 print("epoch 1/9", file=sys.stderr, flush=True)
@@ -43,9 +45,14 @@ except KeyboardInterrupt:
     print("Error: Interrupted; kept the model of epoch 1", file=sys.stderr)
     sys.exit(130)
 """
+# The command, started as from a terminal: with Ctrl-C as Python's KeyboardInterrupt, what a
+# script's background job or a runner started from one lacks (SIGINT ignored); IGNORE_SIGINT
+# in its environment starts it as such a job.
 DRIVER = """
-import os, sys
+import os, signal, sys
 from rnncli.train import distributed
+signal.signal(signal.SIGINT, signal.SIG_IGN if os.environ.get("IGNORE_SIGINT")
+              else signal.default_int_handler)
 role = distributed.WorkerRole(0, 2, True)
 try:
     code = distributed.supervise([sys.executable, "-c", sys.argv[1], sys.argv[2]],
@@ -85,10 +92,11 @@ def gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
-def driver(tmp_path, child: str, timeout: float = 300):
+def driver(tmp_path, child: str, timeout: float = 300, ignore_sigint: bool = False):
+    env = {**os.environ, **({"IGNORE_SIGINT": "1"} if ignore_sigint else {})}
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, child, str(tmp_path / "pid"),
                              str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, env=env)
     line = proc.stderr.readline()  # the parent's own line: the child is waiting
     return proc, line
 
@@ -145,6 +153,22 @@ def test_a_training_worker_stops_itself_on_ctrl_c(tf_config, tmp_path):
     assert len(waited) <= 1
     assert [k for k in lines if k not in waited] == [
         "Error: Interrupted; kept the model of epoch 1"]
+
+
+def test_a_command_started_ignoring_ctrl_c_keeps_ignoring_it(tf_config, tmp_path):
+    """A script's background job starts with SIGINT ignored: the parent and its worker both
+    go on training; SIGTERM still ends them."""
+    proc, line = driver(tmp_path, TRAINING, ignore_sigint=True)
+    while line != "epoch 1/9\n":
+        line = proc.stderr.readline()
+    for _ in range(2):  # caught, a second Ctrl-C would end the worker at once
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the parent looks at its signals 5 times a second
+    assert proc.poll() is None
+    child = int((tmp_path / "pid").read_text())
+    assert alive(child)
+    proc.kill()
+    proc.wait(timeout=30)
 
 
 def test_a_worker_ends_with_its_parent(tf_config, tmp_path):

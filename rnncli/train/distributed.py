@@ -321,7 +321,8 @@ def supervise(argv: list[str], env: dict[str, str], timeout: float, role: Worker
               say: Callable[[str], None] = lambda line: None) -> int:
     """Run `argv` (this worker's training) as a child process and return its exit code.
 
-    The parent takes Ctrl-C and SIGTERM: it passes a SIGINT on, and ends the child with
+    The parent takes Ctrl-C and SIGTERM (those the command was not started ignoring): it
+    passes a SIGINT on, and ends the child with
     SIGKILL when it does not stop within a grace period (a child waiting for the other
     workers is blocked inside TensorFlow and cannot). It also ends a child whose workers
     have not all joined `timeout` seconds after it started waiting. Then `cleanup()` tidies
@@ -345,7 +346,11 @@ def supervise(argv: list[str], env: dict[str, str], timeout: float, role: Worker
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+            # A signal the command started ignoring (Ctrl-C for a script's background job)
+            # stays ignored, as Python leaves it and the child inherits it: caught here and
+            # passed on, it would end a child that cannot take it after the grace period.
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                handlers[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     joined, deadline, passed_on, ended = False, None, None, None
     try:
         while proc.poll() is None:
