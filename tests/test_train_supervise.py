@@ -157,7 +157,7 @@ def test_a_training_worker_stops_itself_on_ctrl_c(tf_config, tmp_path):
 
 def test_a_command_started_ignoring_ctrl_c_keeps_ignoring_it(tf_config, tmp_path):
     """A script's background job starts with SIGINT ignored: the parent and its worker both
-    go on training; SIGTERM still ends them."""
+    go on training, and the worker still ends with its parent."""
     proc, line = driver(tmp_path, TRAINING, ignore_sigint=True)
     while line != "epoch 1/9\n":
         line = proc.stderr.readline()
@@ -169,6 +169,7 @@ def test_a_command_started_ignoring_ctrl_c_keeps_ignoring_it(tf_config, tmp_path
     assert alive(child)
     proc.kill()
     proc.wait(timeout=30)
+    assert gone(child)
 
 
 def test_a_worker_ends_with_its_parent(tf_config, tmp_path):

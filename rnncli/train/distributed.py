@@ -322,12 +322,11 @@ def supervise(argv: list[str], env: dict[str, str], timeout: float, role: Worker
     """Run `argv` (this worker's training) as a child process and return its exit code.
 
     The parent takes Ctrl-C and SIGTERM (those the command was not started ignoring): it
-    passes a SIGINT on, and ends the child with
-    SIGKILL when it does not stop within a grace period (a child waiting for the other
-    workers is blocked inside TensorFlow and cannot). It also ends a child whose workers
-    have not all joined `timeout` seconds after it started waiting. Then `cleanup()` tidies
-    the run folder and says how it left it ("" when there is nothing to say), and
-    WorkerStopped carries the one line.
+    passes a SIGINT on, and ends the child with SIGKILL when it does not stop within a
+    grace period (a child waiting for the other workers is blocked inside TensorFlow and
+    cannot). It also ends a child whose workers have not all joined `timeout` seconds after
+    it started waiting. Then `cleanup()` tidies the run folder and says how it left it (""
+    when there is nothing to say), and WorkerStopped carries the one line.
     """
     import signal
     import subprocess
